@@ -1,0 +1,4 @@
+#ifndef PRESENCE_CHIREDIS_SHIM_H
+#define PRESENCE_CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#endif

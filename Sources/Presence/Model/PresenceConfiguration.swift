@@ -1,0 +1,65 @@
+/// Timing and naming shared by nodes, the registry and the sweeper. See `docs/data-model.md`.
+public struct PresenceConfiguration: Sendable, Hashable {
+    /// Prefix of every key (`presence` gives `presence:s:{socket}`). No `{` or `}`.
+    public var keyPrefix: String
+    /// How often a node heartbeats (2 s by default).
+    public var heartbeatInterval: Duration
+    /// How long after its last heartbeat a node, and every socket it holds, reads as dead
+    /// (6 s by default, at least 1 s, longer than ``heartbeatInterval``).
+    public var nodeTTL: Duration
+    /// Each socket's keys are refreshed once per this period, spread over heartbeats, and written
+    /// with a TTL of twice it (10 min by default): it bounds how long a dead node's socket keys stay.
+    public var socketTTL: Duration
+    /// How long a dead node stays listed (with `alive: false`) before its record expires
+    /// (10 min by default); the sweeper may remove it sooner.
+    public var nodeRetention: Duration
+    /// Most sockets written in one pipeline (resync, bursts).
+    public var batchSize: Int
+
+    /// Creates a configuration.
+    public init(
+        keyPrefix: String = "presence",
+        heartbeatInterval: Duration = .seconds(2),
+        nodeTTL: Duration = .seconds(6),
+        socketTTL: Duration = .seconds(600),
+        nodeRetention: Duration = .seconds(600),
+        batchSize: Int = 1000
+    ) {
+        self.keyPrefix = keyPrefix
+        self.heartbeatInterval = heartbeatInterval
+        self.nodeTTL = nodeTTL
+        self.socketTTL = socketTTL
+        self.nodeRetention = nodeRetention
+        self.batchSize = batchSize
+    }
+
+    /// Checks the values against each other.
+    /// - Throws: ``PresenceError`` with code ``PresenceError/Code/invalidConfiguration``.
+    public func validate() throws(PresenceError) {
+        func fail(_ message: String) -> PresenceError { PresenceError(.invalidConfiguration, message) }
+        guard !keyPrefix.isEmpty, PresenceID.isValid(keyPrefix), !keyPrefix.contains("{"), !keyPrefix.contains("}") else {
+            throw fail("keyPrefix must be printable text without '{' or '}'")
+        }
+        guard nodeTTL >= .seconds(1) else { throw fail("nodeTTL must be at least 1 s") }
+        guard heartbeatInterval >= .milliseconds(50), heartbeatInterval < nodeTTL else {
+            throw fail("heartbeatInterval must be at least 50 ms and shorter than nodeTTL (\(nodeTTL))")
+        }
+        guard socketTTL >= nodeTTL else { throw fail("socketTTL must be at least nodeTTL") }
+        guard nodeRetention >= .zero else { throw fail("nodeRetention must not be negative") }
+        guard (1...10_000).contains(batchSize) else { throw fail("batchSize must be 1–10000") }
+    }
+
+    var keys: PresenceKeys { PresenceKeys(prefix: keyPrefix) }
+    var nodeTTLMilliseconds: Int { nodeTTL.milliseconds }
+    /// TTL written on socket keys, node socket sets and user entries: twice the refresh period.
+    var socketKeyTTLMilliseconds: Int { 2 * socketTTL.milliseconds }
+    var nodeRetentionMilliseconds: Int { nodeRetention.milliseconds }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down.
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,24 @@
+/// Key names of the layout in `docs/data-model.md`. Keys touched together by one script share a
+/// hash tag, so every multi-key operation stays in one Redis Cluster slot.
+public struct PresenceKeys: Sendable, Hashable {
+    /// The prefix, `presence` by default.
+    public let prefix: String
+
+    /// Creates the names for a prefix.
+    public init(prefix: String) { self.prefix = prefix }
+
+    /// Hash `node id → "expiresAtMs␟incarnation␟address"`: the liveness table every read consults.
+    public var nodeTable: String { "\(prefix):{registry}:nodes" }
+
+    /// Hash with one node's record (address, incarnation, times, counts, meta); same slot as the table.
+    public func node(_ nodeID: String) -> String { "\(prefix):{registry}:node:\(nodeID)" }
+
+    /// Set of the socket ids a node reported; hash-tagged by node.
+    public func nodeSockets(_ nodeID: String) -> String { "\(prefix):{\(nodeID)}:sockets" }
+
+    /// Hash with one socket's record: `n` node, `i` incarnation, `t` connectedAt, `u` user, `m` meta.
+    public func socket(_ socketID: String) -> String { "\(prefix):s:{\(socketID)}" }
+
+    /// Hash `socket id → "expiresAtMs␟incarnation␟node"`: one user's sockets.
+    public func user(_ userID: String) -> String { "\(prefix):u:{\(userID)}" }
+}

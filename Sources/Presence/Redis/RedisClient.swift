@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// A Redis client over hiredis 0.14, safe to share between any number of tasks.
+///
+/// One connection, one dedicated I/O thread: commands from concurrent callers that arrive while a
+/// pipeline is on the wire are written together as the next pipeline (auto-pipelining) and each
+/// caller receives its own reply, matched by position. When the connection breaks, every command
+/// not yet answered fails with ``RedisError/Code/connectionLost``; the hiredis context is dropped
+/// and a new one is made for the next command, with exponential backoff between failed attempts.
+///
+/// The client is a `Service`: commands are sent while ``run()`` runs (start it in a
+/// `ServiceGroup` or a task group). Commands sent before `run()` wait for it; after it returns
+/// they fail with ``RedisError/Code/shutdown``.
+public final class RedisClient: Service, Sendable {
+    /// Where and how the client connects.
+    public let configuration: RedisConfiguration
+    /// Counters for monitoring.
+    public let metrics = RedisClientMetrics()
+    private let scripts: [RedisScript]
+    private let queue = RedisRequestQueue()
+    private let logger: Logger
+
+    /// Creates a client. Nothing connects until ``run()`` runs and a command is sent.
+    /// - Parameters:
+    ///   - scripts: Lua scripts to load on every connection, so `EVALSHA` finds them.
+    public init(configuration: RedisConfiguration, scripts: [RedisScript] = [], logger: Logger = Logger(label: "presence.redis")) {
+        self.configuration = configuration
+        self.scripts = scripts
+        self.logger = logger
+    }
+
+    /// Runs the I/O thread until graceful shutdown or cancellation, then answers what is still
+    /// queued and stops.
+    public func run() async throws {
+        let loop = RedisIOLoop(configuration: configuration, scripts: scripts, queue: queue, metrics: metrics, logger: logger)
+        let queue = self.queue
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let thread = Thread {
+                    loop.run()
+                    finished.resume()
+                }
+                thread.name = "presence-redis"
+                thread.start()
+            }
+        } onCancelOrGracefulShutdown: {
+            queue.close()
+        }
+    }
+
+    /// Sends one command and returns its reply.
+    /// - Throws: ``RedisError``: ``RedisError/Code/server`` for an error reply, or a connection code.
+    public func send(_ command: RedisCommand) async throws -> RedisValue {
+        try await pipeline([command])[0].get()
+    }
+
+    /// Sends one command given as text arguments, e.g. `send("HGET", key, field)`.
+    public func send(_ name: String, _ arguments: String...) async throws -> RedisValue {
+        try await send(RedisCommand([name] + arguments))
+    }
+
+    /// Sends commands back to back in one write and returns one result per command, in order.
+    /// Commands of other callers may be written before or after them, never between.
+    public func pipeline(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
+        if commands.isEmpty { return [] }
+        return await withCheckedContinuation { continuation in
+            queue.enqueue(.init(commands: commands, transaction: false, continuation: continuation))
+        }
+    }
+
+    /// Sends commands inside `MULTI`/`EXEC` and returns one result per command. All run, or none
+    /// when one is malformed (each then fails) or the connection breaks before `EXEC`.
+    public func transaction(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
+        if commands.isEmpty { return [] }
+        return await withCheckedContinuation { continuation in
+            queue.enqueue(.init(commands: commands, transaction: true, continuation: continuation))
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// Where and how the client connects.
+public struct RedisConfiguration: Sendable, Hashable {
+    /// The server's address.
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
+        /// A TCP host and port.
+        case tcp(host: String, port: Int)
+        /// A unix domain socket path.
+        case unix(path: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path): return "unix://\(path)"
+            }
+        }
+    }
+
+    /// The server's address.
+    public var endpoint: Endpoint
+    /// ACL user name for `AUTH`; `nil` for the default user.
+    public var username: String?
+    /// Password for `AUTH`; `nil` for none.
+    public var password: String?
+    /// Database index for `SELECT` (0 by default).
+    public var database: Int
+    /// How long connecting (including AUTH, SELECT and ROLE) may take.
+    public var connectTimeout: Duration
+    /// How long one read or write on the socket may block; on expiry the connection is dropped
+    /// and its commands fail with ``RedisError/Code/timeout``.
+    public var commandTimeout: Duration
+    /// Refuse a server that is not a primary (``RedisError/Code/replica``). On by default: writes
+    /// sent to a replica are refused or silently lost at its next resync.
+    public var requirePrimary: Bool
+    /// First wait before reconnecting after a failed attempt; doubles up to ``maximumBackoff``.
+    public var minimumBackoff: Duration
+    /// Longest wait between reconnect attempts.
+    public var maximumBackoff: Duration
+    /// Most commands written in one pipeline before replies are read.
+    public var maximumPipelineLength: Int
+    /// `CLIENT SETNAME` value, visible in `CLIENT LIST`.
+    public var clientName: String
+
+    /// Creates a configuration.
+    public init(
+        endpoint: Endpoint,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        connectTimeout: Duration = .seconds(2),
+        commandTimeout: Duration = .seconds(2),
+        requirePrimary: Bool = true,
+        minimumBackoff: Duration = .milliseconds(50),
+        maximumBackoff: Duration = .seconds(2),
+        maximumPipelineLength: Int = 4096,
+        clientName: String = "presence"
+    ) {
+        self.endpoint = endpoint
+        self.username = username
+        self.password = password
+        self.database = database
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.requirePrimary = requirePrimary
+        self.minimumBackoff = minimumBackoff
+        self.maximumBackoff = maximumBackoff
+        self.maximumPipelineLength = maximumPipelineLength
+        self.clientName = clientName
+    }
+}

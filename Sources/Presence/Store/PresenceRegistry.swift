@@ -1,0 +1,162 @@
+import Foundation
+
+/// The read side: answers whether sockets are alive and where, for the whole cluster.
+///
+/// Liveness is derived at read time, never stored: a socket is alive iff its record names a node
+/// whose entry in the liveness table has the same incarnation and an expiry later than the Redis
+/// server's clock, read in the same round trip. No sweeper is needed for correct answers.
+public struct PresenceRegistry: Sendable {
+    /// The client; it must have been created with ``PresenceScripts/all``.
+    public let client: RedisClient
+    /// Key prefix and timings.
+    public let configuration: PresenceConfiguration
+    var keys: PresenceKeys { configuration.keys }
+
+    /// Most ids ``sockets(_:)`` takes in one call.
+    public static let maximumBatch = 1000
+
+    /// Creates a registry reader.
+    public init(client: RedisClient, configuration: PresenceConfiguration = PresenceConfiguration()) {
+        self.client = client
+        self.configuration = configuration
+    }
+
+    /// The socket if it is alive, else `nil` (unknown, disconnected, or its node is dead).
+    /// One round trip.
+    /// - Throws: ``PresenceError`` for a malformed id (nothing is sent), ``RedisError``.
+    public func socket(_ socketID: String) async throws -> PresenceSocket? {
+        try await sockets([socketID])[0]
+    }
+
+    /// Looks up to 1,000 sockets in one pipelined round trip; one entry per id, in order,
+    /// `nil` where the socket is not alive.
+    /// - Throws: ``PresenceError`` for a malformed id or too many ids (nothing is sent), ``RedisError``.
+    public func sockets(_ socketIDs: [String]) async throws -> [PresenceSocket?] {
+        guard socketIDs.count <= Self.maximumBatch else {
+            throw PresenceError(.invalidID, "at most \(Self.maximumBatch) socket ids per lookup, got \(socketIDs.count)")
+        }
+        for id in socketIDs { try PresenceID.validate(id, field: "socketId") }
+        if socketIDs.isEmpty { return [] }
+        var commands = [RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable)]
+        for id in socketIDs { commands.append(RedisCommand("HMGET", keys.socket(id), "n", "i", "u", "t", "m")) }
+        let replies = await client.pipeline(commands)
+        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
+        return try zip(socketIDs, replies[2...]).map { id, reply in
+            try Self.liveSocket(id: id, fields: try reply.get(), table: table)
+        }
+    }
+
+    /// Decodes an `HMGET n i u t m` reply and applies the liveness rule.
+    static func liveSocket(id: String, fields: RedisValue, table: NodeTable) throws -> PresenceSocket? {
+        guard let values = fields.array, values.count == 5, let node = values[0].string, let incarnation = values[1].string else { return nil }
+        guard table.isAlive(node: node, incarnation: incarnation), let entry = table.entries[node] else { return nil }
+        return PresenceSocket(
+            socketID: id, nodeID: node, nodeIncarnation: incarnation, nodeAddress: entry.address,
+            userID: values[2].string, connectedAt: Date(milliseconds: values[3].int ?? 0),
+            meta: values[4].string.flatMap(PresenceMeta.decode) ?? [:])
+    }
+
+    /// A node, alive or dead-but-listed; `nil` when unknown (never registered, left, or forgotten).
+    /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
+    public func node(_ nodeID: String) async throws -> PresenceNodeInfo? {
+        try PresenceID.validate(nodeID, field: "nodeId")
+        let replies = await client.pipeline([
+            RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.node(nodeID)),
+        ])
+        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
+        return Self.nodeInfo(id: nodeID, record: try replies[2].get().fieldMap, table: table)
+    }
+
+    /// Every listed node, alive or dead (until swept or past retention), sorted by id.
+    /// Two round trips: the table, then every record in one pipeline.
+    /// - Throws: ``RedisError``.
+    public func nodes() async throws -> [PresenceNodeInfo] {
+        try await nodeTableAndRecords().1
+    }
+
+    func nodeTableAndRecords() async throws -> (NodeTable, [PresenceNodeInfo]) {
+        let first = await client.pipeline([RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable)])
+        let table = NodeTable(time: try first[0].get(), fields: try first[1].get())
+        let ids = table.entries.keys.sorted()
+        if ids.isEmpty { return (table, []) }
+        let records = await client.pipeline(ids.map { RedisCommand("HGETALL", keys.node($0)) })
+        var infos: [PresenceNodeInfo] = []
+        for (id, record) in zip(ids, records) {
+            if let info = Self.nodeInfo(id: id, record: try record.get().fieldMap, table: table) { infos.append(info) }
+        }
+        return (table, infos)
+    }
+
+    static func nodeInfo(id: String, record: [String: String], table: NodeTable) -> PresenceNodeInfo? {
+        guard let incarnation = record["incarnation"] else { return nil }
+        return PresenceNodeInfo(
+            nodeID: id, incarnation: incarnation, address: record["address"] ?? "",
+            alive: table.isAlive(node: id, incarnation: incarnation),
+            startedAt: Date(milliseconds: Int(record["startedAt"] ?? "") ?? 0),
+            lastHeartbeatAt: Date(milliseconds: Int(record["lastHeartbeat"] ?? "") ?? 0),
+            expiresAt: Date(milliseconds: Int(record["expiresAt"] ?? "") ?? 0),
+            socketCount: Int(record["socketCount"] ?? "") ?? 0,
+            userCount: Int(record["userCount"] ?? "") ?? 0,
+            meta: record["meta"].flatMap(PresenceMeta.decode) ?? [:])
+    }
+
+    /// A page of a node's live sockets. Pages follow Redis `SSCAN`: `limit` is a hint (a page may
+    /// hold fewer, or a few more), a socket present throughout is returned at least once, and a
+    /// `nil` cursor means the end.
+    /// - Parameters:
+    ///   - cursor: `nil` for the first page, then the previous page's cursor.
+    ///   - limit: 1–1,000.
+    /// - Throws: ``PresenceError`` for a malformed id, cursor or limit; ``RedisError``.
+    public func sockets(onNode nodeID: String, cursor: String? = nil, limit: Int = 100) async throws -> (sockets: [PresenceSocket], nextCursor: String?) {
+        try PresenceID.validate(nodeID, field: "nodeId")
+        guard (1...Self.maximumBatch).contains(limit) else {
+            throw PresenceError(.invalidID, "limit must be 1–\(Self.maximumBatch), got \(limit)")
+        }
+        let start = cursor ?? "0"
+        guard let position = UInt64(start) else { throw PresenceError(.invalidID, "cursor must be a cursor returned by a previous page") }
+        let page = try await client.send(RedisCommand("SSCAN", keys.nodeSockets(nodeID), String(position), "COUNT", String(limit)))
+        guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
+            throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
+        }
+        let ids = Array(Set(members.compactMap(\.string))).sorted()
+        var live: [PresenceSocket] = []
+        for chunk in ids.chunked(Self.maximumBatch) {
+            live.append(contentsOf: try await sockets(Array(chunk)).compactMap { $0 }.filter { $0.nodeID == nodeID })
+        }
+        return (live, next == "0" ? nil : next)
+    }
+
+    /// A user's live sockets, sorted by id. Two round trips.
+    /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
+    public func sockets(ofUser userID: String) async throws -> [PresenceSocket] {
+        try PresenceID.validate(userID, field: "userId")
+        let replies = await client.pipeline([
+            RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.user(userID)),
+        ])
+        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
+        var candidates: [String] = []
+        for (socketID, value) in try replies[2].get().fieldMap where PresenceID.isValid(socketID) {
+            let parts = value.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false)
+            if parts.count == 3, table.isAlive(node: String(parts[2]), incarnation: String(parts[1])) {
+                candidates.append(socketID)
+            }
+        }
+        candidates.sort()
+        var live: [PresenceSocket] = []
+        for chunk in candidates.chunked(Self.maximumBatch) {
+            live.append(contentsOf: try await sockets(Array(chunk)).compactMap { $0 }.filter { $0.userID == userID })
+        }
+        return live
+    }
+
+    /// Totals for the whole registry. Two round trips.
+    /// - Throws: ``RedisError``.
+    public func stats() async throws -> PresenceStats {
+        let (_, infos) = try await nodeTableAndRecords()
+        let alive = infos.filter(\.alive)
+        return PresenceStats(
+            aliveNodes: alive.count, deadNodes: infos.count - alive.count,
+            aliveSockets: alive.reduce(0) { $0 + $1.socketCount },
+            onlineUsers: alive.reduce(0) { $0 + $1.userCount })
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+
+/// The write side of the layout: registration, heartbeats, socket events, leaving and pruning,
+/// each as few pipelines as possible. ``PresenceNode`` drives it for Swift nodes; the HTTP API
+/// drives it for nodes in other languages. Inputs are validated by the callers' public entry points.
+public struct PresenceWriter: Sendable {
+    /// The client; it must have been created with ``PresenceScripts/all``.
+    public let client: RedisClient
+    /// Key prefix and timings.
+    public let configuration: PresenceConfiguration
+    var keys: PresenceKeys { configuration.keys }
+
+    /// Creates a writer.
+    public init(client: RedisClient, configuration: PresenceConfiguration) {
+        self.client = client
+        self.configuration = configuration
+    }
+
+    /// Registers or heartbeats a node and refreshes its socket set's TTL: three commands in one
+    /// round trip, whatever the node's socket count.
+    /// - Parameter ttl: the node TTL to write; ``PresenceConfiguration/nodeTTL`` by default.
+    /// - Throws: ``RedisError``.
+    public func heartbeat(_ heartbeat: NodeHeartbeat, ttl: Duration? = nil) async throws -> HeartbeatResult {
+        let ttlMilliseconds = (ttl ?? configuration.nodeTTL).milliseconds
+        let arguments = [
+            heartbeat.nodeID, heartbeat.incarnation, String(ttlMilliseconds), String(configuration.nodeRetentionMilliseconds),
+            heartbeat.address ?? "", String(Int(heartbeat.startedAt.timeIntervalSince1970 * 1000)),
+            String(heartbeat.socketCount ?? -1), String(heartbeat.userCount ?? -1),
+            heartbeat.meta.map { $0.isEmpty ? "{}" : PresenceMeta.encode($0) } ?? "",
+        ]
+        let index = keys.nodeSockets(heartbeat.nodeID)
+        let results = await client.pipeline([
+            PresenceScripts.heartbeat.call(keys: [keys.nodeTable, keys.node(heartbeat.nodeID)], arguments: arguments),
+            RedisCommand("PEXPIRE", index, String(configuration.socketKeyTTLMilliseconds)),
+            RedisCommand("SCARD", index),
+        ])
+        let reply = try results[0].get()
+        guard let parts = reply.array, parts.count == 3, let status = parts[0].string.flatMap(HeartbeatResult.Status.init(rawValue:)),
+              let expiresAt = parts[2].int else {
+            throw PresenceError(.corruptData, "unexpected heartbeat reply \(reply)")
+        }
+        let indexed = try results[2].get().int ?? 0
+        return HeartbeatResult(status: status, expiresAt: Date(milliseconds: expiresAt), indexedSockets: indexed)
+    }
+
+    /// Removes a node from the liveness table and its record: all its sockets read dead at once.
+    /// - Parameter incarnation: only this incarnation leaves (`nil`: whichever is registered).
+    /// - Returns: `false` when another incarnation holds the record (nothing changed).
+    /// - Throws: ``RedisError``.
+    public func leave(nodeID: String, incarnation: String?) async throws -> Bool {
+        let reply = try await client.send(PresenceScripts.leave.call(keys: [keys.nodeTable, keys.node(nodeID)], arguments: [nodeID, incarnation ?? ""]))
+        return reply.int == 1
+    }
+
+    /// Applies socket events of one node incarnation in order: one pipeline, plus one more only for
+    /// disconnects whose user had to be read from Redis.
+    ///
+    /// Socket records change exactly in event order. The node's socket set and the user index
+    /// follow each socket's last event in the batch. Disconnects are conditional: a socket now held
+    /// by another node (a reconnect race) is left alone and reported as ``SocketEventOutcome/notHeld``.
+    /// - Returns: one result per event; a failure carries the ``RedisError`` of that event's command.
+    public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
+        if events.isEmpty { return [] }
+        let socketTTL = String(configuration.socketKeyTTLMilliseconds)
+        var commands: [RedisCommand] = []
+        commands.reserveCapacity(events.count + 8)
+        var last: [String: Int] = [:]
+        for (position, event) in events.enumerated() {
+            last[event.socketID] = position
+            switch event {
+            case .connect(let socketID, let userID, let meta, let connectedAt):
+                commands.append(PresenceScripts.connect.call(keys: [keys.socket(socketID)], arguments: [
+                    nodeID, incarnation, userID ?? "", String(Int(connectedAt.timeIntervalSince1970 * 1000)), PresenceMeta.encode(meta), socketTTL,
+                ]))
+            case .disconnect(let socketID, _):
+                commands.append(PresenceScripts.disconnect.call(keys: [keys.socket(socketID)], arguments: [nodeID, incarnation]))
+            }
+        }
+        var added: [String] = []
+        var removed: [String] = []
+        var userAdds: [String: [String]] = [:]
+        var userRemoves: [String: [String]] = [:]
+        for (position, event) in events.enumerated() where last[event.socketID] == position {
+            switch event {
+            case .connect(let socketID, let userID, _, _):
+                added.append(socketID)
+                if let userID { userAdds[userID, default: []].append(socketID) }
+            case .disconnect(let socketID, let userID):
+                removed.append(socketID)
+                if let userID { userRemoves[userID, default: []].append(socketID) }
+            }
+        }
+        commands.append(contentsOf: indexCommands(nodeID: nodeID, added: added, removed: removed))
+        for (userID, sockets) in userAdds {
+            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [socketTTL, nodeID, incarnation] + sockets))
+        }
+        for (userID, sockets) in userRemoves {
+            commands.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
+        }
+        let replies = await client.pipeline(commands)
+
+        var outcomes: [Result<SocketEventOutcome, RedisError>] = []
+        outcomes.reserveCapacity(events.count)
+        var lateUserRemoves: [String: [String]] = [:]
+        for (position, event) in events.enumerated() {
+            switch (event, replies[position]) {
+            case (_, .failure(let error)):
+                outcomes.append(.failure(error))
+            case (.connect, .success(let value)):
+                outcomes.append(.success(value.int == 1 ? .created : .updated))
+            case (.disconnect(let socketID, let knownUser), .success(let value)):
+                guard let deleted = value.array else {
+                    outcomes.append(.success(.notHeld))
+                    continue
+                }
+                outcomes.append(.success(.removed))
+                if knownUser == nil, last[socketID] == position, deleted.count == 2, let userID = deleted[1].string, !userID.isEmpty {
+                    lateUserRemoves[userID, default: []].append(socketID)
+                }
+            }
+        }
+        // Index and user-index failures make the whole batch suspect: report them on every event.
+        if let failure = replies[events.count...].first(where: { if case .failure = $0 { return true } else { return false } }),
+           case .failure(let error) = failure {
+            return outcomes.map { _ in .failure(error) }
+        }
+        if !lateUserRemoves.isEmpty {
+            let late = await client.pipeline(lateUserRemoves.map { userID, sockets in
+                PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets)
+            })
+            if let failure = late.first(where: { if case .failure = $0 { return true } else { return false } }), case .failure(let error) = failure {
+                return outcomes.map { _ in .failure(error) }
+            }
+        }
+        return outcomes
+    }
+
+    func indexCommands(nodeID: String, added: [String], removed: [String]) -> [RedisCommand] {
+        let index = keys.nodeSockets(nodeID)
+        var commands: [RedisCommand] = []
+        for chunk in added.chunked(1000) {
+            commands.append(PresenceScripts.indexAdd.call(keys: [index], arguments: [String(configuration.socketKeyTTLMilliseconds)] + chunk))
+        }
+        for chunk in removed.chunked(1000) {
+            var command = RedisCommand("SREM", index)
+            command.append(contentsOf: chunk)
+            commands.append(command)
+        }
+        return commands
+    }
+
+    /// Refreshes the TTL of some of a node's sockets (the amortized refresh): one `PEXPIRE` per
+    /// socket and one script per user, in one pipeline.
+    /// - Returns: the ids whose socket key was missing (to be written again).
+    /// - Throws: ``RedisError``.
+    public func refresh(nodeID: String, incarnation: String, sockets: [(socketID: String, userID: String?)]) async throws -> [String] {
+        if sockets.isEmpty { return [] }
+        let ttl = String(configuration.socketKeyTTLMilliseconds)
+        var commands = sockets.map { RedisCommand("PEXPIRE", keys.socket($0.socketID), ttl) }
+        var byUser: [String: [String]] = [:]
+        for socket in sockets { if let userID = socket.userID { byUser[userID, default: []].append(socket.socketID) } }
+        for (userID, ids) in byUser {
+            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [ttl, nodeID, incarnation] + ids))
+        }
+        let replies = await client.pipeline(commands)
+        var missing: [String] = []
+        for (socket, reply) in zip(sockets, replies) {
+            if try reply.get().int == 0 { missing.append(socket.socketID) }
+        }
+        for reply in replies[sockets.count...] { _ = try reply.get() }
+        return missing
+    }
+
+    /// Removes from a node's socket set, and from Redis, every socket the node no longer holds
+    /// (`keep` answers whether it does), whatever incarnation wrote it. Walks the set with `SSCAN`
+    /// in pages of ``PresenceConfiguration/batchSize``.
+    /// - Returns: how many sockets were removed.
+    /// - Throws: ``RedisError``.
+    public func prune(nodeID: String, keep: (String) -> Bool) async throws -> Int {
+        let index = keys.nodeSockets(nodeID)
+        var cursor = "0"
+        var removedTotal = 0
+        repeat {
+            let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
+            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
+                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
+            }
+            cursor = next
+            let stale = members.compactMap(\.string).filter { !keep($0) }
+            removedTotal += try await removeSockets(nodeID: nodeID, incarnation: nil, socketIDs: stale)
+        } while cursor != "0"
+        return removedTotal
+    }
+
+    /// Deletes sockets held by `nodeID` (conditionally), their user entries and set members.
+    /// - Parameter incarnation: only sockets of this incarnation (`nil`: any).
+    /// - Returns: how many socket records were deleted.
+    func removeSockets(nodeID: String, incarnation: String?, socketIDs: [String]) async throws -> Int {
+        if socketIDs.isEmpty { return 0 }
+        var commands = socketIDs.map {
+            PresenceScripts.disconnect.call(keys: [keys.socket($0)], arguments: [nodeID, incarnation ?? ""])
+        }
+        commands.append(contentsOf: indexCommands(nodeID: nodeID, added: [], removed: socketIDs))
+        let replies = await client.pipeline(commands)
+        var byUser: [String: [String]] = [:]
+        var deleted = 0
+        for (socketID, reply) in zip(socketIDs, replies) {
+            guard let record = try reply.get().array else { continue }
+            deleted += 1
+            if record.count == 2, let userID = record[1].string, !userID.isEmpty { byUser[userID, default: []].append(socketID) }
+        }
+        for reply in replies[socketIDs.count...] { _ = try reply.get() }
+        if !byUser.isEmpty {
+            let late = await client.pipeline(byUser.map { userID, sockets in
+                PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, ""] + sockets)
+            })
+            for reply in late { _ = try reply.get() }
+        }
+        return deleted
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+
+extension Date {
+    init(milliseconds: Int) { self.init(timeIntervalSince1970: Double(milliseconds) / 1000) }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// Removes what dead nodes left behind. Never needed for correct answers (liveness is derived at
+/// read time and every key has a TTL); it frees memory sooner and trims the node listing.
+///
+/// One pass walks the liveness table with `HSCAN` and each dead node's socket set with `SSCAN`,
+/// in pages of ``PresenceConfiguration/batchSize``, deleting conditionally: running it twice, or two
+/// sweepers at once, is safe, and a node that comes back meanwhile is left alone (it rewrites its
+/// sockets itself, as after any absence).
+public struct Sweeper: Sendable {
+    /// The client; it must have been created with ``PresenceScripts/all``.
+    public let client: RedisClient
+    /// Key prefix and page size.
+    public let configuration: PresenceConfiguration
+    var keys: PresenceKeys { configuration.keys }
+
+    /// What a pass removed, or would remove in a dry run.
+    public struct Report: Sendable, Hashable {
+        /// One dead node.
+        public struct Node: Sendable, Hashable {
+            /// The node's id.
+            public var nodeID: String
+            /// Its incarnation when it died.
+            public var incarnation: String
+            /// When it expired (Redis clock).
+            public var expiredAt: Date
+            /// Socket records removed (dry run: members of its socket set).
+            public var sockets: Int
+            /// Whether its entry and record were removed (`false` when it came back meanwhile, or in a dry run).
+            public var forgotten: Bool
+        }
+
+        /// Dead nodes found.
+        public var nodes: [Node]
+        /// Whether nothing was changed.
+        public var dryRun: Bool
+        /// Socket records removed in total.
+        public var sockets: Int { nodes.reduce(0) { $0 + $1.sockets } }
+    }
+
+    /// Creates a sweeper.
+    public init(client: RedisClient, configuration: PresenceConfiguration = PresenceConfiguration()) {
+        self.client = client
+        self.configuration = configuration
+    }
+
+    /// Runs one pass.
+    /// - Parameters:
+    ///   - grace: only nodes dead for longer than this are removed.
+    ///   - dryRun: report without changing anything.
+    /// - Throws: ``RedisError`` (unreachable, replica…); what was removed before stays removed.
+    public func sweep(grace: Duration = .zero, dryRun: Bool = false) async throws -> Report {
+        let time = NodeTable.milliseconds(try await client.send(RedisCommand("TIME")))
+        var dead: [(String, NodeTable.Entry)] = []
+        var cursor = "0"
+        repeat {
+            let page = try await client.send(RedisCommand("HSCAN", keys.nodeTable, cursor, "COUNT", String(configuration.batchSize)))
+            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let fields = parts[1].array else {
+                throw PresenceError(.corruptData, "unexpected HSCAN reply \(page)")
+            }
+            cursor = next
+            for (node, value) in RedisValue.array(fields).fieldMap {
+                if let entry = NodeTable.entry(value), entry.expiresAt + grace.milliseconds <= time {
+                    dead.append((node, entry))
+                }
+            }
+        } while cursor != "0"
+
+        var report = Report(nodes: [], dryRun: dryRun)
+        for (node, entry) in dead.sorted(by: { $0.0 < $1.0 }) {
+            var swept = Report.Node(nodeID: node, incarnation: entry.incarnation, expiredAt: Date(milliseconds: entry.expiresAt), sockets: 0, forgotten: false)
+            if dryRun {
+                swept.sockets = try await client.send(RedisCommand("SCARD", keys.nodeSockets(node))).int ?? 0
+            } else {
+                (swept.sockets, swept.forgotten) = try await sweep(node: node, entry: entry)
+            }
+            report.nodes.append(swept)
+        }
+        return report
+    }
+
+    private func sweep(node: String, entry: NodeTable.Entry) async throws -> (Int, Bool) {
+        let writer = PresenceWriter(client: client, configuration: configuration)
+        let index = keys.nodeSockets(node)
+        var removed = 0
+        var cursor = "0"
+        repeat {
+            let replies = await client.pipeline([
+                RedisCommand("HGET", keys.nodeTable, node),
+                RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)),
+            ])
+            guard try replies[0].get().string == entry.raw else { return (removed, false) }  // it came back
+            let page = try replies[1].get()
+            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
+                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
+            }
+            cursor = next
+            removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
+        } while cursor != "0"
+        let replies = await client.pipeline([
+            RedisCommand("DEL", index),
+            PresenceScripts.forget.call(keys: [keys.nodeTable, keys.node(node)], arguments: [node, entry.raw]),
+        ])
+        _ = try replies[0].get()
+        return (removed, try replies[1].get().int == 1)
+    }
+}
