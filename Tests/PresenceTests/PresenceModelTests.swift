@@ -1,0 +1,98 @@
+import Foundation
+@testable import Presence
+import Testing
+
+@Suite("Ids, meta and the liveness rule (pure)")
+struct PresenceModelTests {
+    @Test("valid ids", arguments: ["a", "socket-1", "user@example.com", "with space", "日本語", "emoji 🎉", "{tag}", String(repeating: "x", count: 256)])
+    func validIDs(id: String) throws {
+        try PresenceID.validate(id, field: "socketId")
+    }
+
+    @Test("invalid ids are refused with the field named", arguments: [
+        "", String(repeating: "x", count: 257), String(repeating: "é", count: 129), "a\u{0}b", "line\nbreak", "tab\there",
+        "del\u{7F}", "bidi\u{202E}", "zero\u{200B}width", "ls\u{2028}", "private\u{E000}",
+    ])
+    func invalidIDs(id: String) {
+        #expect {
+            try PresenceID.validate(id, field: "socketId")
+        } throws: { error in
+            guard let error = error as? PresenceError else { return false }
+            return error.code == .invalidID && error.message.hasPrefix("socketId")
+        }
+    }
+
+    @Test("invalid UTF-8 bytes are refused")
+    func invalidUTF8() throws {
+        #expect(throws: PresenceError.self) { try PresenceID.validated(bytes: [0x61, 0xFF, 0x62], field: "nodeId") }
+        #expect(try PresenceID.validated(bytes: Array("ok".utf8), field: "nodeId") == "ok")
+    }
+
+    @Test("meta round-trips and its limits hold")
+    func meta() throws {
+        let meta = ["region": "eu-west", "quote": "a\"b\\c/d", "unicode": "ü ✓"]
+        #expect(PresenceMeta.decode(PresenceMeta.encode(meta)) == meta)
+        #expect(PresenceMeta.encode([:]) == "")
+        #expect(PresenceMeta.decode("") == [:])
+        #expect(PresenceMeta.decode("{not json") == nil)
+        try PresenceMeta.validate(meta)
+        let tooMany = Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") })
+        #expect(throws: PresenceError.self) { try PresenceMeta.validate(tooMany) }
+        #expect(throws: PresenceError.self) { try PresenceMeta.validate(["k": String(repeating: "v", count: 1025)]) }
+        #expect(throws: PresenceError.self) { try PresenceMeta.validate(["": "v"]) }
+        #expect(throws: PresenceError.self) { try PresenceMeta.validate(["k": "a\u{1}b"]) }
+    }
+
+    @Test("the liveness rule: same incarnation and expiry after Redis' now")
+    func livenessRule() {
+        let table = NodeTable(now: 1_000, entries: [
+            "alive": .init(expiresAt: 1_001, incarnation: "i2", address: "", raw: ""),
+            "expired": .init(expiresAt: 1_000, incarnation: "i1", address: "", raw: ""),
+        ])
+        #expect(table.isAlive(node: "alive", incarnation: "i2"))
+        #expect(!table.isAlive(node: "alive", incarnation: "i1"))  // an earlier incarnation's socket
+        #expect(!table.isAlive(node: "expired", incarnation: "i1"))  // expiry is exclusive
+        #expect(!table.isAlive(node: "unknown", incarnation: "i1"))
+    }
+
+    @Test("table entries parse, with separators in the address kept")
+    func tableEntry() {
+        let entry = NodeTable.entry("1700000000000\u{1F}abc\u{1F}ws://h:1/x\u{1F}y")
+        #expect(entry?.expiresAt == 1_700_000_000_000)
+        #expect(entry?.incarnation == "abc")
+        #expect(entry?.address == "ws://h:1/x\u{1F}y")
+        #expect(NodeTable.entry("garbage") == nil)
+    }
+
+    @Test("keys touched by one script share a hash tag")
+    func hashTags() {
+        let keys = PresenceKeys(prefix: "presence")
+        #expect(hashTag(keys.nodeTable) == hashTag(keys.node("n}1")))
+        #expect(hashTag(keys.nodeTable) == "registry")
+        #expect(hashTag(keys.socket("s1")) == "s1")
+        #expect(hashTag(keys.user("u1")) == "u1")
+        #expect(hashTag(keys.nodeSockets("n1")) == "n1")
+    }
+
+    @Test("configuration bounds")
+    func configuration() throws {
+        try PresenceConfiguration().validate()
+        try PresenceConfiguration(heartbeatInterval: .milliseconds(300), nodeTTL: .seconds(1)).validate()
+        #expect(throws: PresenceError.self) { try PresenceConfiguration(nodeTTL: .milliseconds(900)).validate() }
+        #expect(throws: PresenceError.self) { try PresenceConfiguration(heartbeatInterval: .seconds(6), nodeTTL: .seconds(6)).validate() }
+        #expect(throws: PresenceError.self) { try PresenceConfiguration(keyPrefix: "a{b}").validate() }
+    }
+
+    @Test("SHA1 names scripts as Redis does")
+    func sha1() {
+        #expect(SHA1.hexDigest([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        #expect(SHA1.hexDigest(Array("return 1".utf8)) == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db")
+    }
+
+    /// Redis Cluster's rule: the part between the first `{` and the next `}`, if not empty.
+    private func hashTag(_ key: String) -> String {
+        guard let open = key.firstIndex(of: "{"), let close = key[key.index(after: open)...].firstIndex(of: "}"),
+              close > key.index(after: open) else { return key }
+        return String(key[key.index(after: open)..<close])
+    }
+}
