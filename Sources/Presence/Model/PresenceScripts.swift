@@ -103,12 +103,22 @@ public enum PresenceScripts {
 
     /// Adds or refreshes a user's sockets, all on one node incarnation, each to expire `ttl` from
     /// now; prunes up to 32 expired entries per call (the scan cursor is kept in field `\u{1}c`).
-    /// KEYS: user. ARGV: ttl ms, node id, incarnation, socket ids….
+    /// KEYS: user. ARGV: ttl ms, node id, incarnation, mode, socket ids…. Mode `add` writes every
+    /// entry (the latest connect wins); `refresh` only extends entries this incarnation still holds,
+    /// so a refresh never takes back a socket that reconnected elsewhere.
     public static let userAdd = RedisScript(name: "presence_user_add", source: now + """
 
         local ttl = tonumber(ARGV[1])
-        local value = ms(now + ttl) .. '\\31' .. ARGV[3] .. '\\31' .. ARGV[2]
-        for i = 4, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
+        local owner = '\\31' .. ARGV[3] .. '\\31' .. ARGV[2]
+        local value = ms(now + ttl) .. owner
+        for i = 5, #ARGV do
+            if ARGV[4] == 'add' then
+                redis.call('HSET', KEYS[1], ARGV[i], value)
+            else
+                local current = redis.call('HGET', KEYS[1], ARGV[i])
+                if current and string.sub(current, -#owner) == owner then redis.call('HSET', KEYS[1], ARGV[i], value) end
+            end
+        end
         local cursorField = '\\1c'
         local scan = redis.call('HSCAN', KEYS[1], redis.call('HGET', KEYS[1], cursorField) or '0', 'COUNT', 32)
         local page = scan[2]
@@ -119,8 +129,8 @@ public enum PresenceScripts {
             end
         end
         if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
-        else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
-        if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+        elseif redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], cursorField, scan[1]) end
+        if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
         return 1
         """)
 

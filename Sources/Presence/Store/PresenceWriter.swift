@@ -92,7 +92,7 @@ public struct PresenceWriter: Sendable {
         }
         commands.append(contentsOf: indexCommands(nodeID: nodeID, added: added, removed: removed))
         for (userID, sockets) in userAdds {
-            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [socketTTL, nodeID, incarnation] + sockets))
+            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [socketTTL, nodeID, incarnation, "add"] + sockets))
         }
         for (userID, sockets) in userRemoves {
             commands.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
@@ -160,7 +160,7 @@ public struct PresenceWriter: Sendable {
         var byUser: [String: [String]] = [:]
         for socket in sockets { if let userID = socket.userID { byUser[userID, default: []].append(socket.socketID) } }
         for (userID, ids) in byUser {
-            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [ttl, nodeID, incarnation] + ids))
+            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [ttl, nodeID, incarnation, "refresh"] + ids))
         }
         let replies = await client.pipeline(commands)
         var missing: [String] = []

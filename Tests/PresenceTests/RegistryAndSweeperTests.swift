@@ -1,0 +1,128 @@
+import Foundation
+@testable import Presence
+import Testing
+
+@Suite("Registry queries and the sweeper against a real redis-server")
+struct RegistryAndSweeperTests {
+    @Test("nodes, node sockets by page, user sockets and stats")
+    func queries() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let a = try await startNode("q-a", client: client, address: "a:1")
+            let b = try await startNode("q-b", client: client, address: "b:1")
+            for i in 0..<250 { try a.node.connected(socketID: "qa\(i)", userID: "user\(i % 10)") }
+            for i in 0..<20 { try b.node.connected(socketID: "qb\(i)", userID: "user0") }
+            try await a.node.flush()
+            try await b.node.flush()
+            try await a.node.flush()  // a heartbeat may not have run yet: the next one carries the counts
+
+            var seen: Set<String> = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let page = try await registry.sockets(onNode: "q-a", cursor: cursor, limit: 50)
+                #expect(page.sockets.allSatisfy { $0.nodeID == "q-a" })
+                seen.formUnion(page.sockets.map(\.socketID))
+                cursor = page.nextCursor
+                pages += 1
+            } while cursor != nil && pages < 100
+            #expect(seen == Set((0..<250).map { "qa\($0)" }))
+            #expect(pages > 1)
+
+            let user0 = try await registry.sockets(ofUser: "user0")
+            #expect(user0.count == 25 + 20)
+            #expect(Set(user0.map(\.nodeID)) == ["q-a", "q-b"])
+
+            await b.crash()
+            let bInfo = try #require(try await registry.node("q-b"))
+            try await waitUntilRedisTime(client, passes: Int(bInfo.expiresAt.timeIntervalSince1970 * 1000))
+            let nodes = try await registry.nodes()
+            #expect(nodes.map(\.nodeID) == ["q-a", "q-b"])
+            #expect(nodes.map(\.alive) == [true, false])
+            #expect(nodes[0].address == "a:1")
+            #expect(try await registry.sockets(ofUser: "user0").count == 25)
+            _ = try await eventually("a heartbeat with the final counts") {
+                try await registry.node("q-a")?.socketCount == 250
+            }
+            let stats = try await registry.stats()
+            #expect(stats == PresenceStats(aliveNodes: 1, deadNodes: 1, aliveSockets: 250, onlineUsers: 10))
+            await #expect(throws: PresenceError.self) { try await registry.sockets(onNode: "q-a", cursor: "nope") }
+            await #expect(throws: PresenceError.self) { try await registry.sockets(onNode: "q-a", limit: 0) }
+            try await a.stop()
+        }
+    }
+
+    @Test("sweep removes only nodes dead longer than the grace, is idempotent, and safe when two run at once")
+    func sweep() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let keys = PresenceKeys(prefix: "presence")
+            let alive = try await startNode("keep", client: client)
+            for i in 0..<100 { try alive.node.connected(socketID: "k\(i)", userID: "shared") }
+            try await alive.node.flush()
+            var dead: [RunningNode] = []
+            for n in 0..<2 {
+                let node = try await startNode("dead-\(n)", client: client)
+                for i in 0..<1_500 { try node.node.connected(socketID: "d\(n)-\(i)", userID: i < 10 ? "shared" : "u\(i)") }
+                try await node.node.flush()
+                dead.append(node)
+            }
+            for node in dead { await node.crash() }
+            let expiries = try await registry.nodes().filter { $0.nodeID.hasPrefix("dead") }.map { Int($0.expiresAt.timeIntervalSince1970 * 1000) }
+            try await waitUntilRedisTime(client, passes: expiries.max()!)
+
+            let sweeper = Sweeper(client: client, configuration: fastConfiguration)
+            #expect(try await sweeper.sweep(grace: .seconds(3600)).nodes.isEmpty)
+            let dry = try await sweeper.sweep(dryRun: true)
+            #expect(dry.nodes.map(\.nodeID) == ["dead-0", "dead-1"] && dry.sockets == 3_000)
+            #expect(try await client.send("EXISTS", keys.socket("d0-1")).int == 1)
+
+            async let first = sweeper.sweep()
+            async let second = sweeper.sweep()
+            let reports = try await [first, second]
+            #expect(reports.reduce(0) { $0 + $1.sockets } == 3_000)
+            #expect(reports.flatMap(\.nodes).filter(\.forgotten).map(\.nodeID).sorted() == ["dead-0", "dead-1"])
+
+            #expect(try await sweeper.sweep().nodes.isEmpty)
+            let left = try await allKeys(client)
+            #expect(!left.contains { $0.contains("dead-") || $0.contains("{d0-") || $0.contains("{d1-") || $0.contains("{u1") })
+            #expect(try await registry.nodes().map(\.nodeID) == ["keep"])
+            #expect(try await registry.sockets(ofUser: "shared").count == 100)
+            #expect(try await client.send("HLEN", keys.user("shared")).int == 100)
+            try await alive.stop()
+        }
+    }
+
+    @Test("a replica is refused by the sweeper with the primary named")
+    func sweepRefusesReplica() async throws {
+        let primary = try await RedisServer.start()
+        let replica = try await RedisServer.start(["--replicaof", "127.0.0.1", String(primary.port)])
+        try await withClient(replica) { (client: RedisClient) async throws in
+            await #expect {
+                try await Sweeper(client: client).sweep()
+            } throws: { ($0 as? RedisError)?.code == .replica && ($0 as? RedisError)?.primary == "127.0.0.1:\(primary.port)" }
+        }
+    }
+
+    @Test("f: the whole layout runs on Redis Cluster: no script or transaction crosses a slot")
+    func clusterSlots() async throws {
+        let server = try await RedisServer.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes-\(UUID().uuidString).conf"])
+        try await withClient(server) { (client: RedisClient) async throws in
+            _ = try await client.send("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+            _ = try await eventually("the one-node cluster to be ok") {
+                try await client.send("CLUSTER", "INFO").string?.contains("cluster_state:ok") == true
+            }
+            // A cross-slot script is refused here, so the scenario below would fail if any were.
+            let crossSlot = RedisScript(name: "cross", source: "return redis.call('MGET', KEYS[1], KEYS[2])")
+            await #expect {
+                try await client.send("EVAL", crossSlot.source, "2", "{a}x", "{b}y")
+            } throws: { ($0 as? RedisError)?.message.hasPrefix("CROSSSLOT") == true }
+            try await fullScenario(client)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            _ = try await registry.stats()
+            _ = try await registry.sockets(ofUser: "user1")
+        }
+    }
+}
