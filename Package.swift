@@ -32,6 +32,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Measures the core against a local Redis (scripts/bench-core).
+        .executableTarget(
+            name: "PresenceBench",
+            dependencies: ["Presence", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PresenceTests",
             dependencies: [

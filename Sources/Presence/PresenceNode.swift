@@ -246,10 +246,27 @@ public final class PresenceNode: Service, Sendable {
             case .disconnect(let userID): return .disconnect(socketID: socketID, userID: userID)
             }
         }
-        for chunk in events.chunked(configuration.batchSize) {
-            for outcome in await writer.apply(nodeID: nodeID, incarnation: incarnation, events: Array(chunk)) {
-                _ = try outcome.get()
+        try await apply(events)
+    }
+
+    /// Applies events in batches, two batches in flight so that building the next one overlaps
+    /// Redis executing the previous one. Batches hold distinct sockets, so their order is free.
+    private func apply(_ events: [SocketEvent]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for chunk in events.chunked(configuration.batchSize) {
+                if inFlight == 2 {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                group.addTask {
+                    for outcome in await self.writer.apply(nodeID: self.nodeID, incarnation: self.incarnation, events: Array(chunk)) {
+                        _ = try outcome.get()
+                    }
+                }
+                inFlight += 1
             }
+            try await group.waitForAll()
         }
     }
 
@@ -323,11 +340,7 @@ public final class PresenceNode: Service, Sendable {
         let events = snapshot.map { id, socket in
             SocketEvent.connect(socketID: id, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
         }
-        for chunk in events.chunked(configuration.batchSize) {
-            for outcome in await writer.apply(nodeID: nodeID, incarnation: incarnation, events: Array(chunk)) {
-                _ = try outcome.get()
-            }
-        }
+        try await apply(events)
         let pruned = try await writer.prune(nodeID: nodeID) { id in self.holds(socketID: id) }
         logger.info("registered and resynced", metadata: [
             "status": "\(result.status.rawValue)", "sockets": "\(snapshot.count)", "pruned": "\(pruned)",

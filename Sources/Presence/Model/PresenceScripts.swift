@@ -40,7 +40,7 @@ public enum PresenceScripts {
             local e = tonumber(string.match(entries[i + 1], '^(%d+)'))
             if e == nil or e + retention < now then redis.call('HDEL', KEYS[1], entries[i]) end
         end
-        if redis.call('PTTL', KEYS[1]) < ttl + retention then redis.call('PEXPIRE', KEYS[1], ttl + retention) end
+        redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), ttl + retention))
         return {status, ms(now), ms(expiresAt)}
         """)
 
@@ -102,7 +102,8 @@ public enum PresenceScripts {
         """)
 
     /// Adds or refreshes a user's sockets, all on one node incarnation, each to expire `ttl` from
-    /// now; prunes up to 32 expired entries per call (the scan cursor is kept in field `\u{1}c`).
+    /// now. Once the hash holds more than 8 entries, each call also prunes expired entries, 32 at a
+    /// time (the scan cursor is kept in field `\u{1}c`): stale entries stay at most 8 per user.
     /// KEYS: user. ARGV: ttl ms, node id, incarnation, mode, socket ids…. Mode `add` writes every
     /// entry (the latest connect wins); `refresh` only extends entries this incarnation still holds,
     /// so a refresh never takes back a socket that reconnected elsewhere.
@@ -119,18 +120,20 @@ public enum PresenceScripts {
                 if current and string.sub(current, -#owner) == owner then redis.call('HSET', KEYS[1], ARGV[i], value) end
             end
         end
-        local cursorField = '\\1c'
-        local scan = redis.call('HSCAN', KEYS[1], redis.call('HGET', KEYS[1], cursorField) or '0', 'COUNT', 32)
-        local page = scan[2]
-        for i = 1, #page, 2 do
-            if page[i] ~= cursorField then
-                local e = tonumber(string.match(page[i + 1], '^(%d+)'))
-                if e == nil or e < now then redis.call('HDEL', KEYS[1], page[i]) end
+        if redis.call('HLEN', KEYS[1]) > 8 then
+            local cursorField = '\\1c'
+            local scan = redis.call('HSCAN', KEYS[1], redis.call('HGET', KEYS[1], cursorField) or '0', 'COUNT', 32)
+            local page = scan[2]
+            for i = 1, #page, 2 do
+                if page[i] ~= cursorField then
+                    local e = tonumber(string.match(page[i + 1], '^(%d+)'))
+                    if e == nil or e < now then redis.call('HDEL', KEYS[1], page[i]) end
+                end
             end
+            if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
+            else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
         end
-        if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
-        elseif redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], cursorField, scan[1]) end
-        if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+        if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
         return 1
         """)
 
