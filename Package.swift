@@ -10,11 +10,16 @@ let package = Package(
     name: "presence",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "Presence", targets: ["Presence"])
+        .library(name: "Presence", targets: ["Presence"]),
+        .executable(name: "presence", targets: ["PresenceAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // hiredis 0.14 from Debian's libhiredis-dev; headers live in /usr/include, so no pkg-config
@@ -32,6 +37,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The `presence` command: serve (HTTP API), sweep, nodes, lookup.
+        .executableTarget(
+            name: "PresenceAPI",
+            dependencies: [
+                "Presence",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Measures the core against a local Redis (scripts/bench-core).
         .executableTarget(
             name: "PresenceBench",
@@ -42,6 +61,17 @@ let package = Package(
             name: "PresenceTests",
             dependencies: [
                 "Presence",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PresenceAPITests",
+            dependencies: [
+                "PresenceAPI",
+                "Presence",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -46,10 +46,11 @@ public enum PresenceScripts {
 
     /// A node leaves: its table entry and record go, so its sockets read dead at once.
     /// KEYS: table, node record. ARGV: node id, incarnation (`""` for any). Returns 1, or 0 when
-    /// another incarnation holds the record (it is left alone).
+    /// the node is not registered or another incarnation holds the record (it is left alone).
     public static let leave = RedisScript(name: "presence_leave", source: """
         local incarnation = redis.call('HGET', KEYS[2], 'incarnation')
         if ARGV[2] ~= '' and incarnation and incarnation ~= ARGV[2] then return 0 end
+        if not incarnation and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('DEL', KEYS[2])
         return 1

@@ -52,6 +52,31 @@ public struct PresenceWriter: Sendable {
         return reply.int == 1
     }
 
+    /// What the registry holds for a node before it heartbeats: its incarnation and start time
+    /// (`nil` when unregistered) and the size of its socket set. One round trip.
+    /// - Throws: ``RedisError``.
+    public func registration(nodeID: String) async throws -> (incarnation: String?, startedAt: Date?, indexedSockets: Int) {
+        let replies = await client.pipeline([
+            RedisCommand("HMGET", keys.node(nodeID), "incarnation", "startedAt"),
+            RedisCommand("SCARD", keys.nodeSockets(nodeID)),
+        ])
+        let stored = try replies[0].get().array ?? []
+        let incarnation = stored.first?.string
+        let startedAt = stored.count > 1 ? stored[1].int.map(Date.init(milliseconds:)) : nil
+        return (incarnation, startedAt, try replies[1].get().int ?? 0)
+    }
+
+    /// Removes a node for good, whichever incarnation is registered: its entry and record first
+    /// (its sockets read dead at once), then its sockets, user entries and socket set.
+    /// - Returns: `false` when the node was not registered (nothing else is touched then).
+    /// - Throws: ``RedisError``.
+    public func removeNode(nodeID: String) async throws -> Bool {
+        guard try await leave(nodeID: nodeID, incarnation: nil) else { return false }
+        _ = try await prune(nodeID: nodeID) { _ in false }
+        _ = try await client.send(RedisCommand("DEL", keys.nodeSockets(nodeID)))
+        return true
+    }
+
     /// Applies socket events of one node incarnation in order: one pipeline, plus one more only for
     /// disconnects whose user had to be read from Redis.
     ///

@@ -1,0 +1,118 @@
+import Foundation
+import Glibc
+
+/// A `redis-server` child process: started with the given arguments, ready once it says so, and
+/// stopped (SIGTERM, then reaped) by ``stop()``. Used for the embedded default of `presence serve`
+/// and by the tests, which start their own servers.
+public final class RedisServerProcess: Sendable {
+    /// The child's process id.
+    public let pid: pid_t
+    /// What redis-server printed until it was ready.
+    public let startupLog: String
+
+    /// An error starting redis-server, with what to do about it.
+    public struct LaunchError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Finds `redis-server` on PATH (or /usr/bin, /usr/sbin).
+    /// - Throws: ``LaunchError`` saying how to install it.
+    public static func executable(_ name: String = "redis-server") throws -> String {
+        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin"]
+        for directory in paths where FileManager.default.isExecutableFile(atPath: directory + "/" + name) {
+            return directory + "/" + name
+        }
+        throw LaunchError(description: "\(name) is not installed. Install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu), or pass --redis URL to use an existing Redis.")
+    }
+
+    /// Starts redis-server with `arguments` (logging to stdout) and waits until it accepts
+    /// connections, reading its output rather than polling.
+    /// - Throws: ``LaunchError`` with its output when it exits before being ready.
+    public static func launch(_ arguments: [String]) async throws -> RedisServerProcess {
+        let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        // Threads of the concurrency pool block most signals and a child inherits that mask:
+        // clear it, or redis-server would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, argv[0], &actions, &attributes, &cArguments, environ)
+        close(fds[1])
+        guard spawned == 0 else {
+            close(fds[0])
+            throw LaunchError(description: "cannot start \(argv[0]): \(String(cString: strerror(spawned)))")
+        }
+        let (ready, log) = await waitForReady(fds[0])
+        let process = RedisServerProcess(pid: child, startupLog: log)
+        guard ready else {
+            process.stop()
+            throw LaunchError(description: "redis-server exited before it was ready:\n\(log)")
+        }
+        return process
+    }
+
+    private init(pid: pid_t, startupLog: String) {
+        self.pid = pid
+        self.startupLog = startupLog
+    }
+
+    /// Reads the output until it says it accepts connections (or ends), then keeps draining it
+    /// on the same thread until the server exits, so that it never blocks on a full pipe.
+    private static func waitForReady(_ fd: Int32) async -> (Bool, String) {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var log = ""
+                var resumed = false
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = read(fd, &buffer, buffer.count)
+                    if count <= 0 { break }
+                    if !resumed {
+                        log += String(decoding: buffer[0..<count], as: UTF8.self)
+                        if log.contains("eady to accept connections") {  // "Ready to…" (TCP) or "…now ready to…" (unix socket only)
+                            resumed = true
+                            continuation.resume(returning: (true, log))
+                        }
+                    }
+                }
+                close(fd)
+                if !resumed { continuation.resume(returning: (false, log)) }
+            }
+            thread.name = "redis-server-output"
+            thread.start()
+        }
+    }
+
+    /// Sends SIGTERM (and SIGCONT, in case it was stopped) and waits for the exit. Idempotent.
+    public func stop() {
+        if kill(pid, SIGTERM) == 0 { kill(pid, SIGCONT) }
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+
+    /// Sends a signal; after SIGKILL, waits for the exit.
+    public func signal(_ signal: Int32) {
+        kill(pid, signal)
+        if signal == SIGKILL {
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Presence
+
+/// Options shared by every command that talks to Redis.
+struct RedisOptions: ParsableArguments {
+    @Option(name: .long, help: "Redis URL: redis://[user:password@]host:port/db or unix:///path (env PRESENCE_REDIS_URL).")
+    var redis: String?
+
+    @Option(name: .long, help: "Key prefix (env PRESENCE_KEY_PREFIX, default presence).")
+    var keyPrefix: String?
+
+    var url: String? { redis ?? Environment.string("PRESENCE_REDIS_URL") }
+
+    func presenceConfiguration(nodeTTL: Double? = nil, heartbeat: Double? = nil) throws -> PresenceConfiguration {
+        var configuration = PresenceConfiguration()
+        configuration.keyPrefix = keyPrefix ?? Environment.string("PRESENCE_KEY_PREFIX") ?? configuration.keyPrefix
+        if let nodeTTL { configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000)) }
+        if let heartbeat { configuration.heartbeatInterval = .milliseconds(Int(heartbeat * 1000)) }
+        do { try configuration.validate() } catch { throw ValidationError(error.message) }
+        return configuration
+    }
+
+    /// Runs `body` with a connected client for the URL (required here).
+    func withClient<T: Sendable>(_ body: (RedisClient) async throws -> T) async throws -> T {
+        guard let url else { throw ValidationError("no Redis given: pass --redis URL or set PRESENCE_REDIS_URL") }
+        let configuration: RedisConfiguration
+        do { configuration = try RedisConfiguration(url: url) } catch let error as RedisError { throw ValidationError(error.message) }
+        var logger = Logger(label: "presence")
+        logger.logLevel = .error
+        let client = RedisClient(configuration: configuration, scripts: PresenceScripts.all, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+}
+
+/// Environment fallbacks for options.
+enum Environment {
+    static func string(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    static func list(_ name: String) -> [String] {
+        string(name)?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
+    }
+}
+
+/// Prints one line to standard error and exits non-zero: the operator commands' failure mode.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ error: any Error) {
+        switch error {
+        case let error as RedisError: description = error.message
+        case let error as PresenceError: description = error.message
+        default: description = "\(error)"
+        }
+    }
+}

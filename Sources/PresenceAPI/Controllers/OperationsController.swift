@@ -1,0 +1,28 @@
+import Hummingbird
+import Presence
+
+/// Unauthenticated operations endpoints: liveness, readiness, metrics.
+struct OperationsController<Context: RequestContext>: Sendable {
+    let client: RedisClient
+    let registry: PresenceRegistry
+
+    func addRoutes(to router: Router<Context>) {
+        router.get("healthz") { _, _ in Status(status: "ok") }
+        router.get("readyz", use: ready)
+        router.get("metrics", use: metrics)
+    }
+
+    /// 200 when Redis answers and is a primary (the client refuses replicas), else 503.
+    @Sendable func ready(_ request: Request, context: Context) async throws -> Status {
+        _ = try await client.send("PING")
+        return Status(status: "ready")
+    }
+
+    @Sendable func metrics(_ request: Request, context: Context) async throws -> Response {
+        let stats = try? await registry.stats()
+        let text = PrometheusMetrics.render(client: client, stats: stats)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    struct Status: ResponseEncodable { let status: String }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Hummingbird
+import Presence
+
+/// Reporting endpoints for nodes that speak HTTP (write token).
+struct ReportingController<Context: RequestContext>: Sendable {
+    let writer: PresenceWriter
+    let registry: PresenceRegistry
+    let heartbeatInterval: Duration
+
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.put(":nodeId", use: heartbeat)
+        routes.delete(":nodeId", use: leave)
+        routes.put(":nodeId/sockets/:socketId", use: connect)
+        routes.delete(":nodeId/sockets/:socketId", use: disconnect)
+        routes.post(":nodeId/events", use: events)
+        return routes
+    }
+
+    /// `PUT /v1/nodes/{nodeId}`: register or heartbeat.
+    @Sendable func heartbeat(_ request: Request, context: Context) async throws -> Response {
+        let nodeID = try Parameter.id(context, "nodeId")
+        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["address", "incarnation", "meta"])
+        let address = try body.id("address")
+        let requestedIncarnation = try body.id("incarnation")
+        let meta = try body.meta()
+        let stored = try await writer.registration(nodeID: nodeID)
+        let incarnation = requestedIncarnation ?? stored.incarnation ?? Self.newIncarnation()
+        let startedAt = incarnation == stored.incarnation ? stored.startedAt ?? Date() : Date()
+        let result = try await writer.heartbeat(NodeHeartbeat(
+            nodeID: nodeID, incarnation: incarnation, address: address, startedAt: startedAt,
+            socketCount: stored.indexedSockets, userCount: nil, meta: meta))
+        guard let node = try await registry.node(nodeID) else {
+            throw APIError(.serviceUnavailable, "redis_unavailable", "the node record vanished right after the heartbeat; retry")
+        }
+        return try NodeResponse(node: node, heartbeat: result, heartbeatInterval: heartbeatInterval).response(from: request, context: context)
+    }
+
+    /// `DELETE /v1/nodes/{nodeId}`: the node left; its sockets are dead at once and removed.
+    @Sendable func leave(_ request: Request, context: Context) async throws -> Response {
+        let nodeID = try Parameter.id(context, "nodeId")
+        guard try await writer.removeNode(nodeID: nodeID) else {
+            throw APIError.notFound("node_not_found", "node \(nodeID) is not registered")
+        }
+        return Response(status: .noContent)
+    }
+
+    /// `PUT /v1/nodes/{nodeId}/sockets/{socketId}`: the node accepted a socket.
+    @Sendable func connect(_ request: Request, context: Context) async throws -> Response {
+        let nodeID = try Parameter.id(context, "nodeId")
+        let socketID = try Parameter.id(context, "socketId")
+        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["userId", "meta"])
+        let userID = try body.id("userId")
+        let meta = try body.meta() ?? [:]
+        let node = try await registeredNode(nodeID)
+        let connectedAt = Date()
+        let outcome = try await writer.apply(nodeID: nodeID, incarnation: node.incarnation, events: [
+            .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: connectedAt),
+        ])[0].get()
+        let socket = PresenceSocket(
+            socketID: socketID, nodeID: nodeID, nodeIncarnation: node.incarnation, nodeAddress: node.address,
+            userID: userID, connectedAt: Date(timeIntervalSince1970: (connectedAt.timeIntervalSince1970 * 1000).rounded(.down) / 1000), meta: meta)
+        var response = try SocketResponse(socketID: socketID, socket: socket, alive: node.alive).response(from: request, context: context)
+        response.status = outcome == .created ? .created : .ok
+        return response
+    }
+
+    /// `DELETE /v1/nodes/{nodeId}/sockets/{socketId}`: conditional on this node holding it.
+    @Sendable func disconnect(_ request: Request, context: Context) async throws -> Response {
+        let nodeID = try Parameter.id(context, "nodeId")
+        let socketID = try Parameter.id(context, "socketId")
+        let node = try await registeredNode(nodeID)
+        let outcome = try await writer.apply(nodeID: nodeID, incarnation: node.incarnation, events: [
+            .disconnect(socketID: socketID, userID: nil),
+        ])[0].get()
+        guard outcome == .removed else {
+            throw APIError.notFound("socket_not_found", "node \(nodeID) does not hold socket \(socketID)")
+        }
+        return Response(status: .noContent)
+    }
+
+    /// `POST /v1/nodes/{nodeId}/events`: up to 1,000 connects and disconnects, applied in order.
+    @Sendable func events(_ request: Request, context: Context) async throws -> Response {
+        let nodeID = try Parameter.id(context, "nodeId")
+        let body = try await JSONBody.read(request, allowEmpty: false, allowedKeys: ["events"])
+        guard let list = body["events"] as? [Any] else {
+            throw APIError.badRequest("invalid_body", "events must be an array")
+        }
+        guard (1...1000).contains(list.count) else {
+            throw APIError.badRequest("invalid_body", "events must hold 1–1000 events, got \(list.count)")
+        }
+        let now = Date()
+        var events: [SocketEvent] = []
+        events.reserveCapacity(list.count)
+        for (index, item) in list.enumerated() {
+            events.append(try Self.event(item, index: index, at: now))
+        }
+        let node = try await registeredNode(nodeID)
+        let outcomes = await writer.apply(nodeID: nodeID, incarnation: node.incarnation, events: events)
+        var results: [EventResult] = []
+        results.reserveCapacity(events.count)
+        for (event, outcome) in zip(events, outcomes) {
+            switch outcome {
+            case .success(let value): results.append(EventResult(socketId: event.socketID, result: value.apiName))
+            case .failure(let error): throw APIError.from(error)
+            }
+        }
+        return try EventsResponse(results: results).response(from: request, context: context)
+    }
+
+    static func event(_ item: Any, index: Int, at now: Date) throws -> SocketEvent {
+        guard let fields = item as? [String: Any] else {
+            throw APIError.badRequest("invalid_body", "events[\(index)] must be an object")
+        }
+        if let unknown = fields.keys.sorted().first(where: { !["type", "socketId", "userId", "meta"].contains($0) }) {
+            throw APIError.badRequest("invalid_body", "events[\(index)] has unknown field '\(unknown.prefix(64))'")
+        }
+        guard let socketID = try JSONBody.id(fields["socketId"], field: "events[\(index)].socketId") else {
+            throw APIError.badRequest("invalid_body", "events[\(index)].socketId is required")
+        }
+        let userID = try JSONBody.id(fields["userId"], field: "events[\(index)].userId")
+        switch fields["type"] as? String {
+        case "connect":
+            let meta = try JSONBody.meta(fields["meta"], field: "events[\(index)].meta") ?? [:]
+            return .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: now)
+        case "disconnect":
+            return .disconnect(socketID: socketID, userID: userID)
+        default:
+            throw APIError.badRequest("invalid_body", "events[\(index)].type must be \"connect\" or \"disconnect\"")
+        }
+    }
+
+    private func registeredNode(_ nodeID: String) async throws -> PresenceNodeInfo {
+        guard let node = try await registry.node(nodeID) else {
+            throw APIError.notFound("node_not_found", "node \(nodeID) is not registered: PUT /v1/nodes/\(nodeID) first")
+        }
+        return node
+    }
+
+    static func newIncarnation() -> String {
+        String(UInt64.random(in: .min ... .max), radix: 16) + String(UInt64.random(in: .min ... .max), radix: 16)
+    }
+
+    struct EventResult: Encodable {
+        let socketId: String
+        let result: String
+    }
+
+    struct EventsResponse: ResponseEncodable {
+        let results: [EventResult]
+    }
+}
+
+extension SocketEventOutcome {
+    var apiName: String {
+        switch self {
+        case .created: "created"
+        case .updated: "updated"
+        case .removed: "removed"
+        case .notHeld: "not_held"
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Hummingbird
+import Presence
+
+/// A request body read as a JSON object, checked field by field so that every mistake gets a
+/// precise 400 (or 413 over 1 MiB) before anything is written.
+struct JSONBody {
+    static let maximumSize = 1 << 20
+    private let fields: [String: Any]
+
+    /// Reads the body. An empty body is `{}` when `allowEmpty`.
+    static func read(_ request: Request, allowEmpty: Bool, allowedKeys: Set<String>) async throws -> JSONBody {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: maximumSize)
+        } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "the body exceeds 1 MiB")
+        }
+        if buffer.readableBytes == 0 || buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+            guard allowEmpty else { throw APIError.badRequest("invalid_body", "a JSON object body is required") }
+            return JSONBody(fields: [:])
+        }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [])
+        } catch {
+            throw APIError.badRequest("invalid_body", "the body is not valid JSON")
+        }
+        guard let fields = object as? [String: Any] else {
+            throw APIError.badRequest("invalid_body", "the body must be a JSON object")
+        }
+        if let unknown = fields.keys.sorted().first(where: { !allowedKeys.contains($0) }) {
+            throw APIError.badRequest("invalid_body", "unknown field '\(unknown.prefix(64))'; allowed: \(allowedKeys.sorted().joined(separator: ", "))")
+        }
+        return JSONBody(fields: fields)
+    }
+
+    init(fields: [String: Any]) { self.fields = fields }
+
+    subscript(key: String) -> Any? { fields[key] }
+
+    /// An optional id-like string field (`null` counts as absent).
+    func id(_ key: String) throws -> String? {
+        try Self.id(fields[key], field: key)
+    }
+
+    static func id(_ value: Any?, field: String) throws -> String? {
+        guard let value, !(value is NSNull) else { return nil }
+        guard let text = value as? String, !isNumber(value) else { throw APIError.badRequest("invalid_body", "\(field) must be a string") }
+        try PresenceID.validate(text, field: field)
+        return text
+    }
+
+    /// An optional meta map field.
+    func meta(_ key: String = "meta") throws -> [String: String]? {
+        try Self.meta(fields[key], field: key)
+    }
+
+    static func meta(_ value: Any?, field: String) throws -> [String: String]? {
+        guard let value, !(value is NSNull) else { return nil }
+        guard let object = value as? [String: Any] else { throw APIError.badRequest("invalid_meta", "\(field) must be an object of strings") }
+        var meta: [String: String] = [:]
+        for (key, entry) in object {
+            guard let text = entry as? String, !isNumber(entry) else { throw APIError.badRequest("invalid_meta", "\(field).\(key.prefix(64)) must be a string") }
+            meta[key] = text
+        }
+        try PresenceMeta.validate(meta, field: field)
+        return meta
+    }
+
+    /// Foundation bridges JSON numbers and booleans to NSNumber, which a cast to String must not accept.
+    static func isNumber(_ value: Any) -> Bool { value is NSNumber }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import Hummingbird
+import Presence
+
+/// A socket as the API shows it: the live record, or just `{socketId, alive: false}`.
+struct SocketResponse: ResponseEncodable, Sendable {
+    let socketID: String
+    let socket: PresenceSocket?
+    /// Overrides liveness for a socket just written by a node whose heartbeat has expired.
+    var alive: Bool { socket != nil && aliveOverride != false }
+    var aliveOverride: Bool? = nil
+
+    init(socketID: String, socket: PresenceSocket?, alive: Bool? = nil) {
+        self.socketID = socketID
+        self.socket = socket
+        self.aliveOverride = alive
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case socketId, alive, nodeId, nodeAddress, userId, connectedAt, meta
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(socketID, forKey: .socketId)
+        try container.encode(alive, forKey: .alive)
+        guard let socket else { return }
+        try container.encode(socket.nodeID, forKey: .nodeId)
+        try container.encode(socket.nodeAddress, forKey: .nodeAddress)
+        try container.encode(socket.userID, forKey: .userId)
+        try container.encode(Timestamp.string(socket.connectedAt), forKey: .connectedAt)
+        try container.encode(socket.meta, forKey: .meta)
+    }
+}

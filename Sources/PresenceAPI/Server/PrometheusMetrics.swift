@@ -1,0 +1,45 @@
+import Metrics
+import Presence
+import Prometheus
+
+/// The process-wide Prometheus registry behind `/metrics`; swift-metrics is bootstrapped with it
+/// once (Hummingbird's MetricsMiddleware records requests and latency by route and status into it).
+enum PrometheusMetrics {
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
+        ]
+        factory.nameAndLabelSanitizer = { name, labels in
+            (sanitize(name), labels.map { (sanitize($0.0), $0.1) })
+        }
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }()
+
+    static func sanitize(_ name: String) -> String {
+        String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") ? $0 : "_" })
+    }
+
+    /// Prometheus text: request metrics, the Redis client's counters and registry gauges (omitted
+    /// when Redis cannot be read).
+    static func render(client: RedisClient, stats: PresenceStats?) -> String {
+        var text = registry.emitToString()
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        metric("presence_redis_round_trips_total", "counter", "Pipelines written to Redis.", client.metrics.roundTripCount)
+        metric("presence_redis_commands_total", "counter", "Commands written to Redis.", client.metrics.commandCount)
+        metric("presence_redis_errors_total", "counter", "Failed connects and broken or timed-out connections.", client.metrics.errorCount)
+        metric("presence_redis_connected", "gauge", "1 while a connection to Redis is up.", client.metrics.isConnected ? 1 : 0)
+        if let stats {
+            metric("presence_nodes_alive", "gauge", "Nodes whose heartbeat is within their TTL.", stats.aliveNodes)
+            metric("presence_nodes_dead", "gauge", "Dead nodes still listed.", stats.deadNodes)
+            metric("presence_sockets_alive", "gauge", "Sockets held by alive nodes.", stats.aliveSockets)
+            metric("presence_users_online", "gauge", "Users online (per-node distinct users, summed).", stats.onlineUsers)
+        }
+        return text
+    }
+}
