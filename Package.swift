@@ -57,10 +57,18 @@ let package = Package(
             dependencies: ["Presence", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // Real redis-server processes and helpers shared by the test targets.
+        .target(
+            name: "PresenceTestSupport",
+            dependencies: ["Presence"],
+            path: "Tests/PresenceTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PresenceTests",
             dependencies: [
                 "Presence",
+                "PresenceTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -70,6 +78,7 @@ let package = Package(
             dependencies: [
                 "PresenceAPI",
                 "Presence",
+                "PresenceTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

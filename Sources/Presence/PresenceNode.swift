@@ -54,6 +54,11 @@ public final class PresenceNode: Service, Sendable {
         var flushWaiters: [CheckedContinuation<Void, any Error>] = []
         var wake: AsyncStream<Void>.Continuation?
         var refreshQueue: [String] = []
+        /// Sockets to refresh per heartbeat: the refresh queue's length when it was built, spread
+        /// over one socketTTL.
+        var refreshPerHeartbeat = 0
+        /// Set when `run()` returns: later flushes fail instead of waiting for a run that never comes.
+        var stopped = false
 
         mutating func add(_ socketID: String, _ socket: LocalSocket) {
             if let previous = sockets.updateValue(socket, forKey: socketID) { release(previous.userID) }
@@ -147,13 +152,19 @@ public final class PresenceNode: Service, Sendable {
 
     /// Waits until every change recorded before the call is in Redis (registering first if needed).
     /// - Throws: the ``RedisError`` that stopped the write (the node resyncs later by itself), or
-    ///   ``PresenceError`` with code ``PresenceError/Code/notRunning`` when ``run()`` ends first.
+    ///   ``PresenceError`` with code ``PresenceError/Code/notRunning`` once ``run()`` has returned.
+    ///   Before ``run()`` starts, it waits for it.
     public func flush() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            state.withLock { state in
-                state.flushWaiters.append(continuation)
-                return state.wake
-            }?.yield()
+            let (wake, stopped) = state.withLock { state in
+                if !state.stopped { state.flushWaiters.append(continuation) }
+                return (state.wake, state.stopped)
+            }
+            if stopped {
+                continuation.resume(throwing: PresenceError(.notRunning, "node \(nodeID) has stopped"))
+            } else {
+                wake?.yield()
+            }
         }
     }
 
@@ -166,6 +177,7 @@ public final class PresenceNode: Service, Sendable {
         gracefulShutdownRequested.store(false, ordering: .relaxed)
         state.withLock { state in
             state.wake = wake
+            state.stopped = false
             state.needsResync = true
             state.pending = [:]
         }
@@ -192,6 +204,7 @@ public final class PresenceNode: Service, Sendable {
         }
         let waiters = state.withLock { state in
             state.wake = nil
+            state.stopped = true
             defer { state.flushWaiters = [] }
             return state.flushWaiters
         }
@@ -251,6 +264,8 @@ public final class PresenceNode: Service, Sendable {
 
     /// Applies events in batches, two batches in flight so that building the next one overlaps
     /// Redis executing the previous one. Batches hold distinct sockets, so their order is free.
+    /// A heartbeat that falls due meanwhile is sent between batches, so that a long resync never
+    /// lets the node expire.
     private func apply(_ events: [SocketEvent]) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var inFlight = 0
@@ -258,6 +273,9 @@ public final class PresenceNode: Service, Sendable {
                 if inFlight == 2 {
                     try await group.next()
                     inFlight -= 1
+                }
+                if state.withLock({ state in defer { state.heartbeatDue = false }; return state.heartbeatDue }) {
+                    _ = try await writer.heartbeat(currentHeartbeat().0)
                 }
                 group.addTask {
                     for outcome in await self.writer.apply(nodeID: self.nodeID, incarnation: self.incarnation, events: Array(chunk)) {
@@ -310,12 +328,13 @@ public final class PresenceNode: Service, Sendable {
         let share = Double(configuration.heartbeatInterval.milliseconds) / Double(configuration.socketTTL.milliseconds)
         let slice = state.withLock { state -> [(socketID: String, userID: String?)] in
             if state.sockets.isEmpty { return [] }
-            if state.refreshQueue.isEmpty { state.refreshQueue = Array(state.sockets.keys) }
-            let count = min(state.refreshQueue.count, Int((Double(state.sockets.count) * share).rounded(.up)))
+            if state.refreshQueue.isEmpty {
+                state.refreshQueue = Array(state.sockets.keys)
+                state.refreshPerHeartbeat = Int((Double(state.refreshQueue.count) * share).rounded(.up))
+            }
             var slice: [(socketID: String, userID: String?)] = []
-            for _ in 0..<count {
-                let id = state.refreshQueue.removeLast()
-                if let socket = state.sockets[id] { slice.append((id, socket.userID)) }
+            while slice.count < state.refreshPerHeartbeat, let id = state.refreshQueue.popLast() {
+                if let socket = state.sockets[id] { slice.append((id, socket.userID)) }  // gone ids cost nothing
             }
             return slice
         }

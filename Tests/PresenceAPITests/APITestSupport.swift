@@ -1,1 +1,119 @@
-import Testing
+import Foundation
+import Glibc
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Presence
+import PresenceTestSupport
+@testable import PresenceAPI
+
+let readToken = "read-secret"
+let writeToken = "write-secret"
+
+/// Server options for tests: fast expiry and both tokens.
+func testOptions(tokens: Bool = true, nodeTTL: Duration = .seconds(1)) -> ServeOptions {
+    var options = ServeOptions()
+    options.port = 0
+    options.presence = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: nodeTTL)
+    if tokens { options.tokens = AccessTokens(read: [readToken], write: [writeToken]) }
+    return options
+}
+
+func testLogger() -> Logger {
+    var logger = Logger(label: "test.api")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// Runs `body` against the router of a real application backed by `server`.
+func withAPI(_ server: RedisServer, options: ServeOptions = testOptions(), _ body: @escaping @Sendable (any TestClientProtocol, RedisClient) async throws -> Void) async throws {
+    let client = RedisClient(configuration: server.configuration, scripts: PresenceScripts.all, logger: testLogger())
+    let app = buildApplication(client: client, options: options, logger: testLogger())
+    try await app.test(.router) { http in try await body(http, client) }
+}
+
+extension TestClientProtocol {
+    /// Sends a request with an optional bearer token and JSON body.
+    func send(_ method: HTTPRequest.Method, _ uri: String, token: String? = writeToken, json: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) { $0 }
+    }
+}
+
+extension TestResponse {
+    /// The body as a JSON object.
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]) ?? [:]
+    }
+
+    /// The error code of an error body.
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+}
+
+/// A child process with its output in a file; SIGTERM-able and awaitable.
+final class ChildProcess: Sendable {
+    let pid: pid_t
+    let outputPath: String
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("child-\(UUID().uuidString.prefix(8)).log").path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PRESENCE_") }
+        for (key, value) in environment { env[key] = value }
+        var cEnvironment = env.map { strdup("\($0)=\($1)") } + [nil]
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        defer {
+            for pointer in cArguments { free(pointer) }
+            for pointer in cEnvironment { free(pointer) }
+        }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, arguments[0], &actions, &attributes, &cArguments, &cEnvironment)
+        guard result == 0 else { throw RedisServer.StartError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        pid = child
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Waits for the exit (on a thread, not blocking the pool) and returns the exit status.
+    func wait() async -> Int32 {
+        let pid = self.pid
+        return await withCheckedContinuation { continuation in
+            Thread {
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                continuation.resume(returning: (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }.start()
+        }
+    }
+
+    func signal(_ signal: Int32) { kill(pid, signal) }
+
+    deinit { try? FileManager.default.removeItem(atPath: outputPath) }
+}
+
+/// The `presence` executable built next to the test bundle.
+func presenceBinary() throws -> String {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("presence").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    throw RedisServer.StartError(description: "the presence executable was not found next to the tests; run `swift build` first (scripts/test does)")
+}

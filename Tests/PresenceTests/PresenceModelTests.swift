@@ -1,5 +1,6 @@
 import Foundation
 @testable import Presence
+import PresenceTestSupport
 import Testing
 
 @Suite("Ids, meta and the liveness rule (pure)")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Presence
+import PresenceTestSupport
 import Testing
 
 @Suite("Redis client against a real redis-server")
@@ -213,6 +214,19 @@ struct RedisClientTests {
             let server = try await RedisServer.start(port: port)
             _ = try await eventually("client to reconnect") { try await client.send("PING").string == "PONG" }
             server.stop()
+        }
+    }
+
+    @Test("commands that would not answer once are refused before anything is sent")
+    func refusesUnmatchable() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            for command in [RedisCommand([]), RedisCommand("SUBSCRIBE", "c"), RedisCommand("CLIENT", "REPLY", "OFF")] {
+                let results = await client.pipeline([RedisCommand("SET", "x", "1"), command])
+                #expect(results.allSatisfy { if case .failure(let error) = $0 { error.code == .invalidConfiguration } else { false } })
+            }
+            #expect(try await client.send("EXISTS", "x").int == 0)
+            #expect(try await client.send("PING").string == "PONG")
         }
     }
 }

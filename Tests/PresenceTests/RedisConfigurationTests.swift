@@ -1,4 +1,5 @@
 import Presence
+import PresenceTestSupport
 import Testing
 
 @Suite("Redis URLs")

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Presence
+import PresenceTestSupport
 import Testing
 
 @Suite("Registry queries and the sweeper against a real redis-server")
@@ -92,6 +93,28 @@ struct RegistryAndSweeperTests {
             #expect(try await registry.sockets(ofUser: "shared").count == 100)
             #expect(try await client.send("HLEN", keys.user("shared")).int == 100)
             try await alive.stop()
+        }
+    }
+
+    @Test("after a restart under the same id, a sweep leaves the new incarnation's sockets alone and the old ones dead")
+    func sweepAfterRestart() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let first = try await startNode("phoenix", client: client)
+            for i in 0..<20 { try first.node.connected(socketID: "p\(i)") }
+            try await first.node.flush()
+            await first.crash()
+            let dead = try #require(try await registry.node("phoenix"))
+            try await waitUntilRedisTime(client, passes: Int(dead.expiresAt.timeIntervalSince1970 * 1000))
+            let second = try await startNode("phoenix", client: client)
+            for i in 0..<5 { try second.node.connected(socketID: "p\(i)") }  // the same ids reconnect here
+            try await second.node.flush()
+            #expect(try await Sweeper(client: client, configuration: fastConfiguration).sweep().nodes.isEmpty)
+            #expect(try await registry.sockets((0..<5).map { "p\($0)" }).allSatisfy { $0?.nodeIncarnation == second.node.incarnation })
+            #expect(try await registry.sockets((5..<20).map { "p\($0)" }).allSatisfy { $0 == nil })
+            try await second.stop()
+            await #expect(throws: PresenceError.self) { try await second.node.flush() }
         }
     }
 

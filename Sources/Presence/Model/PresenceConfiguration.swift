@@ -8,7 +8,9 @@ public struct PresenceConfiguration: Sendable, Hashable {
     /// (6 s by default, at least 1 s, longer than ``heartbeatInterval``).
     public var nodeTTL: Duration
     /// Each socket's keys are refreshed once per this period, spread over heartbeats, and written
-    /// with a TTL of twice it (10 min by default): it bounds how long a dead node's socket keys stay.
+    /// with a TTL of 2.5 times it (10 min by default): a socket that connects just after a refresh
+    /// round began waits at most two periods for its refresh, and half a period is the margin.
+    /// It bounds how long a dead node's socket keys stay.
     public var socketTTL: Duration
     /// How long a dead node stays listed (with `alive: false`) before its record expires
     /// (10 min by default); the sweeper may remove it sooner.
@@ -51,8 +53,8 @@ public struct PresenceConfiguration: Sendable, Hashable {
 
     var keys: PresenceKeys { PresenceKeys(prefix: keyPrefix) }
     var nodeTTLMilliseconds: Int { nodeTTL.milliseconds }
-    /// TTL written on socket keys, node socket sets and user entries: twice the refresh period.
-    var socketKeyTTLMilliseconds: Int { 2 * socketTTL.milliseconds }
+    /// TTL written on socket keys, node socket sets and user entries: 2.5 refresh periods.
+    var socketKeyTTLMilliseconds: Int { socketTTL.milliseconds * 5 / 2 }
     var nodeRetentionMilliseconds: Int { nodeRetention.milliseconds }
 }
 

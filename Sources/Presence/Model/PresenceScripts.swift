@@ -48,9 +48,11 @@ public enum PresenceScripts {
     /// KEYS: table, node record. ARGV: node id, incarnation (`""` for any). Returns 1, or 0 when
     /// the node is not registered or another incarnation holds the record (it is left alone).
     public static let leave = RedisScript(name: "presence_leave", source: """
+        local entry = redis.call('HGET', KEYS[1], ARGV[1])
         local incarnation = redis.call('HGET', KEYS[2], 'incarnation')
-        if ARGV[2] ~= '' and incarnation and incarnation ~= ARGV[2] then return 0 end
-        if not incarnation and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+        if entry then incarnation = string.match(entry, '^%d+\\31([^\\31]*)\\31') end
+        if not incarnation then return 0 end
+        if ARGV[2] ~= '' and incarnation ~= ARGV[2] then return 0 end
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('DEL', KEYS[2])
         return 1

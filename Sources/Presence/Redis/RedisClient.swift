@@ -65,6 +65,7 @@ public final class RedisClient: Service, Sendable {
     /// Commands of other callers may be written before or after them, never between.
     public func pipeline(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
         if commands.isEmpty { return [] }
+        if let refusal = Self.refusal(commands) { return commands.map { _ in .failure(refusal) } }
         return await withCheckedContinuation { continuation in
             queue.enqueue(.init(commands: commands, transaction: false, continuation: continuation))
         }
@@ -74,8 +75,23 @@ public final class RedisClient: Service, Sendable {
     /// when one is malformed (each then fails) or the connection breaks before `EXEC`.
     public func transaction(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
         if commands.isEmpty { return [] }
+        if let refusal = Self.refusal(commands) { return commands.map { _ in .failure(refusal) } }
         return await withCheckedContinuation { continuation in
             queue.enqueue(.init(commands: commands, transaction: true, continuation: continuation))
         }
+    }
+
+    /// Commands that do not answer exactly once would shift every later reply onto the wrong
+    /// caller: they are refused before anything is sent.
+    static func refusal(_ commands: [RedisCommand]) -> RedisError? {
+        for command in commands {
+            if command.count == 0 { return RedisError(.invalidConfiguration, "an empty command cannot be sent") }
+            let name = command.name
+            if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"].contains(name)
+                || (name == "CLIENT" && command.arguments.dropFirst().first?.uppercased() == "REPLY") {
+                return RedisError(.invalidConfiguration, "\(name) does not answer once per command and cannot be pipelined")
+            }
+        }
+        return nil
     }
 }

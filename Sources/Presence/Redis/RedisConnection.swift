@@ -20,7 +20,9 @@ final class RedisConnection {
         let connectTimeout = timeval(configuration.connectTimeout)
         let raw: UnsafeMutablePointer<redisContext>?
         switch configuration.endpoint {
-        case .tcp(let host, let port): raw = redisConnectWithTimeout(host, Int32(port), connectTimeout)
+        case .tcp(let host, let port):
+            guard (1...65535).contains(port) else { throw RedisError(.invalidConfiguration, "port \(port) is not 1–65535") }
+            raw = redisConnectWithTimeout(host, Int32(port), connectTimeout)
         case .unix(let path): raw = redisConnectUnixWithTimeout(path, connectTimeout)
         }
         guard let context = raw else {

@@ -86,10 +86,15 @@ final class RedisIOLoop: @unchecked Sendable {
                 results.append(group)
                 continue
             }
-            _ = next()  // MULTI
+            let multi = next()
             let queued = commands.map { _ in next() }
             let exec = next()
-            results.append(Self.transactionResults(queued: queued, exec: exec))
+            if case .failure(let error) = multi, error.code == .server {
+                // MULTI refused (an ACL, say): the commands ran one by one; their replies are real.
+                results.append(queued)
+            } else {
+                results.append(Self.transactionResults(queued: queued, exec: exec))
+            }
         }
         if broken != nil { drop() }
         return results
@@ -119,7 +124,9 @@ final class RedisIOLoop: @unchecked Sendable {
     }
 
     /// After `SCRIPT FLUSH` (or a server that lost its cache) `EVALSHA` answers `NOSCRIPT`:
-    /// load the scripts again and send those calls once more, in their original order.
+    /// load the scripts again and send those calls once more, in their original order relative to
+    /// each other, but after the commands that followed them in the first pipeline. (The presence
+    /// writer keeps its invariants under that reordering; see `PresenceWriter.apply`.)
     private func retryMissingScripts(_ batch: [RedisRequestQueue.Request], _ replies: inout [[Result<RedisValue, RedisError>]]) {
         var positions: [(Int, Int)] = []
         for (requestIndex, results) in replies.enumerated() where !batch[requestIndex].transaction {

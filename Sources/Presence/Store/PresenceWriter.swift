@@ -77,21 +77,38 @@ public struct PresenceWriter: Sendable {
         return true
     }
 
-    /// Applies socket events of one node incarnation in order: one pipeline, plus one more only for
-    /// disconnects whose user had to be read from Redis.
+    /// Applies socket events of one node incarnation in order: one pipeline, plus a second one
+    /// when the batch holds disconnects.
     ///
     /// Socket records change exactly in event order. The node's socket set and the user index
-    /// follow each socket's last event in the batch. Disconnects are conditional: a socket now held
-    /// by another node (a reconnect race) is left alone and reported as ``SocketEventOutcome/notHeld``.
-    /// - Returns: one result per event; a failure carries the ``RedisError`` of that event's command.
+    /// follow each socket's last event in the batch. The set stays a superset of the node's socket
+    /// records whatever fails midway: ids are added before their records are written and removed
+    /// only after their disconnect ran, so a resync's prune always finds every record.
+    /// Disconnects are conditional: a socket now held by another node (a reconnect race) is left
+    /// alone and reported as ``SocketEventOutcome/notHeld``.
+    /// - Returns: one result per event; a failure carries the ``RedisError`` of that event's command
+    ///   (or of the batch's index and user updates, reported on every event).
     public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
         let socketTTL = String(configuration.socketKeyTTLMilliseconds)
-        var commands: [RedisCommand] = []
-        commands.reserveCapacity(events.count + 8)
         var last: [String: Int] = [:]
-        for (position, event) in events.enumerated() {
-            last[event.socketID] = position
+        for (position, event) in events.enumerated() { last[event.socketID] = position }
+        var added: [String] = []
+        var userAdds: [String: [String]] = [:]
+        var userRemoves: [String: [String]] = [:]
+        for (position, event) in events.enumerated() where last[event.socketID] == position {
+            switch event {
+            case .connect(let socketID, let userID, _, _):
+                added.append(socketID)
+                if let userID { userAdds[userID, default: []].append(socketID) }
+            case .disconnect(let socketID, let userID):
+                if let userID { userRemoves[userID, default: []].append(socketID) }
+            }
+        }
+        var commands = indexCommands(nodeID: nodeID, added: added, removed: [])
+        let first = commands.count
+        commands.reserveCapacity(first + events.count + userAdds.count + userRemoves.count)
+        for event in events {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 commands.append(PresenceScripts.connect.call(keys: [keys.socket(socketID)], arguments: [
@@ -101,21 +118,6 @@ public struct PresenceWriter: Sendable {
                 commands.append(PresenceScripts.disconnect.call(keys: [keys.socket(socketID)], arguments: [nodeID, incarnation]))
             }
         }
-        var added: [String] = []
-        var removed: [String] = []
-        var userAdds: [String: [String]] = [:]
-        var userRemoves: [String: [String]] = [:]
-        for (position, event) in events.enumerated() where last[event.socketID] == position {
-            switch event {
-            case .connect(let socketID, let userID, _, _):
-                added.append(socketID)
-                if let userID { userAdds[userID, default: []].append(socketID) }
-            case .disconnect(let socketID, let userID):
-                removed.append(socketID)
-                if let userID { userRemoves[userID, default: []].append(socketID) }
-            }
-        }
-        commands.append(contentsOf: indexCommands(nodeID: nodeID, added: added, removed: removed))
         for (userID, sockets) in userAdds {
             commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [socketTTL, nodeID, incarnation, "add"] + sockets))
         }
@@ -123,41 +125,46 @@ public struct PresenceWriter: Sendable {
             commands.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
         }
         let replies = await client.pipeline(commands)
+        if let error = Self.firstFailure(replies[..<first]) ?? Self.firstFailure(replies[(first + events.count)...]) {
+            return events.map { _ in .failure(error) }
+        }
 
         var outcomes: [Result<SocketEventOutcome, RedisError>] = []
         outcomes.reserveCapacity(events.count)
+        var settled: [String] = []
         var lateUserRemoves: [String: [String]] = [:]
         for (position, event) in events.enumerated() {
-            switch (event, replies[position]) {
+            switch (event, replies[first + position]) {
             case (_, .failure(let error)):
                 outcomes.append(.failure(error))
             case (.connect, .success(let value)):
                 outcomes.append(.success(value.int == 1 ? .created : .updated))
             case (.disconnect(let socketID, let knownUser), .success(let value)):
+                let isLast = last[socketID] == position
+                if isLast { settled.append(socketID) }
                 guard let deleted = value.array else {
                     outcomes.append(.success(.notHeld))
                     continue
                 }
                 outcomes.append(.success(.removed))
-                if knownUser == nil, last[socketID] == position, deleted.count == 2, let userID = deleted[1].string, !userID.isEmpty {
+                if knownUser == nil, isLast, deleted.count == 2, let userID = deleted[1].string, !userID.isEmpty {
                     lateUserRemoves[userID, default: []].append(socketID)
                 }
             }
         }
-        // Index and user-index failures make the whole batch suspect: report them on every event.
-        if let failure = replies[events.count...].first(where: { if case .failure = $0 { return true } else { return false } }),
-           case .failure(let error) = failure {
+        var cleanup = indexCommands(nodeID: nodeID, added: [], removed: settled)
+        for (userID, sockets) in lateUserRemoves {
+            cleanup.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
+        }
+        if !cleanup.isEmpty, let error = Self.firstFailure(await client.pipeline(cleanup)[...]) {
             return outcomes.map { _ in .failure(error) }
         }
-        if !lateUserRemoves.isEmpty {
-            let late = await client.pipeline(lateUserRemoves.map { userID, sockets in
-                PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets)
-            })
-            if let failure = late.first(where: { if case .failure = $0 { return true } else { return false } }), case .failure(let error) = failure {
-                return outcomes.map { _ in .failure(error) }
-            }
-        }
         return outcomes
+    }
+
+    static func firstFailure(_ results: ArraySlice<Result<RedisValue, RedisError>>) -> RedisError? {
+        for case .failure(let error) in results { return error }
+        return nil
     }
 
     func indexCommands(nodeID: String, added: [String], removed: [String]) -> [RedisCommand] {
@@ -222,25 +229,26 @@ public struct PresenceWriter: Sendable {
     /// - Returns: how many socket records were deleted.
     func removeSockets(nodeID: String, incarnation: String?, socketIDs: [String]) async throws -> Int {
         if socketIDs.isEmpty { return 0 }
-        var commands = socketIDs.map {
+        let replies = await client.pipeline(socketIDs.map {
             PresenceScripts.disconnect.call(keys: [keys.socket($0)], arguments: [nodeID, incarnation ?? ""])
-        }
-        commands.append(contentsOf: indexCommands(nodeID: nodeID, added: [], removed: socketIDs))
-        let replies = await client.pipeline(commands)
+        })
         var byUser: [String: [String]] = [:]
+        var settled: [String] = []
         var deleted = 0
         for (socketID, reply) in zip(socketIDs, replies) {
-            guard let record = try reply.get().array else { continue }
+            guard case .success(let value) = reply else { continue }
+            settled.append(socketID)
+            guard let record = value.array else { continue }
             deleted += 1
             if record.count == 2, let userID = record[1].string, !userID.isEmpty { byUser[userID, default: []].append(socketID) }
         }
-        for reply in replies[socketIDs.count...] { _ = try reply.get() }
-        if !byUser.isEmpty {
-            let late = await client.pipeline(byUser.map { userID, sockets in
-                PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, ""] + sockets)
-            })
-            for reply in late { _ = try reply.get() }
+        // Members leave the set only once their record is gone (or was never this node's).
+        var cleanup = indexCommands(nodeID: nodeID, added: [], removed: settled)
+        for (userID, sockets) in byUser {
+            cleanup.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, ""] + sockets))
         }
+        for reply in await client.pipeline(cleanup) { _ = try reply.get() }
+        if let error = Self.firstFailure(replies[...]) { throw error }
         return deleted
     }
 }

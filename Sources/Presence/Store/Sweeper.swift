@@ -95,13 +95,12 @@ public struct Sweeper: Sendable {
                 throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
             }
             cursor = next
-            removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
+            // Only the dead incarnation's records: a node restarted meanwhile keeps its new ones.
+            removed += try await writer.removeSockets(nodeID: node, incarnation: entry.incarnation, socketIDs: members.compactMap(\.string))
         } while cursor != "0"
-        let replies = await client.pipeline([
-            RedisCommand("DEL", index),
-            PresenceScripts.forget.call(keys: [keys.nodeTable, keys.node(node)], arguments: [node, entry.raw]),
-        ])
-        _ = try replies[0].get()
-        return (removed, try replies[1].get().int == 1)
+        let forgotten = try await client.send(PresenceScripts.forget.call(keys: [keys.nodeTable, keys.node(node)], arguments: [node, entry.raw])).int == 1
+        // The set (now only ids of older incarnations, which expire) goes only with the node.
+        if forgotten { _ = try await client.send(RedisCommand("DEL", index)) }
+        return (removed, forgotten)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Presence
+import PresenceTestSupport
 import ServiceLifecycle
 
 /// Runs `body` with a running client for `configuration`.
@@ -66,42 +67,3 @@ func startNode(_ id: String, client: RedisClient, configuration: PresenceConfigu
     return running
 }
 
-/// Keys in the database, by SCAN.
-func allKeys(_ client: RedisClient) async throws -> [String] {
-    var keys: [String] = []
-    var cursor = "0"
-    repeat {
-        let page = try await client.send("SCAN", cursor, "COUNT", "1000").array!
-        cursor = page[0].string!
-        keys += page[1].array!.compactMap(\.string)
-    } while cursor != "0"
-    return keys
-}
-
-/// Redis server time in milliseconds.
-func redisNow(_ client: RedisClient) async throws -> Int {
-    let parts = try await client.send("TIME").array!
-    return parts[0].int! * 1000 + parts[1].int! / 1000
-}
-
-/// Sleeps until the Redis clock passes `milliseconds` (waiting on a TTL is waiting on time).
-func waitUntilRedisTime(_ client: RedisClient, passes milliseconds: Int) async throws {
-    while true {
-        let now = try await redisNow(client)
-        if now > milliseconds { return }
-        try await Task.sleep(for: .milliseconds(milliseconds - now + 5))
-    }
-}
-
-/// Polls `condition` until it holds; fails after `timeout`. For state that converges through
-/// background writes the test does not control (resync after Redis came back).
-func eventually(timeout: Duration = .seconds(20), _ what: String, _ condition: () async throws -> Bool) async throws -> Duration {
-    let clock = ContinuousClock()
-    let start = clock.now
-    while clock.now - start < timeout {
-        if (try? await condition()) == true { return clock.now - start }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    struct Timeout: Error, CustomStringConvertible { let description: String }
-    throw Timeout(description: "timed out after \(timeout) waiting for: \(what)")
-}

@@ -4,23 +4,24 @@ import Presence
 
 /// A private redis-server process on a free loopback port (and a unix socket), started for one
 /// test and stopped by it. Fails with a clear message when redis-server is not installed.
-final class RedisServer: Sendable {
-    let port: Int
-    let directory: URL
-    let arguments: [String]
+public final class RedisServer: Sendable {
+    public let port: Int
+    public let directory: URL
+    public let arguments: [String]
     private let process: RedisServerProcess
 
-    var url: String { "redis://127.0.0.1:\(port)" }
-    var socketPath: String { directory.appendingPathComponent("redis.sock").path }
-    var configuration: RedisConfiguration { RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)) }
+    public var url: String { "redis://127.0.0.1:\(port)" }
+    public var socketPath: String { directory.appendingPathComponent("redis.sock").path }
+    public var configuration: RedisConfiguration { RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)) }
 
-    struct StartError: Error, CustomStringConvertible {
-        let description: String
+    public struct StartError: Error, CustomStringConvertible {
+        public let description: String
+        public init(description: String) { self.description = description }
     }
 
 
     /// Starts a server; `port` reuses a port (to restart a stopped server at the same address).
-    static func start(_ extraArguments: [String] = [], port: Int? = nil, directory: URL? = nil) async throws -> RedisServer {
+    public static func start(_ extraArguments: [String] = [], port: Int? = nil, directory: URL? = nil) async throws -> RedisServer {
         var lastError: (any Error)?
         for _ in 0..<5 {
             let chosen = try port ?? freePort()
@@ -46,7 +47,7 @@ final class RedisServer: Sendable {
         ] + extraArguments)
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StartError(description: "socket() failed") }
         defer { close(fd) }
@@ -63,10 +64,10 @@ final class RedisServer: Sendable {
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
-    func stop() { process.stop() }
+    public func stop() { process.stop() }
 
     /// Sends a signal (SIGKILL, SIGSTOP, SIGCONT); waits for the exit after SIGKILL.
-    func signal(_ signal: Int32) { process.signal(signal) }
+    public func signal(_ signal: Int32) { process.signal(signal) }
 
     deinit {
         stop()
