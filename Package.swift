@@ -60,7 +60,7 @@ let package = Package(
         // Real redis-server processes and helpers shared by the test targets.
         .target(
             name: "PresenceTestSupport",
-            dependencies: ["Presence"],
+            dependencies: ["Presence", .product(name: "Logging", package: "swift-log")],
             path: "Tests/PresenceTestSupport",
             swiftSettings: swiftSettings
         ),

@@ -19,11 +19,7 @@ func testOptions(tokens: Bool = true, nodeTTL: Duration = .seconds(1)) -> ServeO
     return options
 }
 
-func testLogger() -> Logger {
-    var logger = Logger(label: "test.api")
-    logger.logLevel = .critical
-    return logger
-}
+func testLogger() -> Logger { quietLogger("test.api") }
 
 /// Runs `body` against the router of a real application backed by `server`.
 func withAPI(_ server: RedisServer, options: ServeOptions = testOptions(), _ body: @escaping @Sendable (any TestClientProtocol, RedisClient) async throws -> Void) async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Presence
 
 /// Keys in the database, by SCAN.
@@ -39,4 +40,34 @@ public func eventually(timeout: Duration = .seconds(20), _ what: String, _ condi
     }
     struct Timeout: Error, CustomStringConvertible { let description: String }
     throw Timeout(description: "timed out after \(timeout) waiting for: \(what)")
+}
+
+/// Runs `body` with a running client for `configuration`.
+public func withClient<T: Sendable>(
+    _ configuration: RedisConfiguration, scripts: [RedisScript] = PresenceScripts.all,
+    _ body: (RedisClient) async throws -> T
+) async throws -> T {
+    let client = RedisClient(configuration: configuration, scripts: scripts, logger: quietLogger())
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await client.run() }
+        do {
+            let result = try await body(client)
+            group.cancelAll()
+            return result
+        } catch {
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+public func withClient<T: Sendable>(_ server: RedisServer, _ body: (RedisClient) async throws -> T) async throws -> T {
+    try await withClient(server.configuration, body)
+}
+
+/// A logger that stays quiet unless PRESENCE_TEST_LOG names a level.
+public func quietLogger(_ label: String = "test") -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["PRESENCE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+    return logger
 }

@@ -4,34 +4,7 @@ import Presence
 import PresenceTestSupport
 import ServiceLifecycle
 
-/// Runs `body` with a running client for `configuration`.
-func withClient<T: Sendable>(
-    _ configuration: RedisConfiguration, scripts: [RedisScript] = PresenceScripts.all,
-    _ body: (RedisClient) async throws -> T
-) async throws -> T {
-    let client = RedisClient(configuration: configuration, scripts: scripts, logger: testLogger("redis"))
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await client.run() }
-        do {
-            let result = try await body(client)
-            group.cancelAll()
-            return result
-        } catch {
-            group.cancelAll()
-            throw error
-        }
-    }
-}
-
-func withClient<T: Sendable>(_ server: RedisServer, _ body: (RedisClient) async throws -> T) async throws -> T {
-    try await withClient(server.configuration, body)
-}
-
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: "test.\(label)")
-    logger.logLevel = ProcessInfo.processInfo.environment["PRESENCE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-    return logger
-}
+func testLogger(_ label: String) -> Logger { quietLogger("test.\(label)") }
 
 /// Fast timings so that expiry-based tests take about a second.
 let fastConfiguration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1), socketTTL: .seconds(60), nodeRetention: .seconds(60))

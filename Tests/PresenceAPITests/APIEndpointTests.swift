@@ -1,0 +1,239 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Presence
+@testable import PresenceAPI
+import PresenceTestSupport
+import Testing
+
+@Suite("HTTP API against a real redis-server")
+struct APIEndpointTests {
+    @Test("every endpoint: report a node and sockets, then ask every question")
+    func everyEndpoint() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(30))) { http, _ in
+            let registered = try await http.send(.put, "/v1/nodes/node-1", json: #"{"address":"10.0.0.1:3000","meta":{"zone":"a"}}"#)
+            #expect(registered.status == .ok)
+            #expect(registered.json["nodeId"] as? String == "node-1")
+            #expect(registered.json["status"] as? String == "new")
+            #expect(registered.json["resyncRequired"] as? Bool == true)
+            #expect(registered.json["alive"] as? Bool == true)
+            let incarnation = try #require(registered.json["incarnation"] as? String)
+            let again = try await http.send(.put, "/v1/nodes/node-1", json: "")
+            #expect(again.json["status"] as? String == "ok" && again.json["incarnation"] as? String == incarnation)
+            #expect(again.json["address"] as? String == "10.0.0.1:3000")
+
+            let created = try await http.send(.put, "/v1/nodes/node-1/sockets/sock-1", json: #"{"userId":"alice","meta":{"room":"r1"}}"#)
+            #expect(created.status == .created)
+            #expect(created.json["alive"] as? Bool == true && created.json["userId"] as? String == "alice")
+            #expect(try await http.send(.put, "/v1/nodes/node-1/sockets/sock-1", json: #"{"userId":"alice"}"#).status == .ok)
+            #expect(try await http.send(.put, "/v1/nodes/node-1/sockets/sock-2").status == .created)  // empty body
+
+            let events = try await http.send(.post, "/v1/nodes/node-1/events", json: """
+                {"events":[{"type":"connect","socketId":"sock-3","userId":"bob"},{"type":"connect","socketId":"sock-4"},
+                 {"type":"disconnect","socketId":"sock-4"},{"type":"disconnect","socketId":"never"}]}
+                """)
+            #expect(events.status == .ok)
+            let results = (events.json["results"] as? [[String: Any]])?.compactMap { $0["result"] as? String }
+            #expect(results == ["created", "created", "removed", "not_held"])
+
+            let socket = try await http.send(.get, "/v1/sockets/sock-1", token: readToken)
+            #expect(socket.status == .ok)
+            #expect(socket.json["nodeId"] as? String == "node-1")
+            #expect(socket.json["nodeAddress"] as? String == "10.0.0.1:3000")
+            #expect(socket.json["meta"] as? [String: String] == ["room": "r1"] || socket.json["meta"] as? [String: String] == [:])
+            let connectedAt = try #require(socket.json["connectedAt"] as? String)
+            #expect(connectedAt.hasSuffix("Z") && connectedAt.contains("."))
+            let noUser = try await http.send(.get, "/v1/sockets/sock-2", token: readToken)
+            #expect(noUser.json.keys.contains("userId") && noUser.json["userId"] is NSNull)
+            let missing = try await http.send(.get, "/v1/sockets/sock-4", token: readToken)
+            #expect(missing.status == .notFound)
+            #expect(missing.json["alive"] as? Bool == false && missing.json["socketId"] as? String == "sock-4")
+            #expect(try await http.send(.head, "/v1/sockets/sock-1", token: readToken).status == .ok)
+            let head = try await http.send(.head, "/v1/sockets/sock-4", token: readToken)
+            #expect(head.status == .notFound && head.body.readableBytes == 0)
+
+            let lookup = try await http.send(.post, "/v1/sockets/lookup", token: readToken, json: #"{"socketIds":["sock-3","nope","sock-1"]}"#)
+            let entries = try #require(lookup.json["sockets"] as? [[String: Any]])
+            #expect(entries.map { $0["socketId"] as? String } == ["sock-3", "nope", "sock-1"])
+            #expect(entries.map { $0["alive"] as? Bool } == [true, false, true])
+
+            let nodes = try await http.send(.get, "/v1/nodes", token: readToken)
+            #expect((nodes.json["nodes"] as? [[String: Any]])?.map { $0["nodeId"] as? String } == ["node-1"])
+            #expect(try await http.send(.get, "/v1/nodes/node-1", token: readToken).json["alive"] as? Bool == true)
+            #expect(try await http.send(.get, "/v1/nodes/ghost", token: readToken).status == .notFound)
+            let page = try await http.send(.get, "/v1/nodes/node-1/sockets?limit=10", token: readToken)
+            #expect(Set((page.json["sockets"] as? [[String: Any]])?.compactMap { $0["socketId"] as? String } ?? []) == ["sock-1", "sock-2", "sock-3"])
+            #expect(page.json.keys.contains("nextCursor"))
+
+            let user = try await http.send(.get, "/v1/users/alice", token: readToken)
+            #expect(user.json["online"] as? Bool == true)
+            #expect((user.json["sockets"] as? [[String: Any]])?.count == 1)
+            #expect(try await http.send(.get, "/v1/users/nobody", token: readToken).json["online"] as? Bool == false)
+
+            #expect(try await http.send(.put, "/v1/nodes/node-1", json: "{}").status == .ok)  // refresh counts
+            let stats = try await http.send(.get, "/v1/stats", token: readToken).json
+            #expect((stats["nodes"] as? [String: Int]) == ["alive": 1, "dead": 0])
+            #expect((stats["sockets"] as? [String: Int]) == ["alive": 3])
+
+            #expect(try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2").status == .noContent)
+            let notHeld = try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2")
+            #expect(notHeld.status == .notFound && notHeld.errorCode == "socket_not_found")
+            #expect(try await http.send(.delete, "/v1/nodes/node-1").status == .noContent)
+            #expect(try await http.send(.get, "/v1/sockets/sock-1", token: readToken).status == .notFound)
+            #expect(try await http.send(.delete, "/v1/nodes/node-1").status == .notFound)
+
+            #expect(try await http.send(.get, "/healthz", token: nil).json["status"] as? String == "ok")
+            #expect(try await http.send(.get, "/readyz", token: nil).status == .ok)
+            let metrics = try await http.send(.get, "/metrics", token: nil)
+            let text = String(buffer: metrics.body)
+            #expect(text.contains("hb_requests") && text.contains("presence_redis_round_trips_total") && text.contains("presence_nodes_alive"))
+        }
+    }
+
+    @Test("a changed incarnation kills the previous one's sockets at once")
+    func incarnationChange() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(30))) { http, _ in
+            _ = try await http.send(.put, "/v1/nodes/n", json: #"{"incarnation":"boot-1"}"#)
+            _ = try await http.send(.put, "/v1/nodes/n/sockets/s")
+            let restarted = try await http.send(.put, "/v1/nodes/n", json: #"{"incarnation":"boot-2"}"#)
+            #expect(restarted.json["status"] as? String == "replaced")
+            #expect(try await http.send(.get, "/v1/sockets/s", token: readToken).status == .notFound)
+        }
+    }
+
+    @Test("a node whose heartbeats stop reads dead through the API within its TTL")
+    func heartbeatsStop() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(1))) { http, client in
+            let node = try await http.send(.put, "/v1/nodes/quiet")
+            #expect(try await http.send(.put, "/v1/nodes/quiet/sockets/q1").status == .created)
+            #expect(try await http.send(.get, "/v1/sockets/q1", token: readToken).status == .ok)
+            let expiresAt = try #require((node.json["expiresAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
+            try await waitUntilRedisTime(client, passes: Int(expiresAt.timeIntervalSince1970 * 1000) + 1)
+            let dead = try await http.send(.get, "/v1/sockets/q1", token: readToken)
+            #expect(dead.status == .notFound && dead.json["alive"] as? Bool == false)
+            #expect(try await http.send(.get, "/v1/nodes/quiet", token: readToken).json["alive"] as? Bool == false)
+        }
+    }
+
+    @Test("auth: 401 without credentials, 403 with a wrong token or a read token on a write")
+    func authMatrix() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server) { http, _ in
+            _ = try await http.send(.put, "/v1/nodes/auth-node")
+            let reads: [(HTTPRequest.Method, String, String?)] = [
+                (.get, "/v1/sockets/x", nil), (.post, "/v1/sockets/lookup", #"{"socketIds":["x"]}"#), (.get, "/v1/nodes", nil),
+                (.get, "/v1/nodes/auth-node", nil), (.get, "/v1/nodes/auth-node/sockets", nil), (.get, "/v1/users/u", nil), (.get, "/v1/stats", nil),
+            ]
+            let writes: [(HTTPRequest.Method, String, String?)] = [
+                (.put, "/v1/nodes/auth-node", nil), (.put, "/v1/nodes/auth-node/sockets/s", nil),
+                (.post, "/v1/nodes/auth-node/events", #"{"events":[{"type":"connect","socketId":"e"}]}"#),
+                (.delete, "/v1/nodes/auth-node/sockets/s", nil), (.delete, "/v1/nodes/other", nil),
+            ]
+            for (method, uri, body) in reads + writes {
+                let anonymous = try await http.send(method, uri, token: nil, json: body)
+                #expect(anonymous.status == .unauthorized && anonymous.errorCode == "unauthorized", "\(method) \(uri)")
+                #expect(anonymous.headers[.wwwAuthenticate] == "Bearer")
+                let wrong = try await http.send(method, uri, token: "nope", json: body)
+                #expect(wrong.status == .forbidden && wrong.errorCode == "forbidden", "\(method) \(uri)")
+            }
+            for (method, uri, body) in reads {
+                #expect(![.unauthorized, .forbidden].contains(try await http.send(method, uri, token: readToken, json: body).status), "\(method) \(uri)")
+                #expect(![.unauthorized, .forbidden].contains(try await http.send(method, uri, token: writeToken, json: body).status), "\(method) \(uri)")
+            }
+            for (method, uri, body) in writes {
+                #expect(try await http.send(method, uri, token: readToken, json: body).status == .forbidden, "\(method) \(uri)")
+                #expect(![.unauthorized, .forbidden].contains(try await http.send(method, uri, token: writeToken, json: body).status), "\(method) \(uri)")
+            }
+            for uri in ["/healthz", "/readyz", "/metrics"] {
+                #expect(try await http.send(.get, uri, token: nil).status == .ok, "\(uri)")
+            }
+        }
+    }
+
+    @Test("bad input: a 4xx with an error body, and nothing written")
+    func badInputs() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(30))) { http, client in
+            _ = try await http.send(.put, "/v1/nodes/good")
+            let long = String(repeating: "x", count: 257)
+            let huge = "{\"events\":[" + String(repeating: "{\"type\":\"connect\",\"socketId\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},", count: 20_000) + "]}"
+            let cases: [(HTTPRequest.Method, String, String?, HTTPResponse.Status, String)] = [
+                (.put, "/v1/nodes/\(long)", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/a%00b", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/a%0Ab", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/a%FFb", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/a%zzb", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/good", "{not json", .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", "[1,2]", .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"address":5}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"bogus":"x"}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"meta":{"k":1}}"#, .badRequest, "invalid_meta"),
+                (.put, "/v1/nodes/good", #"{"incarnation":""}"#, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/good/sockets/\(long)", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/good/sockets/s", #"{"userId":"a\u0000b"}"#, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/good/sockets/s", #"{"userId":true}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/unregistered/sockets/s", nil, .notFound, "node_not_found"),
+                (.post, "/v1/nodes/good/events", #"{"events":[]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"connect","socketId":"ok"},{"type":"jump","socketId":"x"}]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"connect","socketId":"ok"},{"type":"connect"}]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", "", .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", huge, .contentTooLarge, "body_too_large"),
+                (.post, "/v1/sockets/lookup", #"{"socketIds":[]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/sockets/lookup", #"{"socketIds":[1]}"#, .badRequest, "invalid_body"),
+                (.get, "/v1/sockets/\(long)", nil, .badRequest, "invalid_id"),
+                (.get, "/v1/nodes/good/sockets?limit=0", nil, .badRequest, "invalid_parameter"),
+                (.get, "/v1/nodes/good/sockets?limit=abc", nil, .badRequest, "invalid_parameter"),
+                (.get, "/v1/nodes/good/sockets?cursor=-1", nil, .badRequest, "invalid_parameter"),
+                (.get, "/v1/nope", nil, .notFound, "not_found"),
+                (.get, "/", nil, .notFound, "not_found"),
+            ]
+            let lookup = try await (0..<1001).map { "\"s\($0)\"" }.joined(separator: ",")
+            let all = cases + [(.post, "/v1/sockets/lookup", "{\"socketIds\":[\(lookup)]}", .badRequest, "invalid_body")]
+            let before = try await allKeys(client).sorted()
+            for (method, uri, body, status, code) in all {
+                let response = try await http.send(method, uri, json: body)
+                #expect(response.status == status, "\(method) \(uri.prefix(80))")
+                #expect(response.errorCode == code, "\(method) \(uri.prefix(80)): \(String(buffer: response.body).prefix(200))")
+            }
+            #expect(try await allKeys(client).sorted() == before)
+        }
+    }
+
+    @Test("Redis unavailable or a replica: 503 with a clear body, never a wrong answer")
+    func redisTrouble() async throws {
+        let primary = try await RedisServer.start()
+        let replica = try await RedisServer.start(["--replicaof", "127.0.0.1", String(primary.port)])
+        try await withAPI(replica) { http, _ in
+            let ready = try await http.send(.get, "/readyz", token: nil)
+            #expect(ready.status == .serviceUnavailable && ready.errorCode == "redis_replica")
+            #expect(try await http.send(.put, "/v1/nodes/n").status == .serviceUnavailable)
+        }
+        let gone = try await RedisServer.start()
+        gone.stop()
+        try await withAPI(gone) { http, _ in
+            let answer = try await http.send(.get, "/v1/sockets/s", token: readToken)
+            #expect(answer.status == .serviceUnavailable && answer.errorCode == "redis_unavailable")
+            #expect(try await http.send(.get, "/readyz", token: nil).status == .serviceUnavailable)
+            #expect(try await http.send(.get, "/healthz", token: nil).status == .ok)
+        }
+    }
+
+    @Test("without tokens a non-loopback host is refused unless explicitly allowed")
+    func exposure() throws {
+        var options = testOptions(tokens: false)
+        options.host = "0.0.0.0"
+        #expect(throws: ConfigurationError.self) { try options.checkExposure() }
+        options.insecureNoAuth = true
+        try options.checkExposure()
+        options = testOptions(tokens: true)
+        options.host = "0.0.0.0"
+        try options.checkExposure()
+        #expect(try AccessTokens.parse(file: "# tokens\nread:r1\nwrite:w1\n\nread:r2").read == ["r1", "r2"])
+        #expect(throws: ConfigurationError.self) { try AccessTokens.parse(file: "admin:x") }
+        let tokens = AccessTokens(read: ["r"], write: ["w"])
+        #expect(tokens.scope(of: "r") == .read && tokens.scope(of: "w") == .write && tokens.scope(of: "x") == nil && tokens.scope(of: "") == nil)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Glibc
+import Presence
+@testable import PresenceAPI
+import PresenceTestSupport
+import Testing
+
+@Suite("The presence command, run as a process")
+struct CLITests {
+    @Test("serve without --redis starts a private redis-server, serves, and stops it on SIGTERM")
+    func embeddedDefault() async throws {
+        let port = try RedisServer.freePort()
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", String(port)])
+        var socketPath = ""
+        try await eventually("the server to listen") {
+            let output = serve.output
+            if let range = output.range(of: "socket=") {
+                socketPath = String(output[range.upperBound...].prefix { !$0.isWhitespace })
+            }
+            return output.contains("presence serve is listening")
+        }
+        #expect(serve.output.contains("embedded redis-server"))
+        #expect(FileManager.default.fileExists(atPath: socketPath))
+        try await withClient(RedisConfiguration(endpoint: .unix(path: socketPath))) { (client: RedisClient) async throws in
+            #expect(try await client.send("PING").string == "PONG")
+        }
+        let health = try await httpGet(port: port, path: "/readyz")
+        #expect(health.contains("200"))
+        serve.signal(SIGTERM)
+        #expect(await serve.wait() == 0)
+        #expect(serve.output.contains("embedded redis-server stopped"))
+        #expect(!FileManager.default.fileExists(atPath: socketPath))
+    }
+
+    @Test("serve refuses a non-loopback host without tokens, in one line")
+    func refusesExposure() async throws {
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--host", "0.0.0.0", "--port", "0", "--redis", "redis://127.0.0.1:1"])
+        #expect(await serve.wait() != 0)
+        #expect(serve.output.contains("--insecure-no-auth"))
+    }
+
+    @Test("sweep from the CLI: dry run, then removal, then nothing; non-zero with a reason when Redis is a replica or away")
+    func sweepCommand() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1))
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let result = try await writer.heartbeat(NodeHeartbeat(nodeID: "cli-dead", incarnation: "i1", startedAt: Date()))
+            _ = await writer.apply(nodeID: "cli-dead", incarnation: "i1", events: (0..<7).map { .connect(socketID: "c\($0)", userID: "u", meta: [:], connectedAt: Date()) })
+            try await waitUntilRedisTime(client, passes: Int(result.expiresAt.timeIntervalSince1970 * 1000))
+
+            let dry = try ChildProcess([try presenceBinary(), "sweep", "--redis", server.url, "--dry-run"])
+            #expect(await dry.wait() == 0)
+            #expect(dry.output.contains("would remove node cli-dead"), "\(dry.output)")
+            #expect(try await client.send("EXISTS", PresenceKeys(prefix: "presence").socket("c1")).int == 1)
+
+            let sweep = try ChildProcess([try presenceBinary(), "sweep", "--redis", server.url])
+            #expect(await sweep.wait() == 0)
+            #expect(sweep.output.contains("removed 1 nodes, 7 sockets"), "\(sweep.output)")
+            #expect(try await allKeys(client).isEmpty)
+
+            let again = try ChildProcess([try presenceBinary(), "sweep", "--json"], environment: ["PRESENCE_REDIS_URL": server.url])
+            #expect(await again.wait() == 0)
+            #expect(again.output.contains("\"sockets\":0"), "\(again.output)")
+        }
+        let replica = try await RedisServer.start(["--replicaof", "127.0.0.1", String(server.port)])
+        let refused = try ChildProcess([try presenceBinary(), "sweep", "--redis", replica.url])
+        #expect(await refused.wait() != 0)
+        #expect(refused.output.contains("replica"), "\(refused.output)")
+        let away = try ChildProcess([try presenceBinary(), "sweep", "--redis", "redis://127.0.0.1:\(try RedisServer.freePort())"])
+        #expect(await away.wait() != 0)
+        #expect(away.output.contains("cannot connect"), "\(away.output)")
+        #expect(away.output.split(separator: "\n").count <= 2)
+    }
+
+    @Test("nodes and lookup print tables, or JSON for scripts")
+    func operatorCommands() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: PresenceConfiguration())
+            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "table-node", incarnation: "i", address: "h:1", startedAt: Date(), socketCount: 1))
+            _ = await writer.apply(nodeID: "table-node", incarnation: "i", events: [.connect(socketID: "t1", userID: "ann", meta: [:], connectedAt: Date())])
+            let nodes = try ChildProcess([try presenceBinary(), "nodes", "--redis", server.url])
+            #expect(await nodes.wait() == 0)
+            #expect(nodes.output.contains("NODE") && nodes.output.contains("table-node") && nodes.output.contains("alive"))
+            let lookup = try ChildProcess([try presenceBinary(), "lookup", "t1", "--json", "--redis", server.url])
+            #expect(await lookup.wait() == 0)
+            let object = try JSONSerialization.jsonObject(with: Data(lookup.output.utf8)) as? [String: Any]
+            #expect(object?["nodeId"] as? String == "table-node" && object?["alive"] as? Bool == true)
+            let unknown = try ChildProcess([try presenceBinary(), "lookup", "nope", "--redis", server.url])
+            #expect(await unknown.wait() == 1)
+            #expect(unknown.output.contains("not alive"))
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a loopback socket; returns the status line and headers.
+func httpGet(port: Int, path: String) async throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw RedisServer.StartError(description: "cannot connect to 127.0.0.1:\(port)") }
+    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    _ = request.withCString { write(fd, $0, strlen($0)) }
+    var response = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count <= 0 { break }
+        response += buffer[0..<count]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
