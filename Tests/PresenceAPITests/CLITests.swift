@@ -95,7 +95,7 @@ struct CLITests {
 }
 
 /// A minimal HTTP/1.1 GET over a loopback socket; returns the status line and headers.
-func httpGet(port: Int, path: String) async throws -> String {
+func httpGet(port: Int, path: String, token: String? = nil) async throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -106,7 +106,8 @@ func httpGet(port: Int, path: String) async throws -> String {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else { throw RedisServer.StartError(description: "cannot connect to 127.0.0.1:\(port)") }
-    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    let authorization = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
+    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(authorization)Connection: close\r\n\r\n"
     _ = request.withCString { write(fd, $0, strlen($0)) }
     var response = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 4096)
