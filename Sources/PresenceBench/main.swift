@@ -1,5 +1,6 @@
 // Measures the core against a local Redis: socket events per second from one PresenceNode, and
-// Redis commands per heartbeat with 0 and 10,000 sockets. Usage: presence-bench REDIS_URL [EVENTS]
+// Redis commands per heartbeat with 0 and 10,000 sockets.
+// Usage: presence-bench REDIS_URL [EVENTS] [USERS]  (USERS 0: no user ids)
 import Foundation
 import Logging
 import Presence
@@ -12,6 +13,7 @@ guard arguments.count >= 2 else {
 }
 let redis = try RedisConfiguration(url: arguments[1])
 let eventCount = arguments.count > 2 ? Int(arguments[2]) ?? 200_000 : 200_000
+let userCount = arguments.count > 3 ? Int(arguments[3]) ?? 10_000 : 10_000
 var logger = Logger(label: "bench")
 logger.logLevel = .warning
 let client = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
@@ -49,7 +51,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     let ids = (0..<eventCount).map { "socket-\($0)-\(UInt32.random(in: 0 ... .max))" }
     let clock = ContinuousClock()
     var start = clock.now
-    for (index, id) in ids.enumerated() { try node.connected(socketID: id, userID: "user-\(index % 10_000)") }
+    for (index, id) in ids.enumerated() { try node.connected(socketID: id, userID: userCount > 0 ? "user-\(index % userCount)" : nil) }
     print("recording \(eventCount) connects locally took \(clock.now - start)")
     try await node.flush()
     let connectTime = clock.now - start
@@ -58,7 +60,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     try await node.flush()
     let disconnectTime = clock.now - start
     func rate(_ duration: Duration) -> Int { Int(Double(eventCount) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)) }
-    print("connect events/s (with user index): \(rate(connectTime))")
+    print("connect events/s (\(userCount) distinct users): \(rate(connectTime))")
     print("disconnect events/s: \(rate(disconnectTime))")
     print("connect+disconnect events/s: \(Int(Double(2 * eventCount) / ((connectTime + disconnectTime) / .seconds(1)))))")
     print("Redis round trips: \(client.metrics.roundTripCount), commands: \(client.metrics.commandCount)")
