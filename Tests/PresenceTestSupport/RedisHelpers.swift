@@ -31,6 +31,7 @@ public func waitUntilRedisTime(_ client: RedisClient, passes milliseconds: Int) 
 
 /// Polls `condition` until it holds; fails after `timeout`. For state that converges through
 /// background writes the test does not control (resync after Redis came back).
+@discardableResult
 public func eventually(timeout: Duration = .seconds(20), _ what: String, _ condition: () async throws -> Bool) async throws -> Duration {
     let clock = ContinuousClock()
     let start = clock.now

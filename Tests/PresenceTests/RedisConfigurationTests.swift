@@ -30,6 +30,18 @@ struct RedisConfigurationTests {
         #expect(configuration.database == 2)
     }
 
+    @Test("redis-sentinel:// with a password, several sentinels and a master name")
+    func sentinelURL() throws {
+        let configuration = try RedisConfiguration(url: "redis-sentinel://pw@10.0.0.1:26380,10.0.0.2,[::1]:26381/mymaster?db=2")
+        let sentinel = try #require(configuration.sentinel)
+        #expect(sentinel.sentinels == [.tcp(host: "10.0.0.1", port: 26380), .tcp(host: "10.0.0.2", port: 26379), .tcp(host: "::1", port: 26381)])
+        #expect(sentinel.masterName == "mymaster")
+        #expect(sentinel.password == "pw" && configuration.password == "pw")
+        #expect(configuration.database == 2)
+        #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis-sentinel://h1:26379") }
+        #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis-sentinel:///m") }
+    }
+
     @Test("malformed URLs are refused with a reason", arguments: [
         "http://localhost", "redis://", "redis://host:0", "redis://host:99999", "redis://host/x",
         "redis://host:port", "unix://relative.sock", "unix:///a.sock?db=x", "redis://[::1", "redis://u:%zz@host",

@@ -25,10 +25,10 @@ public final class RedisServerProcess: Sendable {
         throw LaunchError(description: "\(name) is not installed. Install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu), or pass --redis URL to use an existing Redis.")
     }
 
-    /// Starts redis-server with `arguments` (logging to stdout) and waits until it accepts
-    /// connections, reading its output rather than polling.
+    /// Starts redis-server with `arguments` (logging to stdout) and waits until its output shows
+    /// `readyMarker` (by default, that it accepts connections), reading it rather than polling.
     /// - Throws: ``LaunchError`` with its output when it exits before being ready.
-    public static func launch(_ arguments: [String]) async throws -> RedisServerProcess {
+    public static func launch(_ arguments: [String], readyMarker: String = "eady to accept connections") async throws -> RedisServerProcess {
         let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))") }
@@ -59,7 +59,7 @@ public final class RedisServerProcess: Sendable {
             close(fds[0])
             throw LaunchError(description: "cannot start \(argv[0]): \(String(cString: strerror(spawned)))")
         }
-        let (ready, log) = await waitForReady(fds[0])
+        let (ready, log) = await waitForReady(fds[0], marker: readyMarker)
         let process = RedisServerProcess(pid: child, startupLog: log)
         guard ready else {
             process.stop()
@@ -75,7 +75,7 @@ public final class RedisServerProcess: Sendable {
 
     /// Reads the output until it says it accepts connections (or ends), then keeps draining it
     /// on the same thread until the server exits, so that it never blocks on a full pipe.
-    private static func waitForReady(_ fd: Int32) async -> (Bool, String) {
+    private static func waitForReady(_ fd: Int32, marker: String) async -> (Bool, String) {
         await withCheckedContinuation { continuation in
             let thread = Thread {
                 var log = ""
@@ -86,7 +86,8 @@ public final class RedisServerProcess: Sendable {
                     if count <= 0 { break }
                     if !resumed {
                         log += String(decoding: buffer[0..<count], as: UTF8.self)
-                        if log.contains("eady to accept connections") {  // "Ready to…" (TCP) or "…now ready to…" (unix socket only)
+                        // "Ready to accept…" (TCP) or "…now ready to accept…" (unix socket only).
+                        if log.contains(marker) {
                             resumed = true
                             continuation.resume(returning: (true, log))
                         }

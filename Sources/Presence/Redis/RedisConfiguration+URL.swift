@@ -1,13 +1,49 @@
 import Foundation
 
 extension RedisConfiguration {
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]`, `unix:///path/to/socket[?db=N]` or
+    /// `redis-sentinel://[password@]host1:26379,host2:26379/MASTER_NAME[?db=N]` (the password is
+    /// used for the sentinels and the primary).
     ///
     /// User and password may be percent-encoded. IPv6 hosts go in brackets (`redis://[::1]:6379`).
     /// - Throws: ``RedisError`` with code ``RedisError/Code/invalidConfiguration`` naming what is wrong.
     public init(url: String) throws {
         func invalid(_ why: String) -> RedisError {
             RedisError(.invalidConfiguration, "invalid Redis URL '\(Self.redacted(url))': \(why)")
+        }
+        if url.hasPrefix("redis-sentinel://") {
+            var rest = Substring(url.dropFirst("redis-sentinel://".count))
+            var password: String?
+            if let at = rest.lastIndex(of: "@") {
+                var credentials = rest[..<at]
+                if let colon = credentials.firstIndex(of: ":") { credentials = credentials[credentials.index(after: colon)...] }
+                password = try Self.percentDecoded(credentials) ?? { throw invalid("bad percent-encoding in the password") }()
+                rest = rest[rest.index(after: at)...]
+            }
+            var database = 0
+            if let query = rest.firstIndex(of: "?") {
+                let parameter = rest[rest.index(after: query)...]
+                rest = rest[..<query]
+                guard parameter.hasPrefix("db="), let db = Int(parameter.dropFirst(3)), db >= 0 else {
+                    throw invalid("unknown or malformed parameter '\(parameter)' (only db=N is supported)")
+                }
+                database = db
+            }
+            guard let slash = rest.firstIndex(of: "/") else { throw invalid("the master name is missing (…/MASTER_NAME)") }
+            let name = String(rest[rest.index(after: slash)...])
+            guard !name.isEmpty, !name.contains("/") else { throw invalid("the master name is missing (…/MASTER_NAME)") }
+            var sentinels: [Endpoint] = []
+            for item in rest[..<slash].split(separator: ",", omittingEmptySubsequences: false) {
+                let parsed = try RedisConfiguration(url: "redis://" + item)
+                guard case .tcp(let host, let port) = parsed.endpoint, !item.contains("@"), !item.contains("/") else {
+                    throw invalid("each sentinel is host[:port]")
+                }
+                sentinels.append(.tcp(host: host, port: item.contains(":") && !item.hasSuffix("]") ? port : 26379))
+            }
+            guard !sentinels.isEmpty else { throw invalid("no sentinel given") }
+            self.init(endpoint: sentinels[0], password: password, database: database,
+                      sentinel: Sentinel(sentinels: sentinels, masterName: name, password: password))
+            return
         }
         if url.hasPrefix("unix://") {
             var rest = Substring(url.dropFirst("unix://".count))
@@ -28,7 +64,7 @@ extension RedisConfiguration {
             return
         }
         guard url.hasPrefix("redis://") else {
-            throw invalid("the scheme must be redis:// or unix://")
+            throw invalid("the scheme must be redis://, unix:// or redis-sentinel://")
         }
         var rest = Substring(url.dropFirst("redis://".count))
         var username: String?

@@ -15,8 +15,30 @@ public struct RedisConfiguration: Sendable, Hashable {
         }
     }
 
-    /// The server's address.
+    /// Redis Sentinel: where the sentinels are and which primary to ask them for.
+    public struct Sentinel: Sendable, Hashable {
+        /// The sentinels, asked in order (the one that answers moves to the front).
+        public var sentinels: [Endpoint]
+        /// The monitored primary's name (`sentinel monitor NAME …`).
+        public var masterName: String
+        /// Password for the sentinels, when they require one.
+        public var password: String?
+        /// Connect and reply timeout for each sentinel (short: a dead sentinel must not stall).
+        public var timeout: Duration
+
+        /// Creates a Sentinel setting.
+        public init(sentinels: [Endpoint], masterName: String, password: String? = nil, timeout: Duration = .milliseconds(500)) {
+            self.sentinels = sentinels
+            self.masterName = masterName
+            self.password = password
+            self.timeout = timeout
+        }
+    }
+
+    /// The server's address; with ``sentinel``, the last primary resolved (informative).
     public var endpoint: Endpoint
+    /// When set, the primary is found through these sentinels on every (re)connect.
+    public var sentinel: Sentinel?
     /// ACL user name for `AUTH`; `nil` for the default user.
     public var username: String?
     /// Password for `AUTH`; `nil` for none.
@@ -52,9 +74,11 @@ public struct RedisConfiguration: Sendable, Hashable {
         minimumBackoff: Duration = .milliseconds(50),
         maximumBackoff: Duration = .seconds(2),
         maximumPipelineLength: Int = 4096,
-        clientName: String = "presence"
+        clientName: String = "presence",
+        sentinel: Sentinel? = nil
     ) {
         self.endpoint = endpoint
+        self.sentinel = sentinel
         self.username = username
         self.password = password
         self.database = database

@@ -15,6 +15,8 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
             case transactionAborted
             case protocolError
             case shutdown
+            case noSentinel
+            case unknownMaster
         }
 
         let base: Base
@@ -43,6 +45,10 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
         public static let protocolError = Code(base: .protocolError)
         /// The client is shutting down.
         public static let shutdown = Code(base: .shutdown)
+        /// No sentinel answered.
+        public static let noSentinel = Code(base: .noSentinel)
+        /// The sentinels that answered know no primary by that name.
+        public static let unknownMaster = Code(base: .unknownMaster)
 
         public var description: String { base.rawValue }
     }
@@ -75,7 +81,7 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
     /// Whether the failure says nothing about the command itself, only about reaching Redis.
     public var isConnectivity: Bool {
         switch code.base {
-        case .connectionFailed, .connectionLost, .unavailable, .timeout, .replica, .shutdown: return true
+        case .connectionFailed, .connectionLost, .unavailable, .timeout, .replica, .shutdown, .noSentinel, .unknownMaster: return true
         default: return false
         }
     }

@@ -17,6 +17,7 @@ final class RedisIOLoop: @unchecked Sendable {
     private var failedAttempts = 0
     private var nextAttempt: ContinuousClock.Instant?
     private var lastError: RedisError?
+    private var sentinel: SentinelResolver?
 
     init(configuration: RedisConfiguration, scripts: [RedisScript], queue: RedisRequestQueue, metrics: RedisClientMetrics, logger: Logger) {
         self.configuration = configuration
@@ -25,6 +26,7 @@ final class RedisIOLoop: @unchecked Sendable {
         self.queue = queue
         self.metrics = metrics
         self.logger = logger
+        self.sentinel = configuration.sentinel.map { SentinelResolver($0, clientName: configuration.clientName) }
     }
 
     /// Runs until the queue is closed and drained.
@@ -172,10 +174,15 @@ final class RedisIOLoop: @unchecked Sendable {
             return .failure(RedisError(code, "Redis at \(configuration.endpoint) is unavailable, retrying soon: \(lastError.message)", primary: lastError.primary))
         }
         do {
-            let connection = try RedisConnection.connect(configuration, scripts: scripts)
+            var target = configuration
+            if sentinel != nil {
+                // Re-resolved on every connect: after a failover the next connect finds the new primary.
+                target.endpoint = try sentinel!.resolve()
+            }
+            let connection = try RedisConnection.connect(target, scripts: scripts)
             self.connection = connection
             if failedAttempts > 0 {
-                logger.info("Redis connection restored", metadata: ["endpoint": "\(configuration.endpoint)"])
+                logger.info("Redis connection restored", metadata: ["endpoint": "\(target.endpoint)"])
             }
             failedAttempts = 0
             nextAttempt = nil
