@@ -221,6 +221,36 @@ struct APIEndpointTests {
         }
     }
 
+    @Test("--read-from replicas: queries go to a replica found through Sentinel, reports to the primary")
+    func readFromReplicas() async throws {
+        let cluster = try await SentinelCluster.start()
+        let writes = try RedisConfiguration(url: cluster.url)
+        var reads = writes
+        reads.requirePrimary = false
+        reads.sentinel?.preferReplica = true
+        reads.clientName = "presence-read"
+        let client = RedisClient(configuration: writes, scripts: PresenceScripts.all, logger: testLogger())
+        let readClient = RedisClient(configuration: reads, logger: testLogger())
+        let app = buildApplication(client: client, readClient: readClient, options: testOptions(nodeTTL: .seconds(30)), logger: testLogger())
+        try await app.test(.router) { http in
+            #expect(try await http.send(.put, "/v1/nodes/rn").status == .ok)
+            #expect(try await http.send(.put, "/v1/nodes/rn/sockets/rs").status == .created)
+            try await eventually("the replica to have the socket") {
+                try await http.send(.get, "/v1/sockets/rs", token: readToken).status == .ok
+            }
+            var inspectReplica = cluster.replica.configuration
+            inspectReplica.requirePrimary = false
+            try await withClient(inspectReplica) { (replica: RedisClient) async throws in
+                #expect(try await replica.send("CLIENT", "LIST").string?.contains("name=presence-read ") == true)
+            }
+            try await withClient(cluster.primary) { (primary: RedisClient) async throws in
+                let list = try await primary.send("CLIENT", "LIST").string ?? ""
+                #expect(!list.contains("name=presence-read "))
+                #expect(try await primary.send("EXISTS", "presence:s:{rs}").int == 1)
+            }
+        }
+    }
+
     @Test("without tokens a non-loopback host is refused unless explicitly allowed")
     func exposure() throws {
         var options = testOptions(tokens: false)

@@ -25,6 +25,9 @@ public struct RedisConfiguration: Sendable, Hashable {
         public var password: String?
         /// Connect and reply timeout for each sentinel (short: a dead sentinel must not stall).
         public var timeout: Duration
+        /// Connect to a healthy replica instead of the primary (for reads only; see
+        /// ``RedisConfiguration/requirePrimary``). Falls back to the primary when none is healthy.
+        public var preferReplica: Bool = false
 
         /// Creates a Sentinel setting.
         public init(sentinels: [Endpoint], masterName: String, password: String? = nil, timeout: Duration = .milliseconds(500)) {

@@ -25,10 +25,14 @@ struct SentinelResolver {
             do {
                 let connection = try RedisConnection.connect(configuration, scripts: [])
                 connection.append(RedisCommand("SENTINEL", "get-master-addr-by-name", setting.masterName))
-                switch try connection.readReply() {
+                if setting.preferReplica { connection.append(RedisCommand("SENTINEL", "replicas", setting.masterName)) }
+                let primary = try connection.readReply()
+                let replicas = setting.preferReplica ? try connection.readReply() : .success(.null)
+                switch primary {
                 case .success(let value):
                     if let parts = value.array, parts.count == 2, let host = parts[0].string, let port = parts[1].int {
                         if index > 0 { order.insert(order.remove(at: index), at: 0) }
+                        if case .success(let list) = replicas, let replica = Self.healthyReplica(list) { return replica }
                         return .tcp(host: host, port: port)
                     }
                     unknownAt.append("\(sentinel)")
@@ -43,5 +47,20 @@ struct SentinelResolver {
             throw RedisError(.unknownMaster, "the sentinels (\(unknownAt.joined(separator: ", "))) know no master named '\(setting.masterName)'")
         }
         throw RedisError(.noSentinel, "no sentinel reachable: \(failures.joined(separator: "; "))")
+    }
+
+    /// A replica the sentinel sees up: one in sync with its primary first, else any that is up
+    /// (the sentinel refreshes link status only every 10 s, so a fresh replica may still say `err`).
+    static func healthyReplica(_ list: RedisValue) -> RedisConfiguration.Endpoint? {
+        var fallback: RedisConfiguration.Endpoint?
+        for entry in list.array ?? [] {
+            let fields = entry.fieldMap
+            let flags = (fields["flags"] ?? "").split(separator: ",")
+            guard !flags.contains("s_down"), !flags.contains("o_down"), !flags.contains("disconnected"),
+                  let host = fields["ip"], let port = fields["port"].flatMap(Int.init) else { continue }
+            if fields["master-link-status"] == "ok" { return .tcp(host: host, port: port) }
+            fallback = fallback ?? .tcp(host: host, port: port)
+        }
+        return fallback
     }
 }

@@ -31,6 +31,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-no-auth"), help: "Allow a non-loopback --host without any token.")
     var insecureNoAuth = false
 
+    @Option(name: .customLong("read-from"), help: "primary or replicas: where queries are answered (env PRESENCE_READ_FROM, default primary; replicas needs a redis-sentinel:// URL and may lag).")
+    var readFrom: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env PRESENCE_LOG_LEVEL, default info).")
     var logLevel: String?
 
@@ -55,6 +58,15 @@ struct ServeCommand: AsyncParsableCommand {
         }
         options.tokens = AccessTokens(read: read, write: write)
         options.insecureNoAuth = insecureNoAuth
+        switch readFrom ?? Environment.string("PRESENCE_READ_FROM") ?? "primary" {
+        case "primary": options.readFromReplicas = false
+        case "replicas":
+            guard let url = options.redisURL, url.hasPrefix("redis-sentinel://") else {
+                throw ValidationError("--read-from replicas needs a redis-sentinel:// URL to find the replicas")
+            }
+            options.readFromReplicas = true
+        default: throw ValidationError("--read-from must be primary or replicas")
+        }
         try options.checkExposure()
         return options
     }
@@ -82,7 +94,16 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning("no token configured: the API needs no credentials and listens on loopback only", metadata: ["host": "\(options.host)"])
         }
         let client = RedisClient(configuration: redisConfiguration, scripts: PresenceScripts.all, logger: Logger(label: "presence.redis"))
-        let app = buildApplication(client: client, options: options, logger: logger, services: services)
+        var readClient: RedisClient?
+        if options.readFromReplicas {
+            var reads = redisConfiguration
+            reads.requirePrimary = false
+            reads.sentinel?.preferReplica = true
+            reads.clientName = "presence-read"
+            readClient = RedisClient(configuration: reads, logger: Logger(label: "presence.redis.read"))
+            logger.notice("queries are answered from a replica: they may lag the primary by the replication delay")
+        }
+        let app = buildApplication(client: client, readClient: readClient, options: options, logger: logger, services: services)
         try await app.runService()
     }
 }

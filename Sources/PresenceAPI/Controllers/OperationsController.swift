@@ -3,7 +3,8 @@ import Presence
 
 /// Unauthenticated operations endpoints: liveness, readiness, metrics.
 struct OperationsController<Context: RequestContext>: Sendable {
-    let client: RedisClient
+    /// The primary's client first, then the replica reader's when reads go to replicas.
+    let clients: [RedisClient]
     let registry: PresenceRegistry
 
     func addRoutes(to router: Router<Context>) {
@@ -14,13 +15,13 @@ struct OperationsController<Context: RequestContext>: Sendable {
 
     /// 200 when Redis answers and is a primary (the client refuses replicas), else 503.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Status {
-        _ = try await client.send("PING")
+        for client in clients { _ = try await client.send("PING") }
         return Status(status: "ready")
     }
 
     @Sendable func metrics(_ request: Request, context: Context) async throws -> Response {
         let stats = try? await registry.stats()
-        let text = PrometheusMetrics.render(client: client, stats: stats)
+        let text = PrometheusMetrics.render(client: clients[0], stats: stats)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -5,16 +5,17 @@ import ServiceLifecycle
 
 typealias AppRequestContext = BasicRequestContext
 
-/// Builds the router: the function the `serve` command and the tests both call.
-func buildRouter(client: RedisClient, options: ServeOptions) -> Router<AppRequestContext> {
+/// Builds the router: the function the `serve` command and the tests both call. Queries go to
+/// `readClient` when given (a replica), reports always to `client` (the primary).
+func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions) -> Router<AppRequestContext> {
     let configuration = options.presence
-    let registry = PresenceRegistry(client: client, configuration: configuration)
+    let registry = PresenceRegistry(client: readClient ?? client, configuration: configuration)
     let writer = PresenceWriter(client: client, configuration: configuration)
     _ = PrometheusMetrics.registry
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ErrorMiddleware())
-    OperationsController(client: client, registry: registry).addRoutes(to: router)
+    OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry).addRoutes(to: router)
 
     let query = QueryController<AppRequestContext>(registry: registry)
     let reads = router.group("v1").add(middleware: TokenMiddleware(tokens: options.tokens, scope: .read))
@@ -23,7 +24,9 @@ func buildRouter(client: RedisClient, options: ServeOptions) -> Router<AppReques
     reads.get("users/:userId", use: query.user)
     reads.get("stats", use: query.stats)
 
-    let reporting = ReportingController<AppRequestContext>(writer: writer, registry: registry, heartbeatInterval: configuration.heartbeatInterval)
+    // Reports read what they need from the primary, never from a lagging replica.
+    let primaryRegistry = PresenceRegistry(client: client, configuration: configuration)
+    let reporting = ReportingController<AppRequestContext>(writer: writer, registry: primaryRegistry, heartbeatInterval: configuration.heartbeatInterval)
     let writes = router.group("v1").add(middleware: TokenMiddleware(tokens: options.tokens, scope: .write))
     writes.addRoutes(reporting.endpoints, atPath: "nodes")
     return router
@@ -31,11 +34,11 @@ func buildRouter(client: RedisClient, options: ServeOptions) -> Router<AppReques
 
 /// Builds the application; it runs `services` (an embedded Redis, say), then the client, then
 /// the HTTP server, and stops them in reverse order.
-func buildApplication(client: RedisClient, options: ServeOptions, logger: Logger, services: [any Service] = []) -> some ApplicationProtocol {
+func buildApplication(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions, logger: Logger, services: [any Service] = []) -> some ApplicationProtocol {
     Application(
-        router: buildRouter(client: client, options: options),
+        router: buildRouter(client: client, readClient: readClient, options: options),
         configuration: .init(address: .hostname(options.host, port: options.port), serverName: "presence"),
-        services: services + [client],
+        services: services + [client] + (readClient.map { [$0] } ?? []),
         onServerRunning: { channel in
             logger.notice("presence serve is listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "auth": "\(options.tokens.isEnabled ? "tokens" : "none (loopback only)")"])
         },

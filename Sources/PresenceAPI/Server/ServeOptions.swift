@@ -8,6 +8,8 @@ struct ServeOptions: Sendable {
     var redisURL: String?
     var tokens = AccessTokens()
     var insecureNoAuth = false
+    /// Answer queries from a replica found through Sentinel (reports always go to the primary).
+    var readFromReplicas = false
     var presence = PresenceConfiguration()
 
     /// Refuses to expose an unauthenticated API beyond loopback.
