@@ -47,7 +47,7 @@ func coreBenchmark(_ arguments: [String]) async throws {
         let clock = ContinuousClock()
         var start = clock.now
         for (index, id) in ids.enumerated() { try node.connected(socketID: id, userID: userCount > 0 ? "user-\(index % userCount)" : nil) }
-        print("recording \(eventCount) connects locally took \(clock.now - start)")
+        say("recording \(eventCount) connects locally took \(clock.now - start)")
         try await node.flush()
         let connectTime = clock.now - start
         start = clock.now
@@ -55,12 +55,12 @@ func coreBenchmark(_ arguments: [String]) async throws {
         try await node.flush()
         let disconnectTime = clock.now - start
         func rate(_ duration: Duration) -> Int { Int(Double(eventCount) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)) }
-        print("connect events/s (\(userCount) distinct users): \(rate(connectTime))")
-        print("disconnect events/s: \(rate(disconnectTime))")
-        print("connect+disconnect events/s: \(Int(Double(2 * eventCount) / ((connectTime + disconnectTime) / .seconds(1)))))")
-        print("Redis round trips: \(client.metrics.roundTripCount), commands: \(client.metrics.commandCount)")
-        print("commands per heartbeat, 0 sockets: \(try await commandsPerHeartbeat(sockets: 0))")
-        print("commands per heartbeat, 10000 sockets: \(try await commandsPerHeartbeat(sockets: 10_000))")
+        say("connect events/s (\(userCount) distinct users): \(rate(connectTime))")
+        say("disconnect events/s: \(rate(disconnectTime))")
+        say("connect+disconnect events/s: \(Int(Double(2 * eventCount) / ((connectTime + disconnectTime) / .seconds(1)))))")
+        say("Redis round trips: \(client.metrics.roundTripCount), commands: \(client.metrics.commandCount)")
+        say("commands per heartbeat, 0 sockets: \(try await commandsPerHeartbeat(sockets: 0))")
+        say("commands per heartbeat, 10000 sockets: \(try await commandsPerHeartbeat(sockets: 10_000))")
         group.cancelAll()
     }
 }

@@ -28,8 +28,8 @@ func soak(_ arguments: [String]) async throws {
 
     try await withThrowingTaskGroup(of: Void.self) { group in
         for client in clients + [reader] { group.addTask { try await client.run() } }
-        for node in nodes { group.addTask { try await node.run() } }
         _ = try await reader.send("FLUSHALL")
+        for node in nodes { group.addTask { try await node.run() } }
 
         // Local truth, mirrored: what each node was told.
         var truth = [[String: String?]](repeating: [:], count: nodeCount)
@@ -44,7 +44,7 @@ func soak(_ arguments: [String]) async throws {
         for node in 0..<nodeCount { for _ in 0..<perNode { try newSocket(node) } }
         for node in nodes { try await node.flush() }
         let memoryAtStart = try await usedMemory()
-        print("loaded \(nodeCount) nodes × \(perNode) sockets; used_memory \(memoryAtStart) bytes")
+        say("loaded \(nodeCount) nodes × \(perNode) sockets; used_memory \(memoryAtStart) bytes")
 
         let clock = ContinuousClock()
         let start = clock.now
@@ -79,7 +79,7 @@ func soak(_ arguments: [String]) async throws {
                     do { try await node.flush() } catch { errors += 1 }
                 }
                 let memory = try await usedMemory()
-                print(String(format: "t=%3ds events=%d errors=%d sockets=%d used_memory=%d", Int((clock.now - start) / .seconds(1)), events, errors, truth.reduce(0) { $0 + $1.count }, memory))
+                say(String(format: "t=%3ds events=%d errors=%d sockets=%d used_memory=%d", Int((clock.now - start) / .seconds(1)), events, errors, truth.reduce(0) { $0 + $1.count }, memory))
             }
             let spent = clock.now - tickStart
             if spent < tick { try await Task.sleep(for: tick - spent) }
@@ -120,9 +120,9 @@ func soak(_ arguments: [String]) async throws {
         } while cursor != "0"
         let total = truth.reduce(0) { $0 + $1.count }
         ghosts += max(0, records - total)
-        print("duration \(seconds) s, \(events) events (\(events / max(seconds, 1))/s), errors \(errors + clients.reduce(0) { $0 + $1.metrics.errorCount })")
-        print("local sockets \(total), socket records \(records), missing \(missing), misplaced \(misplaced), ghosts \(ghosts): mismatch \(missing + misplaced + ghosts)")
-        print("used_memory at start \(memoryAtStart) bytes, at end \(memoryAtEnd) bytes (\(String(format: "%+.1f", Double(memoryAtEnd - memoryAtStart) * 100 / Double(max(memoryAtStart, 1))))%)")
+        say("duration \(seconds) s, \(events) events (\(events / max(seconds, 1))/s), errors \(errors + clients.reduce(0) { $0 + $1.metrics.errorCount })")
+        say("local sockets \(total), socket records \(records), missing \(missing), misplaced \(misplaced), ghosts \(ghosts): mismatch \(missing + misplaced + ghosts)")
+        say("used_memory at start \(memoryAtStart) bytes, at end \(memoryAtEnd) bytes (\(String(format: "%+.1f", Double(memoryAtEnd - memoryAtStart) * 100 / Double(max(memoryAtStart, 1))))%)")
         group.cancelAll()
         if missing + misplaced + ghosts > 0 || errors > 0 { throw SoakFailure() }
     }

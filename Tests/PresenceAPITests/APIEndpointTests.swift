@@ -106,7 +106,7 @@ struct APIEndpointTests {
     @Test("a node whose heartbeats stop reads dead through the API within its TTL")
     func heartbeatsStop() async throws {
         let server = try await RedisServer.start()
-        try await withAPI(server, options: testOptions(nodeTTL: .seconds(1))) { http, client in
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(2))) { http, client in
             let node = try await http.send(.put, "/v1/nodes/quiet")
             #expect(try await http.send(.put, "/v1/nodes/quiet/sockets/q1").status == .created)
             #expect(try await http.send(.get, "/v1/sockets/q1", token: readToken).status == .ok)

@@ -25,7 +25,7 @@ struct ReporterProcessesTests {
     @Test("three reporters, one killed: its sockets read dead within TTL + one heartbeat, the rest stay; sweep leaves no key of it")
     func killedReporter() async throws {
         let port = try RedisServer.freePort()
-        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", String(port), "--node-ttl", "1", "--heartbeat", "0.25"],
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", String(port), "--node-ttl", "2", "--heartbeat", "0.25"],
                                      environment: ["PRESENCE_WRITE_TOKEN": writeToken, "PRESENCE_READ_TOKEN": readToken])
         defer { serve.signal(SIGTERM) }
         var socketPath = ""
@@ -44,7 +44,7 @@ struct ReporterProcessesTests {
         try await eventually("every reporter to report") { reporters.allSatisfy { $0.output.contains("reported") } }
 
         try await withClient(RedisConfiguration(endpoint: .unix(path: socketPath))) { (client: RedisClient) async throws in
-            let registry = PresenceRegistry(client: client, configuration: PresenceConfiguration(heartbeatInterval: .milliseconds(250), nodeTTL: .seconds(1)))
+            let registry = PresenceRegistry(client: client, configuration: PresenceConfiguration(heartbeatInterval: .milliseconds(250), nodeTTL: .seconds(2)))
             for node in ["alpha", "beta", "gamma"] {
                 #expect(try await registry.sockets((0..<50).map { "\(node)-s\($0)" }).allSatisfy { $0?.nodeID == node })
             }
@@ -54,7 +54,7 @@ struct ReporterProcessesTests {
             let beta = try #require(try await registry.node("beta"))
             // Dead by its last heartbeat + TTL, which is within TTL + one heartbeat of the kill.
             let deadline = Int(beta.expiresAt.timeIntervalSince1970 * 1000)
-            #expect(deadline <= killedAt + 1_000 + 250)
+            #expect(deadline <= killedAt + 2_000 + 250)
             try await waitUntilRedisTime(client, passes: deadline)
             let answer = try await httpGet(port: port, path: "/v1/sockets/beta-s7", token: readToken)
             #expect(answer.hasPrefix("HTTP/1.1 404"), "\(answer.prefix(200))")

@@ -67,11 +67,15 @@ public enum PresenceScripts {
         return 1
         """)
 
-    /// Writes a socket record, replacing any previous one. KEYS: socket. ARGV: node id,
-    /// incarnation, user id (`""` none), connectedAt ms, meta JSON (`""` none), ttl ms.
-    /// Returns 1 when the socket was not already held by this node incarnation, else 0.
+    /// Writes a socket record, replacing any previous one unless another node holds it with a
+    /// later `connectedAt` (a stale report must not displace the newer connection, or that node's
+    /// coming disconnect would then delete it). KEYS: socket. ARGV: node id, incarnation, user id
+    /// (`""` none), connectedAt µs, meta JSON (`""` none), ttl ms.
+    /// Returns 1 when the socket was not already held by this node incarnation, 0 when it was
+    /// (record replaced), -1 when ignored as stale.
     public static let connect = RedisScript(name: "presence_connect", source: """
-        local previous = redis.call('HMGET', KEYS[1], 'n', 'i')
+        local previous = redis.call('HMGET', KEYS[1], 'n', 'i', 't')
+        if previous[1] and previous[1] ~= ARGV[1] and tonumber(previous[3] or '0') > tonumber(ARGV[4]) then return -1 end
         redis.call('DEL', KEYS[1])
         local fields = {'n', ARGV[1], 'i', ARGV[2], 't', ARGV[4]}
         if ARGV[3] ~= '' then fields[#fields + 1] = 'u'; fields[#fields + 1] = ARGV[3] end

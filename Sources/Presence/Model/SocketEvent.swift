@@ -35,6 +35,9 @@ public enum SocketEventOutcome: Sendable, Hashable {
     case created
     /// A connect for a socket this node incarnation already held (record replaced).
     case updated
+    /// A connect older than the one another node already reported for the socket: ignored. (The
+    /// client reconnected elsewhere before this report arrived.)
+    case superseded
     /// A disconnect that removed the socket.
     case removed
     /// A disconnect for a socket absent or held by another node: nothing changed.

@@ -52,7 +52,7 @@ public struct PresenceRegistry: Sendable {
         guard table.isAlive(node: node, incarnation: incarnation), let entry = table.entries[node] else { return nil }
         return PresenceSocket(
             socketID: id, nodeID: node, nodeIncarnation: incarnation, nodeAddress: entry.address,
-            userID: values[2].string, connectedAt: Date(milliseconds: values[3].int ?? 0),
+            userID: values[2].string, connectedAt: Date(timeIntervalSince1970: Double(values[3].int ?? 0) / 1_000_000),
             meta: values[4].string.flatMap(PresenceMeta.decode) ?? [:])
     }
 

@@ -112,7 +112,7 @@ public struct PresenceWriter: Sendable {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 commands.append(PresenceScripts.connect.call(keys: [keys.socket(socketID)], arguments: [
-                    nodeID, incarnation, userID ?? "", String(Int(connectedAt.timeIntervalSince1970 * 1000)), PresenceMeta.encode(meta), socketTTL,
+                    nodeID, incarnation, userID ?? "", String(Int(connectedAt.timeIntervalSince1970 * 1_000_000)), PresenceMeta.encode(meta), socketTTL,
                 ]))
             case .disconnect(let socketID, _):
                 commands.append(PresenceScripts.disconnect.call(keys: [keys.socket(socketID)], arguments: [nodeID, incarnation]))
@@ -138,7 +138,11 @@ public struct PresenceWriter: Sendable {
             case (_, .failure(let error)):
                 outcomes.append(.failure(error))
             case (.connect, .success(let value)):
-                outcomes.append(.success(value.int == 1 ? .created : .updated))
+                switch value.int {
+                case 1: outcomes.append(.success(.created))
+                case -1: outcomes.append(.success(.superseded))
+                default: outcomes.append(.success(.updated))
+                }
             case (.disconnect(let socketID, let knownUser), .success(let value)):
                 let isLast = last[socketID] == position
                 if isLast { settled.append(socketID) }

@@ -58,9 +58,14 @@ struct ReportingController<Context: RequestContext>: Sendable {
         let outcome = try await writer.apply(nodeID: nodeID, incarnation: node.incarnation, events: [
             .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: connectedAt),
         ])[0].get()
+        if outcome == .superseded {
+            // Another node reported a later connection of this socket: answer with what stands.
+            let current = try await registry.socket(socketID)
+            return try SocketResponse(socketID: socketID, socket: current).response(from: request, context: context)
+        }
         let socket = PresenceSocket(
             socketID: socketID, nodeID: nodeID, nodeIncarnation: node.incarnation, nodeAddress: node.address,
-            userID: userID, connectedAt: Date(timeIntervalSince1970: (connectedAt.timeIntervalSince1970 * 1000).rounded(.down) / 1000), meta: meta)
+            userID: userID, connectedAt: connectedAt, meta: meta)
         var response = try SocketResponse(socketID: socketID, socket: socket, alive: node.alive).response(from: request, context: context)
         response.status = outcome == .created ? .created : .ok
         return response
@@ -157,6 +162,7 @@ extension SocketEventOutcome {
         switch self {
         case .created: "created"
         case .updated: "updated"
+        case .superseded: "superseded"
         case .removed: "removed"
         case .notHeld: "not_held"
         }

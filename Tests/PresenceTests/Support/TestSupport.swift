@@ -6,8 +6,9 @@ import ServiceLifecycle
 
 func testLogger(_ label: String) -> Logger { quietLogger("test.\(label)") }
 
-/// Fast timings so that expiry-based tests take about a second.
-let fastConfiguration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1), socketTTL: .seconds(60), nodeRetention: .seconds(60))
+/// Fast timings so that expiry-based tests take about two seconds; the TTL leaves ten heartbeats of
+/// slack, so a loaded CI machine does not expire nodes that are alive.
+let fastConfiguration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
 
 /// A node running in its own task: `crash()` cancels it (no goodbye), `stop()` shuts it down
 /// gracefully (it leaves the registry).
