@@ -55,33 +55,9 @@ final class ChildProcess: Sendable {
 
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("child-\(UUID().uuidString.prefix(8)).log").path
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PRESENCE_") }
         for (key, value) in environment { env[key] = value }
-        var cEnvironment = env.map { strdup("\($0)=\($1)") } + [nil]
-        var cArguments = arguments.map { strdup($0) } + [nil]
-        defer {
-            for pointer in cArguments { free(pointer) }
-            for pointer in cEnvironment { free(pointer) }
-        }
-        var child: pid_t = 0
-        let result = posix_spawn(&child, arguments[0], &actions, &attributes, &cArguments, &cEnvironment)
-        guard result == 0 else { throw RedisServer.StartError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
-        pid = child
+        pid = try Spawn.process(arguments, environment: env, output: .file(outputPath))
     }
 
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }

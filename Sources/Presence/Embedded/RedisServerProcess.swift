@@ -32,33 +32,15 @@ public final class RedisServerProcess: Sendable {
         let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        // Threads of the concurrency pool block most signals and a child inherits that mask:
-        // clear it, or redis-server would ignore SIGTERM.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var cArguments = argv.map { strdup($0) } + [nil]
-        defer { for argument in cArguments { free(argument) } }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, argv[0], &actions, &attributes, &cArguments, environ)
-        close(fds[1])
-        guard spawned == 0 else {
+        let child: pid_t
+        do {
+            child = try Spawn.process(argv, output: .pipe(read: fds[0], write: fds[1]))
+        } catch {
             close(fds[0])
-            throw LaunchError(description: "cannot start \(argv[0]): \(String(cString: strerror(spawned)))")
+            close(fds[1])
+            throw error
         }
+        close(fds[1])
         let (ready, log) = await waitForReady(fds[0], marker: readyMarker)
         let process = RedisServerProcess(pid: child, startupLog: log)
         guard ready else {
