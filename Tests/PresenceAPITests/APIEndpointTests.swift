@@ -46,6 +46,8 @@ struct APIEndpointTests {
             #expect(connectedAt.hasSuffix("Z") && connectedAt.contains("."))
             let noUser = try await http.send(.get, "/v1/sockets/sock-2", token: readToken)
             #expect(noUser.json.keys.contains("userId") && noUser.json["userId"] is NSNull)
+            let named = try await http.send(.get, "/v1/sockets/lookup", token: readToken)  // a socket may be named so
+            #expect(named.status == .notFound && named.json["socketId"] as? String == "lookup")
             let missing = try await http.send(.get, "/v1/sockets/sock-4", token: readToken)
             #expect(missing.status == .notFound)
             #expect(missing.json["alive"] as? Bool == false && missing.json["socketId"] as? String == "sock-4")
@@ -187,6 +189,8 @@ struct APIEndpointTests {
                 (.get, "/v1/nodes/good/sockets?limit=0", nil, .badRequest, "invalid_parameter"),
                 (.get, "/v1/nodes/good/sockets?limit=abc", nil, .badRequest, "invalid_parameter"),
                 (.get, "/v1/nodes/good/sockets?cursor=-1", nil, .badRequest, "invalid_parameter"),
+                (.get, "/v1/nodes/good/sockets?cursor=%2B5", nil, .badRequest, "invalid_parameter"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"disconnect","socketId":"a","meta":5}]}"#, .badRequest, "invalid_meta"),
                 (.get, "/v1/nope", nil, .notFound, "not_found"),
                 (.get, "/", nil, .notFound, "not_found"),
             ]

@@ -16,7 +16,10 @@ struct RedisOptions: ParsableArguments {
     func presenceConfiguration(nodeTTL: Double? = nil, heartbeat: Double? = nil) throws -> PresenceConfiguration {
         var configuration = PresenceConfiguration()
         configuration.keyPrefix = keyPrefix ?? Environment.string("PRESENCE_KEY_PREFIX") ?? configuration.keyPrefix
-        if let nodeTTL { configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000)) }
+        if let nodeTTL {
+            configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000))
+            configuration.socketTTL = max(configuration.socketTTL, configuration.nodeTTL)
+        }
         if let heartbeat { configuration.heartbeatInterval = .milliseconds(Int(heartbeat * 1000)) }
         do { try configuration.validate() } catch { throw ValidationError(error.message) }
         return configuration

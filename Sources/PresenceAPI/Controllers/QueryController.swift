@@ -11,6 +11,9 @@ struct QueryController<Context: RequestContext>: Sendable {
         routes.get(":socketId", use: socket)
         routes.head(":socketId", use: socketHead)
         routes.post("lookup", use: lookup)
+        // The constant route would hide a socket named "lookup" from GET and HEAD.
+        routes.get("lookup") { request, context in try await socket(id: "lookup", request, context: context) }
+        routes.head("lookup") { _, _ in Response(status: try await registry.socket("lookup") == nil ? .notFound : .ok) }
         return routes
     }
 
@@ -24,7 +27,10 @@ struct QueryController<Context: RequestContext>: Sendable {
 
     /// `GET /v1/sockets/{socketId}`: 200 when alive, 404 `{socketId, alive: false}` otherwise.
     @Sendable func socket(_ request: Request, context: Context) async throws -> Response {
-        let socketID = try Parameter.id(context, "socketId")
+        try await socket(id: try Parameter.id(context, "socketId"), request, context: context)
+    }
+
+    func socket(id socketID: String, _ request: Request, context: Context) async throws -> Response {
         let socket = try await registry.socket(socketID)
         var response = try SocketResponse(socketID: socketID, socket: socket).response(from: request, context: context)
         response.status = socket == nil ? .notFound : .ok
@@ -84,7 +90,7 @@ struct QueryController<Context: RequestContext>: Sendable {
             limit = value
         }
         let cursor = request.uri.queryParameters.get("cursor")
-        if let cursor, cursor.isEmpty || cursor.count > 20 || !cursor.allSatisfy(\.isASCII) || UInt64(cursor) == nil {
+        if let cursor, cursor.isEmpty || cursor.count > 20 || !cursor.allSatisfy({ $0.isASCII && $0.isNumber }) || UInt64(cursor) == nil {
             throw APIError.badRequest("invalid_parameter", "cursor must be a nextCursor value from a previous page")
         }
         guard try await registry.node(nodeID) != nil else {

@@ -130,6 +130,7 @@ struct ReportingController<Context: RequestContext>: Sendable {
             let meta = try JSONBody.meta(fields["meta"], field: "events[\(index)].meta") ?? [:]
             return .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: now)
         case "disconnect":
+            _ = try JSONBody.meta(fields["meta"], field: "events[\(index)].meta")  // checked, then ignored
             return .disconnect(socketID: socketID, userID: userID)
         default:
             throw APIError.badRequest("invalid_body", "events[\(index)].type must be \"connect\" or \"disconnect\"")
