@@ -45,10 +45,4 @@ struct NodeTable: Sendable {
         guard let entry = entries[node] else { return false }
         return entry.incarnation == incarnation && entry.expiresAt > now
     }
-
-    /// Whether `node`'s current incarnation is alive.
-    func isAlive(node: String) -> Bool {
-        guard let entry = entries[node] else { return false }
-        return entry.expiresAt > now
-    }
 }
