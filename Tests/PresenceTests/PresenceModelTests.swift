@@ -75,6 +75,32 @@ struct PresenceModelTests {
         #expect(hashTag(keys.nodeSockets("n1")) == "n1")
     }
 
+    @Test("hash slots follow Redis Cluster: CRC16 of the hash tag, modulo 16384")
+    func hashSlots() {
+        #expect(RedisKeySlot.slot("123456789") == 0x31C3)
+        #expect(RedisKeySlot.slot("foo") == 12182)
+        #expect(RedisKeySlot.slot("{user1000}.following") == RedisKeySlot.slot("user1000"))
+        #expect(RedisKeySlot.slot("foo{bar}{zap}") == RedisKeySlot.slot("bar"))
+        #expect(RedisKeySlot.slot("foo{{bar}}zap") == RedisKeySlot.slot("{bar"))
+        #expect(RedisKeySlot.slot("foo{}{bar}") != RedisKeySlot.slot("bar"))
+        let keys = PresenceKeys(prefix: "presence")
+        #expect(RedisKeySlot.slot(keys.socket("s1")) == RedisKeySlot.slot("s1"))
+    }
+
+    @Test("script calls: in order, at most 256 operations each; per slot on a cluster, each slot's order kept")
+    func scriptCalls() {
+        let keys = PresenceKeys(prefix: "presence")
+        let operations = (0..<600).map { SocketOperation(code: .connect, key: keys.socket("s\($0 % 3)")) }
+        #expect(PresenceWriter.calls(operations, bySlot: false) == [Array(0..<256), Array(256..<512), Array(512..<600)])
+        let bySlot = PresenceWriter.calls(operations, bySlot: true)
+        #expect(bySlot.flatMap { $0 }.sorted() == Array(0..<600))
+        for call in bySlot {
+            #expect(Set(call.map { RedisKeySlot.slot(operations[$0].key) }).count == 1)
+            #expect(call == call.sorted())
+            #expect(call.count <= 256)
+        }
+    }
+
     @Test("configuration bounds")
     func configuration() throws {
         try PresenceConfiguration().validate()

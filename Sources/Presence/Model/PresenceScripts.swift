@@ -67,34 +67,107 @@ public enum PresenceScripts {
         return 1
         """)
 
-    /// Writes a socket record, replacing any previous one unless another node holds it with a
-    /// later `connectedAt` (a stale report must not displace the newer connection, or that node's
-    /// coming disconnect would then delete it). KEYS: socket. ARGV: node id, incarnation, user id
-    /// (`""` none), connectedAt µs, meta JSON (`""` none), ttl ms.
-    /// Returns 1 when the socket was not already held by this node incarnation, 0 when it was
-    /// (record replaced), -1 when ignored as stale.
-    public static let connect = RedisScript(name: "presence_connect", source: """
-        local previous = redis.call('HMGET', KEYS[1], 'n', 'i', 't')
-        if previous[1] and previous[1] ~= ARGV[1] and tonumber(previous[3] or '0') > tonumber(ARGV[4]) then return -1 end
-        redis.call('DEL', KEYS[1])
-        local fields = {'n', ARGV[1], 'i', ARGV[2], 't', ARGV[4]}
-        if ARGV[3] ~= '' then fields[#fields + 1] = 'u'; fields[#fields + 1] = ARGV[3] end
-        if ARGV[5] ~= '' then fields[#fields + 1] = 'm'; fields[#fields + 1] = ARGV[5] end
-        redis.call('HSET', KEYS[1], unpack(fields))
-        redis.call('PEXPIRE', KEYS[1], ARGV[6])
-        if previous[1] == ARGV[1] and previous[2] == ARGV[2] then return 0 end
-        return 1
-        """)
+    /// Socket records and user entries in one call: a list of ``SocketOperation``s, run in order.
+    /// One call carries many operations (all of a batch on a standalone Redis, one hash slot's on
+    /// Redis Cluster), so the per-call cost of a script is paid once per batch, not per socket.
+    ///
+    /// KEYS: one key per operation. ARGV: node id, incarnation (`""`: any, for removals only),
+    /// ttl ms, then four values per operation: code, a, b, c. Returns one value per operation.
+    /// - `c` connect (socket key; a user `""` none, b connectedAt µs, c meta JSON `""` none):
+    ///   writes the record unless another node holds it with a later connectedAt (a stale report
+    ///   must not displace the newer connection, or that node's coming disconnect would delete
+    ///   it). Returns 1 when the socket was not already held by this incarnation, 0 when it was
+    ///   (record replaced), -1 when ignored as stale.
+    /// - `d` disconnect (socket key): deletes the record only if this node (and incarnation, when
+    ///   given) holds it. Returns `{incarnation, user}` of the deleted record, or nil.
+    /// - `a` user add (user key; a socket id): the entry `expiresAtMs␟incarnation␟node`; the latest
+    ///   connect wins. `f` user refresh: the same, only where this incarnation still holds the
+    ///   entry, so a refresh never takes back a socket that reconnected elsewhere. Both return 1.
+    /// - `r` user remove (user key; a socket id): only where this node (and incarnation) holds it.
+    ///   Returns 1 when removed, else 0.
+    /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A refreshed key holding
+    /// more than 8 entries is also pruned of expired ones, 32 a call (the scan cursor is kept in
+    /// field `\u{1}c`), so stale entries of crashed nodes go even when no sweeper runs.
+    public static let events = RedisScript(name: "presence_events", source: now + """
 
-    /// Deletes a socket record only if the given node holds it. KEYS: socket. ARGV: node id,
-    /// incarnation (`""` for any incarnation of that node). Returns `{incarnation, user}` of the
-    /// deleted record, or nil when the socket is absent or held by another node.
-    public static let disconnect = RedisScript(name: "presence_disconnect", source: """
-        local record = redis.call('HMGET', KEYS[1], 'n', 'i', 'u')
-        if record[1] ~= ARGV[1] then return false end
-        if ARGV[2] ~= '' and record[2] ~= ARGV[2] then return false end
-        redis.call('DEL', KEYS[1])
-        return {record[2] or '', record[3] or ''}
+        local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        local owner = '\\31' .. incarnation .. '\\31' .. node
+        local expiry
+        local touched, refreshed, emptied = {}, {}, {}
+        local results = {}
+        for i = 4, #ARGV, 4 do
+            local code, key, a, b, c = ARGV[i], KEYS[(i - 4) / 4 + 1], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+            local result = 1
+            if code == 'c' then
+                local previous = redis.call('HMGET', key, 'n', 'i', 't', 'u', 'm')
+                if previous[1] and previous[1] ~= node and tonumber(previous[3] or '0') > tonumber(b) then
+                    result = -1
+                else
+                    local fields = {'n', node, 'i', incarnation, 't', b}
+                    local gone = {}
+                    if a ~= '' then fields[#fields + 1] = 'u'; fields[#fields + 1] = a elseif previous[4] then gone[#gone + 1] = 'u' end
+                    if c ~= '' then fields[#fields + 1] = 'm'; fields[#fields + 1] = c elseif previous[5] then gone[#gone + 1] = 'm' end
+                    redis.call('HSET', key, unpack(fields))
+                    if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+                    redis.call('PEXPIRE', key, ttl)
+                    if previous[1] == node and previous[2] == incarnation then result = 0 end
+                end
+            elseif code == 'd' then
+                local record = redis.call('HMGET', key, 'n', 'i', 'u')
+                if record[1] ~= node or (incarnation ~= '' and record[2] ~= incarnation) then
+                    result = false
+                else
+                    redis.call('DEL', key)
+                    result = {record[2] or '', record[3] or ''}
+                end
+            elseif code == 'a' or code == 'f' then
+                expiry = expiry or ms(now + ttl) .. owner
+                if code == 'a' then
+                    redis.call('HSET', key, a, expiry)
+                else
+                    local current = redis.call('HGET', key, a)
+                    if current and string.sub(current, -#owner) == owner then redis.call('HSET', key, a, expiry) end
+                    refreshed[key] = true
+                end
+                touched[key] = true
+            elseif code == 'r' then
+                result = 0
+                local value = redis.call('HGET', key, a)
+                if value then
+                    local _, held, holder = string.match(value, '^(%d+)\\31([^\\31]*)\\31(.*)$')
+                    if holder == node and (incarnation == '' or held == incarnation) then
+                        redis.call('HDEL', key, a)
+                        result = 1
+                        emptied[key] = true
+                    end
+                end
+            else
+                return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
+            end
+            results[#results + 1] = result
+        end
+        local cursorField = '\\1c'
+        for key in pairs(refreshed) do
+            if redis.call('HLEN', key) > 8 then
+                local scan = redis.call('HSCAN', key, redis.call('HGET', key, cursorField) or '0', 'COUNT', 32)
+                local page = scan[2]
+                for i = 1, #page, 2 do
+                    if page[i] ~= cursorField then
+                        local e = tonumber(string.match(page[i + 1], '^(%d+)'))
+                        if e == nil or e < now then redis.call('HDEL', key, page[i]) end
+                    end
+                end
+                if scan[1] == '0' then redis.call('HDEL', key, cursorField)
+                else redis.call('HSET', key, cursorField, scan[1]) end
+            end
+        end
+        for key in pairs(touched) do
+            if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+        end
+        for key in pairs(emptied) do
+            if redis.call('HLEN', key) == 1 and redis.call('HEXISTS', key, cursorField) == 1 then redis.call('DEL', key) end
+        end
+        return results
         """)
 
     /// Adds socket ids to a node's set and keeps its TTL at least `ttl`. KEYS: node sockets.
@@ -108,62 +181,6 @@ public enum PresenceScripts {
         return redis.call('SCARD', KEYS[1])
         """)
 
-    /// Adds or refreshes a user's sockets, all on one node incarnation, each to expire `ttl` from
-    /// now. Once the hash holds more than 8 entries, each call also prunes expired entries, 32 at a
-    /// time (the scan cursor is kept in field `\u{1}c`): stale entries stay at most 8 per user.
-    /// KEYS: user. ARGV: ttl ms, node id, incarnation, mode, socket ids…. Mode `add` writes every
-    /// entry (the latest connect wins); `refresh` only extends entries this incarnation still holds,
-    /// so a refresh never takes back a socket that reconnected elsewhere.
-    public static let userAdd = RedisScript(name: "presence_user_add", source: now + """
-
-        local ttl = tonumber(ARGV[1])
-        local owner = '\\31' .. ARGV[3] .. '\\31' .. ARGV[2]
-        local value = ms(now + ttl) .. owner
-        for i = 5, #ARGV do
-            if ARGV[4] == 'add' then
-                redis.call('HSET', KEYS[1], ARGV[i], value)
-            else
-                local current = redis.call('HGET', KEYS[1], ARGV[i])
-                if current and string.sub(current, -#owner) == owner then redis.call('HSET', KEYS[1], ARGV[i], value) end
-            end
-        end
-        if redis.call('HLEN', KEYS[1]) > 8 then
-            local cursorField = '\\1c'
-            local scan = redis.call('HSCAN', KEYS[1], redis.call('HGET', KEYS[1], cursorField) or '0', 'COUNT', 32)
-            local page = scan[2]
-            for i = 1, #page, 2 do
-                if page[i] ~= cursorField then
-                    local e = tonumber(string.match(page[i + 1], '^(%d+)'))
-                    if e == nil or e < now then redis.call('HDEL', KEYS[1], page[i]) end
-                end
-            end
-            if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
-            else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
-        end
-        if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-        return 1
-        """)
-
-    /// Removes a user's sockets only where the given node (and incarnation) holds them.
-    /// KEYS: user. ARGV: node id, incarnation (`""` for any), socket ids…. Returns how many went.
-    public static let userRemove = RedisScript(name: "presence_user_remove", source: """
-        local removed = 0
-        for i = 3, #ARGV do
-            local value = redis.call('HGET', KEYS[1], ARGV[i])
-            if value then
-                local _, incarnation, node = string.match(value, '^(%d+)\\31([^\\31]*)\\31(.*)$')
-                if node == ARGV[1] and (ARGV[2] == '' or incarnation == ARGV[2]) then
-                    redis.call('HDEL', KEYS[1], ARGV[i])
-                    removed = removed + 1
-                end
-            end
-        end
-        if redis.call('HLEN', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], '\\1c') == 1 then
-            redis.call('DEL', KEYS[1])
-        end
-        return removed
-        """)
-
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, connect, disconnect, indexAdd, userAdd, userRemove]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd]
 }

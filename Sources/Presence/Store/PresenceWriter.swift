@@ -8,6 +8,7 @@ public struct PresenceWriter: Sendable {
     public let client: RedisClient
     /// Key prefix and timings.
     public let configuration: PresenceConfiguration
+    let slotMode = SlotMode()
     var keys: PresenceKeys { configuration.keys }
 
     /// Creates a writer.
@@ -105,36 +106,36 @@ public struct PresenceWriter: Sendable {
                 if let userID { userRemoves[userID, default: []].append(socketID) }
             }
         }
-        var commands = indexCommands(nodeID: nodeID, added: added, removed: [])
-        let first = commands.count
-        commands.reserveCapacity(first + events.count + userAdds.count + userRemoves.count)
+        var operations: [SocketOperation] = []
+        operations.reserveCapacity(events.count + userAdds.count + userRemoves.count)
         for event in events {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
-                commands.append(PresenceScripts.connect.call(keys: [keys.socket(socketID)], arguments: [
-                    nodeID, incarnation, userID ?? "", String(Int(connectedAt.timeIntervalSince1970 * 1_000_000)), PresenceMeta.encode(meta), socketTTL,
-                ]))
+                operations.append(SocketOperation(
+                    code: .connect, key: keys.socket(socketID), a: userID ?? "",
+                    b: String(Int(connectedAt.timeIntervalSince1970 * 1_000_000)), c: PresenceMeta.encode(meta)))
             case .disconnect(let socketID, _):
-                commands.append(PresenceScripts.disconnect.call(keys: [keys.socket(socketID)], arguments: [nodeID, incarnation]))
+                operations.append(SocketOperation(code: .disconnect, key: keys.socket(socketID)))
             }
         }
         for (userID, sockets) in userAdds {
-            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [socketTTL, nodeID, incarnation, "add"] + sockets))
+            for socketID in sockets { operations.append(SocketOperation(code: .userAdd, key: keys.user(userID), a: socketID)) }
         }
         for (userID, sockets) in userRemoves {
-            commands.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
+            for socketID in sockets { operations.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID)) }
         }
-        let replies = await client.pipeline(commands)
-        if let error = Self.firstFailure(replies[..<first]) ?? Self.firstFailure(replies[(first + events.count)...]) {
+        let (indexReplies, replies) = await run(
+            operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []))
+        if let error = Self.firstFailure(indexReplies[...]) ?? Self.firstFailure(replies[events.count...]) {
             return events.map { _ in .failure(error) }
         }
 
         var outcomes: [Result<SocketEventOutcome, RedisError>] = []
         outcomes.reserveCapacity(events.count)
         var settled: [String] = []
-        var lateUserRemoves: [String: [String]] = [:]
+        var lateUserRemoves: [SocketOperation] = []
         for (position, event) in events.enumerated() {
-            switch (event, replies[first + position]) {
+            switch (event, replies[position]) {
             case (_, .failure(let error)):
                 outcomes.append(.failure(error))
             case (.connect, .success(let value)):
@@ -152,16 +153,16 @@ public struct PresenceWriter: Sendable {
                 }
                 outcomes.append(.success(.removed))
                 if knownUser == nil, isLast, deleted.count == 2, let userID = deleted[1].string, !userID.isEmpty {
-                    lateUserRemoves[userID, default: []].append(socketID)
+                    lateUserRemoves.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID))
                 }
             }
         }
-        var cleanup = indexCommands(nodeID: nodeID, added: [], removed: settled)
-        for (userID, sockets) in lateUserRemoves {
-            cleanup.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, incarnation] + sockets))
-        }
-        if !cleanup.isEmpty, let error = Self.firstFailure(await client.pipeline(cleanup)[...]) {
-            return outcomes.map { _ in .failure(error) }
+        let cleanup = indexCommands(nodeID: nodeID, added: [], removed: settled)
+        if !cleanup.isEmpty || !lateUserRemoves.isEmpty {
+            let (indexReplies, userReplies) = await run(lateUserRemoves, nodeID: nodeID, incarnation: incarnation, after: cleanup)
+            if let error = Self.firstFailure(indexReplies[...]) ?? Self.firstFailure(userReplies[...]) {
+                return outcomes.map { _ in .failure(error) }
+            }
         }
         return outcomes
     }
@@ -192,18 +193,16 @@ public struct PresenceWriter: Sendable {
     public func refresh(nodeID: String, incarnation: String, sockets: [(socketID: String, userID: String?)]) async throws -> [String] {
         if sockets.isEmpty { return [] }
         let ttl = String(configuration.socketKeyTTLMilliseconds)
-        var commands = sockets.map { RedisCommand("PEXPIRE", keys.socket($0.socketID), ttl) }
-        var byUser: [String: [String]] = [:]
-        for socket in sockets { if let userID = socket.userID { byUser[userID, default: []].append(socket.socketID) } }
-        for (userID, ids) in byUser {
-            commands.append(PresenceScripts.userAdd.call(keys: [keys.user(userID)], arguments: [ttl, nodeID, incarnation, "refresh"] + ids))
+        let expires = sockets.map { RedisCommand("PEXPIRE", keys.socket($0.socketID), ttl) }
+        let users = sockets.compactMap { socket in
+            socket.userID.map { SocketOperation(code: .userRefresh, key: keys.user($0), a: socket.socketID) }
         }
-        let replies = await client.pipeline(commands)
+        let (replies, userReplies) = await run(users, nodeID: nodeID, incarnation: incarnation, after: expires)
         var missing: [String] = []
         for (socket, reply) in zip(sockets, replies) {
             if try reply.get().int == 0 { missing.append(socket.socketID) }
         }
-        for reply in replies[sockets.count...] { _ = try reply.get() }
+        for reply in userReplies { _ = try reply.get() }
         return missing
     }
 
@@ -233,10 +232,9 @@ public struct PresenceWriter: Sendable {
     /// - Returns: how many socket records were deleted.
     func removeSockets(nodeID: String, incarnation: String?, socketIDs: [String]) async throws -> Int {
         if socketIDs.isEmpty { return 0 }
-        let replies = await client.pipeline(socketIDs.map {
-            PresenceScripts.disconnect.call(keys: [keys.socket($0)], arguments: [nodeID, incarnation ?? ""])
-        })
-        var byUser: [String: [String]] = [:]
+        let (_, replies) = await run(
+            socketIDs.map { SocketOperation(code: .disconnect, key: keys.socket($0)) }, nodeID: nodeID, incarnation: incarnation)
+        var userRemoves: [SocketOperation] = []
         var settled: [String] = []
         var deleted = 0
         for (socketID, reply) in zip(socketIDs, replies) {
@@ -244,14 +242,14 @@ public struct PresenceWriter: Sendable {
             settled.append(socketID)
             guard let record = value.array else { continue }
             deleted += 1
-            if record.count == 2, let userID = record[1].string, !userID.isEmpty { byUser[userID, default: []].append(socketID) }
+            if record.count == 2, let userID = record[1].string, !userID.isEmpty {
+                userRemoves.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID))
+            }
         }
         // Members leave the set only once their record is gone (or was never this node's).
-        var cleanup = indexCommands(nodeID: nodeID, added: [], removed: settled)
-        for (userID, sockets) in byUser {
-            cleanup.append(PresenceScripts.userRemove.call(keys: [keys.user(userID)], arguments: [nodeID, ""] + sockets))
-        }
-        for reply in await client.pipeline(cleanup) { _ = try reply.get() }
+        let (indexReplies, userReplies) = await run(
+            userRemoves, nodeID: nodeID, incarnation: nil, after: indexCommands(nodeID: nodeID, added: [], removed: settled))
+        for reply in indexReplies + userReplies { _ = try reply.get() }
         if let error = Self.firstFailure(replies[...]) { throw error }
         return deleted
     }
