@@ -6,25 +6,18 @@ import ServiceLifecycle
 /// Many nodes with continuous churn (connects, disconnects, sockets moving between nodes) against
 /// one Redis, then a check that the registry equals the union of the nodes' local truth exactly.
 /// Arguments: REDIS_URL [SECONDS=180] [NODES=50] [SOCKETS_PER_NODE=2000] [EVENTS_PER_SECOND=10000].
-func soak(_ arguments: [String]) async throws {
-    let redis = try RedisConfiguration(url: arguments[0])
-    let seconds = arguments.count > 1 ? Int(arguments[1]) ?? 180 : 180
-    let nodeCount = arguments.count > 2 ? Int(arguments[2]) ?? 50 : 50
-    let perNode = arguments.count > 3 ? Int(arguments[3]) ?? 2000 : 2000
-    let eventsPerSecond = arguments.count > 4 ? Int(arguments[4]) ?? 10_000 : 10_000
-    var logger = Logger(label: "soak")
-    logger.logLevel = .warning
+func soak(_ arguments: BenchArguments) async throws {
+    let redis = try arguments.redis()
+    let seconds = arguments.int(1, 180)
+    let nodeCount = arguments.int(2, 50)
+    let perNode = arguments.int(3, 2000)
+    let eventsPerSecond = arguments.int(4, 10_000)
+    let logger = benchLogger("soak")
     let configuration = PresenceConfiguration()
     let clients = (0..<nodeCount).map { _ in RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger) }
     let reader = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
     let nodes = try (0..<nodeCount).map { try PresenceNode(nodeID: "soak-\($0)", client: clients[$0], configuration: configuration, logger: logger) }
     let registry = PresenceRegistry(client: reader, configuration: configuration)
-
-    func usedMemory() async throws -> Int {
-        let info = try await reader.send("INFO", "memory").string ?? ""
-        let line = info.split(separator: "\r\n").first { $0.hasPrefix("used_memory:") } ?? ""
-        return Int(line.dropFirst("used_memory:".count)) ?? 0
-    }
 
     try await withThrowingTaskGroup(of: Void.self) { group in
         for client in clients + [reader] { group.addTask { try await client.run() } }
@@ -43,7 +36,7 @@ func soak(_ arguments: [String]) async throws {
         }
         for node in 0..<nodeCount { for _ in 0..<perNode { try newSocket(node) } }
         for node in nodes { try await node.flush() }
-        let memoryAtStart = try await usedMemory()
+        let memoryAtStart = try await reader.usedMemory()
         say("loaded \(nodeCount) nodes × \(perNode) sockets; used_memory \(memoryAtStart) bytes")
 
         let clock = ContinuousClock()
@@ -78,7 +71,7 @@ func soak(_ arguments: [String]) async throws {
                 for node in nodes {
                     do { try await node.flush() } catch { errors += 1 }
                 }
-                let memory = try await usedMemory()
+                let memory = try await reader.usedMemory()
                 say(String(format: "t=%3ds events=%d errors=%d sockets=%d used_memory=%d", Int((clock.now - start) / .seconds(1)), events, errors, truth.reduce(0) { $0 + $1.count }, memory))
             }
             let spent = clock.now - tickStart
@@ -87,7 +80,7 @@ func soak(_ arguments: [String]) async throws {
         for node in nodes {
             do { try await node.flush() } catch { errors += 1 }
         }
-        let memoryAtEnd = try await usedMemory()
+        let memoryAtEnd = try await reader.usedMemory()
 
         // The registry must equal the union of local truth: every local socket alive on its node,
         // every node's set exactly its local sockets, and no other socket record.

@@ -1,24 +1,27 @@
-// presence-bench: measurements outside the test suite.
-//   presence-bench core REDIS_URL [EVENTS] [USERS]
-//   presence-bench soak REDIS_URL [SECONDS] [NODES] [SOCKETS_PER_NODE] [EVENTS_PER_SECOND]
+// PresenceBench: measurements outside the test suite, driven by scripts/bench.
+//   core REDIS_URL [EVENTS] [USERS]              events/s from one PresenceNode (row 1)
+//   heartbeat REDIS_URL                          Redis commands per heartbeat at 0/10k/100k sockets (row 6)
+//   memory REDIS_URL [NODES] [SOCKETS] [USERS]   used_memory per socket, ours and the bare minimum (row 5)
+//   node REDIS_URL NODE_ID SOCKETS HEARTBEAT_MS TTL_MS   one node holding SOCKETS until killed (row 7)
+//   restore REDIS_URL [NODES] [SOCKETS_PER_NODE] time to restore after FLUSHALL (row 8)
+//   soak REDIS_URL [SECONDS] [NODES] [SOCKETS_PER_NODE] [EVENTS_PER_SECOND]
 import Foundation
 
-/// Writes a line unbuffered, so progress shows when piped and survives a crash.
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
 let arguments = Array(CommandLine.arguments.dropFirst())
+let rest = BenchArguments(Array(arguments.dropFirst()))
 do {
     switch arguments.first {
-    case "core" where arguments.count >= 2: try await coreBenchmark(Array(arguments.dropFirst()))
-    case "soak" where arguments.count >= 2: try await soak(Array(arguments.dropFirst()))
+    case "core" where arguments.count >= 2: try await coreBenchmark(rest)
+    case "heartbeat" where arguments.count >= 2: try await heartbeatBenchmark(rest)
+    case "memory" where arguments.count >= 2: try await memoryBenchmark(rest)
+    case "node" where arguments.count >= 6: try await nodeProcess(rest)
+    case "restore" where arguments.count >= 2: try await restoreBenchmark(rest)
+    case "soak" where arguments.count >= 2: try await soak(rest)
     default:
-        say("usage: presence-bench core REDIS_URL [EVENTS] [USERS] | soak REDIS_URL [SECONDS] [NODES] [SOCKETS] [EVENTS_PER_SECOND]")
+        say("usage: PresenceBench core|heartbeat|memory|node|restore|soak REDIS_URL … (see Sources/PresenceBench/main.swift)")
         exit(2)
     }
 } catch {
-    say("presence-bench: \(error)")
+    say("PresenceBench: \(error)")
     exit(1)
 }
-

@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import Presence
+
+/// Writes a line unbuffered, so progress shows when piped and survives a crash.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// A machine-readable result line for `scripts/bench`: `RESULT name value`.
+func result(_ name: String, _ value: Double) {
+    say("RESULT \(name) \(value)")
+}
+
+/// Bench arguments by position, with defaults.
+struct BenchArguments {
+    let values: [String]
+    init(_ values: [String]) { self.values = values }
+    func redis() throws -> RedisConfiguration { try RedisConfiguration(url: values[0]) }
+    func int(_ position: Int, _ fallback: Int) -> Int {
+        position < values.count ? Int(values[position]) ?? fallback : fallback
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// A quiet logger for bench clients and nodes.
+func benchLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .warning
+    return logger
+}
+
+extension RedisClient {
+    /// Commands Redis has executed since its stats were reset, scripts' inner calls included.
+    func executedCommands() async throws -> Int {
+        let info = try await send("INFO", "commandstats").string ?? ""
+        return info.split(separator: "\r\n").reduce(0) { sum, line in
+            guard let range = line.range(of: "calls=") else { return sum }
+            return sum + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+        }
+    }
+
+    /// Redis `used_memory`, bytes.
+    func usedMemory() async throws -> Int {
+        let info = try await send("INFO", "memory").string ?? ""
+        let line = info.split(separator: "\r\n").first { $0.hasPrefix("used_memory:") } ?? ""
+        return Int(line.dropFirst("used_memory:".count)) ?? 0
+    }
+}
+
+/// A random id of `length` characters from [a-z0-9].
+func randomID(_ length: Int) -> String {
+    let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+    return String(decoding: (0..<length).map { _ in alphabet.randomElement()! }, as: UTF8.self)
+}

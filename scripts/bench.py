@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Runs every benchmark of BENCHMARKS.md beside its reference, measured in the same run on the same
+machine, prints one table and writes it to BENCHMARKS.md. Started by scripts/bench, which installs
+and builds what this needs; run that, not this file.
+
+Everything runs against a private redis-server on a free loopback port, started and stopped here.
+Figures whose runs are repeated (--runs) are medians, each run of ours next to a run of the
+reference, so that load from elsewhere on the machine hits both alike.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def say(line=""):
+    print(line, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Every process started here, stopped on exit whatever happens."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, args, **kwargs):
+        process = subprocess.Popen(args, **kwargs)
+        self.started.append(process)
+        return process
+
+    def stop_all(self):
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = args.bin
+        self.processes = Processes()
+        self.dir = tempfile.mkdtemp(prefix="presence-bench-")
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}"
+        self.rows = []
+
+    # MARK: processes
+
+    def start_redis(self):
+        self.processes.start(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")])
+        self.wait_for(lambda: self.redis_cli("PING") == "PONG", "redis-server")
+
+    def redis_cli(self, *command):
+        try:
+            return subprocess.run(["redis-cli", "-p", str(self.redis_port), *command], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def start_server(self, node_ttl=600):
+        self.http_port = free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        log = open(os.path.join(self.dir, f"serve-{self.http_port}.log"), "w")
+        self.server = self.processes.start(
+            [os.path.join(self.bin, "presence"), "serve", "--redis", self.redis_url, "--port", str(self.http_port),
+             "--node-ttl", str(node_ttl), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+        self.wait_for(lambda: self.http("GET", "/readyz")[0] == 200, "presence serve")
+
+    def stop_server(self):
+        self.server.terminate()
+        self.server.wait(timeout=15)
+
+    def wait_for(self, ready, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit(f"bench: {what} did not start within {timeout} s (logs in {self.dir})")
+
+    def http(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def presence_bench(self, *arguments):
+        """Runs a PresenceBench mode, echoing its lines; returns its RESULT lines as a dict."""
+        results = {}
+        process = subprocess.Popen([os.path.join(self.bin, "PresenceBench"), arguments[0], self.redis_url,
+                                    *map(str, arguments[1:])], stdout=subprocess.PIPE, text=True)
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("RESULT "):
+                _, name, value = line.split(" ")
+                results[name] = float(value)
+            else:
+                say(f"    {line}")
+        if process.wait() != 0:
+            raise SystemExit(f"bench: PresenceBench {arguments[0]} failed")
+        return results
+
+    def wrk(self, path, script=None, threads=2, connections=64, seconds=10):
+        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+        if script:
+            lua = os.path.join(self.dir, f"wrk-{len(os.listdir(self.dir))}.lua")
+            with open(lua, "w") as f:
+                f.write(script)
+            command += ["-s", lua]
+        output = subprocess.run(command + [self.base + path], capture_output=True, text=True).stdout
+        def latency(percent):
+            match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+            value, unit = float(match.group(1)), match.group(2)
+            return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+        requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+        errors = re.search(r"Socket errors:.*", output)
+        total = int(re.search(r"(\d+) requests in", output).group(1))
+        return {"rps": requests, "p50": latency(50), "p99": latency(99), "requests": total,
+                "non2xx": int(non2xx.group(1)) if non2xx else 0, "errors": errors.group(0) if errors else ""}
+
+    def metric(self, name):
+        text = self.http("GET", "/metrics")[1].decode()
+        return float(re.search(rf"^{name} ([\d.e+]+)$", text, re.M).group(1))
+
+    # MARK: rows
+
+    def row(self, number, figure, ours, reference, ratio, target, met, note=""):
+        self.rows.append((number, figure, ours, reference, ratio, target, "yes" if met else "**no**", note))
+        say(f"  => row {number}: {ours} vs {reference}: {ratio} (target {target}: {'met' if met else 'NOT met'})")
+
+    def redis_benchmark_hset(self):
+        self.redis_cli("FLUSHALL")
+        output = subprocess.run(["redis-benchmark", "-p", str(self.redis_port), "-q", "-n", "200000", "-r", "100000",
+                                 "-P", "32", "-t", "hset"], capture_output=True, text=True).stdout
+        return float(re.findall(r"HSET: ([\d.]+) requests per second", output.replace("\r", "\n"))[-1])
+
+    def row1(self):
+        say("== 1. connect+disconnect events/s from one PresenceNode (200,000 sockets, 10,000 users)")
+        ours, reference = [], []
+        for run in range(self.args.runs):
+            reference.append(self.redis_benchmark_hset())
+            say(f"    redis-benchmark -q -n 200000 -r 100000 -P 32 -t hset: {reference[-1]:,.0f} ops/s")
+            ours.append(self.presence_bench("core", 200_000, 10_000)["events_per_second"])
+        self.row1_events = statistics.median(ours)
+        ref = statistics.median(reference)
+        self.row(1, "connect+disconnect events/s, one PresenceNode → local Redis", f"{self.row1_events:,.0f}/s",
+                 f"{ref:,.0f} HSET/s", f"{self.row1_events / ref:.3f}×", "≥ 0.25×", self.row1_events >= 0.25 * ref,
+                 f"median of {self.args.runs}")
+
+    def row9(self):
+        say("== 9. the same events written by hand: redis-py, one round trip per command")
+        import redis
+        client = redis.Redis(port=self.redis_port)
+        client.flushall()
+        count = 10_000
+        start = time.perf_counter()
+        for i in range(count):
+            key = f"s:{i:020d}"
+            client.hset(key, mapping={"n": "node-1", "u": f"user-{i % 1000}", "t": str(time.time())})
+            client.expire(key, 600)
+            client.sadd("n:node-1", key)
+        for i in range(count):
+            key = f"s:{i:020d}"
+            client.delete(key)
+            client.srem("n:node-1", key)
+        by_hand = 2 * count / (time.perf_counter() - start)
+        say(f"    {2 * count:,} events by hand: {by_hand:,.0f} events/s")
+        self.row(9, "events/s written by hand (redis-py HSET+EXPIRE+SADD, DEL+SREM per event)", f"{self.row1_events:,.0f}/s (row 1)",
+                 f"{by_hand:,.0f}/s", f"{self.row1_events / by_hand:.1f}×", "row 1 ≥ 20×", self.row1_events >= 20 * by_hand)
+
+    def load_sockets(self, node, count):
+        self.http("PUT", f"/v1/nodes/{node}", {"address": "127.0.0.1:9"})
+        for start in range(0, count, 1000):
+            events = [{"type": "connect", "socketId": f"socket-{i:08d}", "userId": f"user-{i % 50000}"}
+                      for i in range(start, min(start + 1000, count))]
+            status, body = self.http("POST", f"/v1/nodes/{node}/events", {"events": events})
+            if status != 200:
+                raise SystemExit(f"bench: loading sockets failed: {status} {body[:200]!r}")
+
+    def row3(self):
+        say("== 3. GET /v1/sockets/{id}, wrk -t2 -c64 -d10s, 100,000 live sockets, random ids")
+        sockets = 100_000
+        self.load_sockets("bench-node", sockets)
+        say(f"    loaded {sockets:,} live sockets")
+        script = f"""
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", string.format("/v1/sockets/socket-%08d", math.random(0, {sockets - 1})))
+end
+"""
+        ours, reference = [], []
+        for run in range(self.args.runs):
+            reference.append(self.wrk("/healthz"))
+            ours.append(self.wrk("/v1/sockets/x", script))
+            say(f"    /healthz {reference[-1]['rps']:,.0f} req/s p99 {reference[-1]['p99']:.2f} ms; "
+                f"/v1/sockets/{{id}} {ours[-1]['rps']:,.0f} req/s p50 {ours[-1]['p50']:.2f} ms p99 {ours[-1]['p99']:.2f} ms, "
+                f"non-2xx {ours[-1]['non2xx']} {ours[-1]['errors']}")
+        rps, ref = statistics.median(o["rps"] for o in ours), statistics.median(r["rps"] for r in reference)
+        p99 = statistics.median(o["p99"] for o in ours)
+        self.row3_p50 = statistics.median(o["p50"] for o in ours)
+        self.row(3, "GET /v1/sockets/{id} req/s (100,000 live sockets, random ids; p99)", f"{rps:,.0f}/s, p99 {p99:.1f} ms",
+                 f"{ref:,.0f}/s GET /healthz, p99 {statistics.median(r['p99'] for r in reference):.1f} ms",
+                 f"{rps / ref:.2f}×", "≥ 0.6×, p99 ≤ 10 ms", rps >= 0.6 * ref and p99 <= 10, f"median of {self.args.runs}")
+
+    def row4(self):
+        say("== 4. POST /v1/sockets/lookup with 1,000 random ids, one connection (wrk -t1 -c1 -d10s)")
+        script = """
+math.randomseed(os.time())
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local ids = {}
+  for i = 1, 1000 do ids[i] = string.format('"socket-%08d"', math.random(0, 99999)) end
+  return wrk.format(nil, nil, nil, '{"socketIds":[' .. table.concat(ids, ",") .. ']}')
+end
+"""
+        # Each /metrics read costs round trips of its own (registry stats): measure them, then subtract.
+        first = self.metric("presence_redis_round_trips_total")
+        before = self.metric("presence_redis_round_trips_total")
+        result = self.wrk("/v1/sockets/lookup", script, threads=1, connections=1)
+        trips = (self.metric("presence_redis_round_trips_total") - before - (before - first)) / result["requests"]
+        reference = 1000 * self.row3_p50
+        say(f"    median {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms, {result['rps']:,.0f} lookups/s, "
+            f"{trips:.2f} Redis round trips per lookup, non-2xx {result['non2xx']}")
+        self.row(4, "POST /v1/sockets/lookup, 1,000 ids: median latency; Redis round trips per lookup",
+                 f"{result['p50']:.2f} ms; {trips:.2f} round trips", f"{reference:,.0f} ms (1,000 × row 3's median)",
+                 f"{result['p50'] / reference:.4f}×", "1 round trip; ≤ 5 ms", trips <= 1.05 and result["p50"] <= 5)
+
+    def row2(self):
+        say("== 2. the same events over HTTP: POST /v1/nodes/{id}/events, batches of 100 (wrk -t2 -c16 -d10s)")
+        self.redis_cli("FLUSHALL")
+        self.http("PUT", "/v1/nodes/http-node", {"address": "127.0.0.1:9"})
+        # Each request connects 50 new sockets and disconnects the 50 connected 32 requests earlier
+        # on the same wrk thread (by then answered: at most 8 requests per thread are in flight).
+        script = """
+local counter = 0
+local thread_id = 0
+local lag = 32
+setup = function(thread) thread_id = thread_id + 1; thread:set("tid", thread_id) end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local events = {}
+  for i = 1, 50 do
+    local n = counter * 50 + i
+    events[#events + 1] = string.format('{"type":"connect","socketId":"h%d-%012d","userId":"user-%d"}', tid, n, n % 10000)
+    if counter >= lag then
+      events[#events + 1] = string.format('{"type":"disconnect","socketId":"h%d-%012d"}', tid, n - lag * 50)
+    end
+  end
+  counter = counter + 1
+  return wrk.format(nil, "/v1/nodes/http-node/events", nil, '{"events":[' .. table.concat(events, ",") .. ']}')
+end
+"""
+        runs = []
+        for run in range(self.args.runs):
+            result = self.wrk("/v1/nodes/http-node/events", script, threads=2, connections=16)
+            runs.append(result["rps"] * 100)
+            say(f"    {result['rps']:,.0f} requests/s = {runs[-1]:,.0f} events/s, p99 {result['p99']:.1f} ms, "
+                f"non-2xx {result['non2xx']} {result['errors']}")
+            if result["non2xx"]:
+                raise SystemExit("bench: event batches were refused")
+        events = statistics.median(runs)
+        self.row(2, "the same events over HTTP POST /v1/nodes/{id}/events (batches of 100)", f"{events:,.0f}/s",
+                 f"{self.row1_events:,.0f}/s (row 1)", f"{events / self.row1_events:.2f}×", "≥ 0.5× row 1",
+                 events >= 0.5 * self.row1_events, f"median of {self.args.runs}")
+
+    def row5(self):
+        say("== 5. Redis used_memory per live socket: 100,000 sockets, 100 nodes, 20-char ids, 50,000 users")
+        result = self.presence_bench("memory", 100, 100_000, 50_000)
+        ours, reference = result["memory_ours"], result["memory_reference"]
+        self.row(5, "Redis used_memory per live socket (100,000 sockets, 100 nodes, 20-char ids, 50,000 users)",
+                 f"{ours:.0f} B", f"{reference:.0f} B (3-field hash + set member)", f"{ours / reference:.2f}×", "≤ 1.25×",
+                 ours <= 1.25 * reference)
+
+    def row6(self):
+        say("== 6. Redis commands executed per heartbeat (running node, default configuration)")
+        result = self.presence_bench("heartbeat")
+        values = [result[f"heartbeat_commands_{n}"] for n in (0, 10000, 100000)]
+        sent = [result[f"heartbeat_sent_{n}"] for n in (0, 10000, 100000)]
+        self.row(6, "Redis commands executed (sent) per heartbeat at 0 / 10,000 / 100,000 sockets",
+                 " / ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(values, sent)), "—",
+                 f"{values[2] / max(values[0], 1):.1f}× from 0 to 100,000", "flat", values[2] <= 1.1 * values[0])
+
+    def row7(self):
+        say("== 7. SIGKILL of a node (1,000 sockets) until all its sockets read dead")
+        for ttl in (3, 6):
+            heartbeat = ttl / 3
+            node = f"victim-{ttl}"
+            victim = self.processes.start([os.path.join(self.bin, "PresenceBench"), "node", self.redis_url, node, "1000",
+                                           str(int(heartbeat * 1000)), str(ttl * 1000)], stdout=subprocess.PIPE, text=True)
+            if victim.stdout.readline().strip() != "ready":
+                raise SystemExit("bench: the node process did not start")
+            ids = [f"{node}-{i}" for i in range(1000)]
+            def alive():
+                status, body = self.http("POST", "/v1/sockets/lookup", {"socketIds": ids})
+                return sum(1 for s in json.loads(body)["sockets"] if s["alive"])
+            if alive() != 1000:
+                raise SystemExit("bench: the node's sockets are not all alive")
+            # Kill at a random point of the heartbeat cycle, as a crash would.
+            time.sleep(heartbeat * (0.1 + 0.8 * (time.time_ns() % 1000) / 1000))
+            victim.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            victim.wait()
+            while alive() > 0:
+                time.sleep(0.01)
+            dead = time.monotonic() - killed
+            say(f"    node TTL {ttl} s, heartbeat {heartbeat:.0f} s: all 1,000 sockets dead {dead:.2f} s after SIGKILL")
+            self.row(7, f"SIGKILL → all the node's sockets read dead, node TTL {ttl} s", f"{dead:.2f} s", f"{ttl} s (TTL)",
+                     f"{dead / ttl:.2f}×", f"≤ TTL + 1 heartbeat ({ttl + heartbeat:.0f} s)", dead <= ttl + heartbeat)
+
+    def row8(self):
+        say("== 8. FLUSHALL → 100,000 sockets of 10 nodes restored")
+        result = self.presence_bench("restore", 10, 10_000)
+        restore, interval = result["restore_seconds"], result["heartbeat_seconds"]
+        self.row(8, "FLUSHALL → 100,000 sockets of 10 nodes restored", f"{restore:.2f} s", f"{interval:.0f} s (heartbeat)",
+                 f"{restore / interval:.2f} intervals", "≤ 2 intervals", restore <= 2 * interval)
+
+    # MARK: report
+
+    def machine(self):
+        def first(command):
+            try:
+                return subprocess.run(command, capture_output=True, text=True, shell=True).stdout.strip().splitlines()[0]
+            except (IndexError, OSError):
+                return "?"
+        cpu = first("lscpu | sed -n 's/^Model name: *//p'")
+        memory = first("free -g | awk '/^Mem:/ {print $2 \" GiB\"}'")
+        debian = first("cat /etc/debian_version")
+        return (f"{os.cpu_count()} cores ({cpu}), {memory}, Debian {debian}, Linux {platform.release()}; "
+                f"{first('redis-server --version')}; {first('swift --version 2>&1')}; {first('wrk --version 2>&1')}")
+
+    def table(self):
+        lines = ["| # | figure | ours | reference (same run) | ratio | target | met | |", "|---|---|---|---|---|---|---|---|"]
+        for row in sorted(self.rows, key=lambda r: r[0]):
+            lines.append("| " + " | ".join(str(c) for c in row) + " |")
+        return "\n".join(lines)
+
+    def write(self, started, load_before):
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        text = f"""# Benchmarks
+
+Written by `scripts/bench` (the whole run: `scripts/bench`; options: `scripts/bench --help`). Each
+figure stands next to a reference measured in the same run on the same machine; the machine is
+shared and noisy, so read the ratios. Repeated figures are medians, each run of ours next to a run
+of its reference.
+
+- When: {started:%Y-%m-%d %H:%M} UTC, commit {commit}{' (with uncommitted changes)' if dirty else ''}, release build.
+- Machine: {self.machine()}.
+- Load average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}.
+- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7).
+
+{self.table()}
+
+How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9) and `Sources/PresenceBench` (rows 1, 5,
+6, 8). What each figure costs and what limits it: `docs/performance.md`.
+"""
+        with open(os.path.join(ROOT, self.args.output), "w") as f:
+            f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", required=True, help="folder of the release binaries presence and PresenceBench")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1–3); default 3")
+    parser.add_argument("--rows", default="1,9,3,4,2,5,6,7,8", help="rows to run, in order (default all)")
+    parser.add_argument("--output", default="BENCHMARKS.md", help="where the table goes (relative to the repository)")
+    args = parser.parse_args()
+    bench = Bench(args)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()[0]
+    rows = [int(r) for r in args.rows.split(",")]
+    try:
+        bench.start_redis()
+        for number in rows:
+            if number in (2, 3, 4, 7) and not hasattr(bench, "server"):
+                bench.start_server()
+            if number == 2 and not hasattr(bench, "row1_events") or number == 9 and not hasattr(bench, "row1_events"):
+                bench.row1()
+            if number == 4 and not hasattr(bench, "row3_p50"):
+                bench.row3()
+            getattr(bench, f"row{number}")()
+    finally:
+        bench.processes.stop_all()
+        shutil.rmtree(bench.dir, ignore_errors=True)
+    say()
+    say(bench.table())
+    bench.write(started, load_before)
+    say(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
