@@ -104,7 +104,7 @@ public final class PresenceNode: Service, Sendable {
         self.nodeID = nodeID
         self.address = address
         self.meta = meta
-        self.incarnation = String(UInt64.random(in: .min ... .max), radix: 16) + String(UInt64.random(in: .min ... .max), radix: 16)
+        self.incarnation = PresenceID.newIncarnation()
         self.startedAt = Date()
         self.writer = PresenceWriter(client: client, configuration: configuration)
         var logger = logger

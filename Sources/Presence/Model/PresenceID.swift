@@ -3,6 +3,13 @@ public enum PresenceID {
     /// Longest id, in UTF-8 bytes.
     public static let maximumLength = 256
 
+    /// A fresh incarnation: 64 random bits in base 36 (at most 13 characters). It only has to differ
+    /// between the processes of one node id, and it is stored with every socket and user entry,
+    /// so it is kept short.
+    public static func newIncarnation() -> String {
+        String(UInt64.random(in: .min ... .max), radix: 36)
+    }
+
     /// Checks an id: 1–256 bytes of UTF-8 with no control, format or separator characters and no
     /// unassigned, private-use or surrogate code points. Spaces are allowed.
     /// - Parameter field: the name used in the error message (`"socketId"`).

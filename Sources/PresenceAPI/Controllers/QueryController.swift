@@ -125,6 +125,25 @@ struct QueryController<Context: RequestContext>: Sendable {
 
         enum CodingKeys: String, CodingKey { case sockets, nextCursor }
 
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            var json = JSONText(capacity: 64 + 200 * sockets.count)
+            json.raw("{")
+            json.key("sockets")
+            json.raw("[")
+            for (index, socket) in sockets.enumerated() {
+                if index > 0 { json.comma() }
+                socket.write(to: &json)
+            }
+            json.raw("]")
+            if includeCursor {
+                json.comma()
+                json.key("nextCursor")
+                if let nextCursor { json.string(nextCursor) } else { json.raw("null") }
+            }
+            json.raw("}")
+            return json.response()
+        }
+
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(sockets, forKey: .sockets)

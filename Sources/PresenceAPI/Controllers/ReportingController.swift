@@ -26,7 +26,7 @@ struct ReportingController<Context: RequestContext>: Sendable {
         let requestedIncarnation = try body.id("incarnation")
         let meta = try body.meta()
         let stored = try await writer.registration(nodeID: nodeID)
-        let incarnation = requestedIncarnation ?? stored.incarnation ?? Self.newIncarnation()
+        let incarnation = requestedIncarnation ?? stored.incarnation ?? PresenceID.newIncarnation()
         let startedAt = incarnation == stored.incarnation ? stored.startedAt ?? Date() : Date()
         let result = try await writer.heartbeat(NodeHeartbeat(
             nodeID: nodeID, incarnation: incarnation, address: address, startedAt: startedAt,
@@ -142,10 +142,6 @@ struct ReportingController<Context: RequestContext>: Sendable {
             throw APIError.notFound("node_not_found", "node \(nodeID) is not registered: PUT /v1/nodes/\(nodeID) first")
         }
         return node
-    }
-
-    static func newIncarnation() -> String {
-        String(UInt64.random(in: .min ... .max), radix: 16) + String(UInt64.random(in: .min ... .max), radix: 16)
     }
 
     struct EventResult: Encodable {

@@ -20,6 +20,40 @@ struct SocketResponse: ResponseEncodable, Sendable {
         case socketId, alive, nodeId, nodeAddress, userId, connectedAt, meta
     }
 
+    /// The same object as ``encode(to:)``, written by hand (the hot read paths).
+    func write(to json: inout JSONText) {
+        json.raw("{")
+        json.key("socketId")
+        json.string(socketID)
+        json.comma()
+        json.key("alive")
+        json.bool(alive)
+        if let socket {
+            json.comma()
+            json.key("nodeId")
+            json.string(socket.nodeID)
+            json.comma()
+            json.key("nodeAddress")
+            json.string(socket.nodeAddress)
+            json.comma()
+            json.key("userId")
+            if let userID = socket.userID { json.string(userID) } else { json.raw("null") }
+            json.comma()
+            json.key("connectedAt")
+            json.string(Timestamp.string(socket.connectedAt))
+            json.comma()
+            json.key("meta")
+            json.stringMap(socket.meta)
+        }
+        json.raw("}")
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var json = JSONText()
+        write(to: &json)
+        return json.response()
+    }
+
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(socketID, forKey: .socketId)

@@ -1,0 +1,41 @@
+import Foundation
+import Hummingbird
+import Presence
+@testable import PresenceAPI
+import Testing
+
+@Suite("Hand-written JSON of the hot read paths (pure)")
+struct JSONTextTests {
+    static let sockets: [SocketResponse] = [
+        SocketResponse(socketID: "plain", socket: nil),
+        SocketResponse(socketID: "s\"q\\b/\n\r\t\u{1}\u{1F}é日本🎉", socket: PresenceSocket(
+            socketID: "x", nodeID: "node \"1\"", nodeIncarnation: "i", nodeAddress: "http://127.0.0.1:9/a?b=c&d",
+            userID: nil, connectedAt: Date(timeIntervalSince1970: 1_795_772_629.123_9), meta: [:])),
+        SocketResponse(socketID: "with-user", socket: PresenceSocket(
+            socketID: "x", nodeID: "n", nodeIncarnation: "i", nodeAddress: "",
+            userID: "u\u{7F}\u{2028}", connectedAt: Date(timeIntervalSince1970: 0), meta: ["b": "2\n", "a": "1", "\"k\"": "v"])),
+        SocketResponse(socketID: "stale", socket: PresenceSocket(
+            socketID: "x", nodeID: "n", nodeIncarnation: "i", nodeAddress: "a",
+            userID: "u", connectedAt: Date(timeIntervalSince1970: 1_700_000_000.999_9), meta: ["k": "v"]), alive: false),
+    ]
+
+    @Test("a socket written by hand parses to the same object as JSONEncoder's", arguments: sockets)
+    func sameObject(socket: SocketResponse) throws {
+        var json = JSONText()
+        socket.write(to: &json)
+        let byHand = try JSONSerialization.jsonObject(with: Data(json.bytes)) as? NSDictionary
+        let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(socket)) as? NSDictionary
+        #expect(byHand != nil)
+        #expect(byHand == encoded)
+    }
+
+    @Test("timestamps: ISO8601FormatStyle's date and time, milliseconds truncated", arguments: [
+        0, 1, 0.999_9, 1_795_772_629.123_9, 1_700_000_000.5, 951_782_400.001, 4_102_444_799.999,
+    ])
+    func timestamps(seconds: Double) {
+        let milliseconds = Int((seconds * 1000).rounded(.down))
+        let whole = Date(timeIntervalSince1970: Double(milliseconds / 1000))
+        let expected = whole.formatted(Date.ISO8601FormatStyle(timeZone: .gmt)).dropLast() + String(format: ".%03dZ", milliseconds % 1000)
+        #expect(Timestamp.string(Date(timeIntervalSince1970: seconds)) == expected)
+    }
+}
