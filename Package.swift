@@ -49,6 +49,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // The status page served at `/`, compiled into the binary (PackageResources.<file>_<ext>).
+            resources: [
+                .embedInCode("StatusPage/index.html"),
+                .embedInCode("StatusPage/status.css"),
+                .embedInCode("StatusPage/status.js"),
+                .embedInCode("StatusPage/icon.svg"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Measures the core against a local Redis (scripts/bench-core).

@@ -192,7 +192,7 @@ struct APIEndpointTests {
                 (.get, "/v1/nodes/good/sockets?cursor=%2B5", nil, .badRequest, "invalid_parameter"),
                 (.post, "/v1/nodes/good/events", #"{"events":[{"type":"disconnect","socketId":"a","meta":5}]}"#, .badRequest, "invalid_meta"),
                 (.get, "/v1/nope", nil, .notFound, "not_found"),
-                (.get, "/", nil, .notFound, "not_found"),
+                (.get, "/index.html", nil, .notFound, "not_found"),  // "/" is the status page
             ]
             let lookup = try await (0..<1001).map { "\"s\($0)\"" }.joined(separator: ",")
             let all = cases + [(.post, "/v1/sockets/lookup", "{\"socketIds\":[\(lookup)]}", .badRequest, "invalid_body")]

@@ -16,6 +16,8 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ErrorMiddleware())
     OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry).addRoutes(to: router)
+    // The status page needs no token: it holds no data and asks for one when the API does.
+    router.addRoutes(StatusPageController<AppRequestContext>().endpoints)
 
     let query = QueryController<AppRequestContext>(registry: registry)
     let reads = router.group("v1").add(middleware: TokenMiddleware(tokens: options.tokens, scope: .read))
