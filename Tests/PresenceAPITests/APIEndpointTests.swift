@@ -73,10 +73,14 @@ struct APIEndpointTests {
             #expect((user.json["sockets"] as? [[String: Any]])?.count == 1)
             #expect(try await http.send(.get, "/v1/users/nobody", token: readToken).json["online"] as? Bool == false)
 
-            #expect(try await http.send(.put, "/v1/nodes/node-1", json: "{}").status == .ok)  // refresh counts
-            let stats = try await http.send(.get, "/v1/stats", token: readToken).json
+            #expect(try await http.send(.put, "/v1/nodes/node-1", json: #"{"userCount":2}"#).status == .ok)  // refresh counts
+            var stats = try await http.send(.get, "/v1/stats", token: readToken).json
             #expect((stats["nodes"] as? [String: Int]) == ["alive": 1, "dead": 0])
             #expect((stats["sockets"] as? [String: Int]) == ["alive": 3])
+            #expect((stats["users"] as? [String: Int]) == ["online": 2])
+            #expect(try await http.send(.put, "/v1/nodes/node-1", json: "{}").status == .ok)  // omitted: kept
+            stats = try await http.send(.get, "/v1/stats", token: readToken).json
+            #expect((stats["users"] as? [String: Int]) == ["online": 2])
 
             #expect(try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2").status == .noContent)
             let notHeld = try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2")
@@ -173,6 +177,11 @@ struct APIEndpointTests {
                 (.put, "/v1/nodes/good", #"{"address":5}"#, .badRequest, "invalid_body"),
                 (.put, "/v1/nodes/good", #"{"bogus":"x"}"#, .badRequest, "invalid_body"),
                 (.put, "/v1/nodes/good", #"{"meta":{"k":1}}"#, .badRequest, "invalid_meta"),
+                (.put, "/v1/nodes/good", #"{"userCount":true}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"userCount":1.5}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"userCount":-1}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"userCount":"3"}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good", #"{"userCount":1e12}"#, .badRequest, "invalid_body"),
                 (.put, "/v1/nodes/good", #"{"incarnation":""}"#, .badRequest, "invalid_id"),
                 (.put, "/v1/nodes/good/sockets/\(long)", nil, .badRequest, "invalid_id"),
                 (.put, "/v1/nodes/good/sockets/s", #"{"userId":"a\u0000b"}"#, .badRequest, "invalid_id"),
@@ -194,7 +203,7 @@ struct APIEndpointTests {
                 (.get, "/v1/nope", nil, .notFound, "not_found"),
                 (.get, "/index.html", nil, .notFound, "not_found"),  // "/" is the status page
             ]
-            let lookup = try await (0..<1001).map { "\"s\($0)\"" }.joined(separator: ",")
+            let lookup = (0..<1001).map { "\"s\($0)\"" }.joined(separator: ",")
             let all = cases + [(.post, "/v1/sockets/lookup", "{\"socketIds\":[\(lookup)]}", .badRequest, "invalid_body")]
             let before = try await allKeys(client).sorted()
             for (method, uri, body, status, code) in all {

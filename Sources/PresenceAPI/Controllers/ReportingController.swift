@@ -21,16 +21,17 @@ struct ReportingController<Context: RequestContext>: Sendable {
     /// `PUT /v1/nodes/{nodeId}`: register or heartbeat.
     @Sendable func heartbeat(_ request: Request, context: Context) async throws -> Response {
         let nodeID = try Parameter.id(context, "nodeId")
-        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["address", "incarnation", "meta"])
+        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["address", "incarnation", "meta", "userCount"])
         let address = try body.id("address")
         let requestedIncarnation = try body.id("incarnation")
         let meta = try body.meta()
+        let userCount = try body.count("userCount", maximum: 1_000_000_000)
         let stored = try await writer.registration(nodeID: nodeID)
         let incarnation = requestedIncarnation ?? stored.incarnation ?? PresenceID.newIncarnation()
         let startedAt = incarnation == stored.incarnation ? stored.startedAt ?? Date() : Date()
         let result = try await writer.heartbeat(NodeHeartbeat(
             nodeID: nodeID, incarnation: incarnation, address: address, startedAt: startedAt,
-            socketCount: stored.indexedSockets, userCount: nil, meta: meta))
+            socketCount: stored.indexedSockets, userCount: userCount, meta: meta))
         guard let node = try await registry.node(nodeID) else {
             throw APIError(.serviceUnavailable, "redis_unavailable", "the node record vanished right after the heartbeat; retry")
         }

@@ -52,6 +52,17 @@ struct JSONBody {
         return text
     }
 
+    /// An optional integer field in `0...maximum` (`null` counts as absent; booleans, fractions
+    /// and numbers out of range are refused).
+    func count(_ key: String, maximum: Int) throws -> Int? {
+        guard let value = fields[key], !(value is NSNull) else { return nil }
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c", let integer = value as? Int,
+              Double(integer) == number.doubleValue, (0...maximum).contains(integer) else {
+            throw APIError.badRequest("invalid_body", "\(key) must be an integer from 0 to \(maximum)")
+        }
+        return integer
+    }
+
     /// An optional meta map field.
     func meta(_ key: String = "meta") throws -> [String: String]? {
         try Self.meta(fields[key], field: key)
