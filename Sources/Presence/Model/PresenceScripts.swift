@@ -85,15 +85,16 @@ public enum PresenceScripts {
     ///   entry, so a refresh never takes back a socket that reconnected elsewhere. Both return 1.
     /// - `r` user remove (user key; a socket id): only where this node (and incarnation) holds it.
     ///   Returns 1 when removed, else 0.
-    /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A refreshed key holding
-    /// more than 8 entries is also pruned of expired ones, 32 a call (the scan cursor is kept in
-    /// field `\u{1}c`), so stale entries of crashed nodes go even when no sweeper runs.
+    /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A
+    /// refreshed key holding more than 8 entries is also pruned of expired ones, 32 a call (the
+    /// scan cursor is kept in field `\u{1}c`, removed when a pass completes), so stale entries of
+    /// crashed nodes go even when no sweeper runs.
     public static let events = RedisScript(name: "presence_events", source: now + """
 
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
         local owner = '\\31' .. incarnation .. '\\31' .. node
         local expiry
-        local touched, refreshed, emptied = {}, {}, {}
+        local touched, refreshed = {}, {}
         local results = {}
         for i = 4, #ARGV, 4 do
             local code, key, a, b, c = ARGV[i], KEYS[(i - 4) / 4 + 1], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -138,7 +139,6 @@ public enum PresenceScripts {
                     if holder == node and (incarnation == '' or held == incarnation) then
                         redis.call('HDEL', key, a)
                         result = 1
-                        emptied[key] = true
                     end
                 end
             else
@@ -162,10 +162,8 @@ public enum PresenceScripts {
             end
         end
         for key in pairs(touched) do
-            if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-        end
-        for key in pairs(emptied) do
-            if redis.call('HLEN', key) == 1 and redis.call('HEXISTS', key, cursorField) == 1 then redis.call('DEL', key) end
+            -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
+            if redis.call('PEXPIRE', key, ttl, 'GT') == 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, ttl) end
         end
         return results
         """)
