@@ -58,7 +58,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Measures the core against a local Redis (scripts/bench-core).
+        // The benchmark modes behind scripts/bench (and scripts/soak).
         .executableTarget(
             name: "PresenceBench",
             dependencies: ["Presence", .product(name: "Logging", package: "swift-log")],
