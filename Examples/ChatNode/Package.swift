@@ -1,8 +1,9 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// An example websocket server that embeds Presence (chat-node). A package of its own so that
-// the main build stays lean: it depends on the root package by path.
+// An example websocket server that embeds Presence (chat-node) and a load client for it
+// (chat-load). A package of its own so that the main build stays lean: it depends on the root
+// package by path.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -13,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "chat-node", targets: ["ChatNode"]),
+        .executable(name: "chat-load", targets: ["ChatLoad"]),
     ],
     dependencies: [
         .package(name: "presence", path: "../.."),
@@ -42,6 +44,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "WSCore", package: "swift-websocket"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Opens many real websockets over several chat nodes, with churn.
+        .executableTarget(
+            name: "ChatLoad",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
