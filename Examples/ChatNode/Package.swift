@@ -62,6 +62,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The pure pieces (addresses, ids, URLs); scripts/demo checks the whole.
+        .testTarget(
+            name: "ChatNodeTests",
+            dependencies: ["ChatNode", "ChatLoad"],
+            swiftSettings: swiftSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
