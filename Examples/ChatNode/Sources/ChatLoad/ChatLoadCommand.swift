@@ -33,7 +33,7 @@ struct ChatLoadCommand: AsyncParsableCommand {
     @Option(help: "Most first connects per second while ramping up.")
     var ramp: Double = 500
 
-    @Option(name: .customLong("log-level"), help: "Log level of the websocket client (default warning).")
+    @Option(name: .customLong("log-level"), help: "Log level of the websocket client.")
     var logLevel: String = "warning"
 
     func validate() throws {

@@ -11,10 +11,10 @@ struct ChatNodeCommand: AsyncParsableCommand {
         commandName: "chat-node",
         abstract: "A Hummingbird websocket node that reports its sockets to the presence registry and routes messages to any socket of the cluster.",
         discussion: """
-            GET /ws?user=ID              websocket; the first message is {"type":"welcome","socketId",...}
-            POST /send/{socketId}        body = text: written to that socket on whichever node holds it
-            POST /deliver/{socketId}     internal: what other nodes forward to
-            GET /local?limit=N           this process's own sockets
+            GET  /ws?user=ID           websocket; first message {"type":"welcome",...}
+            POST /send/{socketId}      body = text, written to that socket on any node
+            POST /deliver/{socketId}   internal: what other nodes forward to
+            GET  /local?limit=N        this process's own sockets
             """)
 
     @Option(help: "Port to listen on (127.0.0.1 only).")
@@ -29,16 +29,16 @@ struct ChatNodeCommand: AsyncParsableCommand {
     @Option(help: "Advertised address other nodes forward to (default http://127.0.0.1:PORT).")
     var address: String?
 
-    @Option(help: "Heartbeat interval in seconds (default 2).")
+    @Option(help: "Heartbeat interval in seconds.")
     var heartbeat: Double = 2
 
-    @Option(name: .customLong("node-ttl"), help: "Seconds after its last heartbeat this node and its sockets read as dead (default 6).")
+    @Option(name: .customLong("node-ttl"), help: "Seconds after its last heartbeat this node and its sockets read as dead.")
     var nodeTTL: Double = 6
 
-    @Option(name: .customLong("key-prefix"), help: "Registry key prefix (default presence).")
+    @Option(name: .customLong("key-prefix"), help: "Registry key prefix.")
     var keyPrefix: String = "presence"
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default info).")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func options() throws -> ChatNodeOptions {
