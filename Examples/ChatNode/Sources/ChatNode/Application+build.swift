@@ -1,0 +1,40 @@
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import Presence
+import ServiceLifecycle
+
+/// Builds the node: the Redis client and the `PresenceNode` run as services of the application's
+/// `ServiceGroup`, started before the HTTP server and stopped after it. On SIGTERM the server
+/// closes its websockets (each reported as disconnected), then the node writes what is pending
+/// and leaves the registry, then the client drains.
+func buildApplication(_ options: ChatNodeOptions, logger: Logger) throws -> some ApplicationProtocol {
+    let client = RedisClient(
+        configuration: try RedisConfiguration(url: options.redisURL), scripts: PresenceScripts.all,
+        logger: Logger(label: "chat-node.redis"))
+    let node = try PresenceNode(
+        nodeID: options.nodeID, address: options.address, client: client, configuration: options.presence,
+        logger: Logger(label: "chat-node.presence"))
+    let sockets = LocalSockets()
+    let router = MessageRouter(
+        nodeID: options.nodeID, sockets: sockets,
+        registry: PresenceRegistry(client: client, configuration: options.presence),
+        forwarder: NodeForwarder(), logger: logger)
+
+    let http = Router()
+    ChatController(router: router, node: node).addRoutes(to: http)
+    let webSockets = Router(context: BasicWebSocketRequestContext.self)
+    SocketEndpoint(node: node, sockets: sockets, logger: logger).addRoutes(to: webSockets)
+
+    return Application(
+        router: http,
+        server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(ws: .init(closeTimeout: .seconds(5)))),
+        configuration: .init(address: .hostname(options.host, port: options.port), serverName: "chat-node", backlog: 1024),
+        services: [client, node],
+        onServerRunning: { _ in
+            logger.notice("chat-node is listening", metadata: [
+                "nodeId": "\(options.nodeID)", "address": "\(options.address)", "redis": "\(RedisConfiguration.redacted(options.redisURL))",
+            ])
+        },
+        logger: logger)
+}

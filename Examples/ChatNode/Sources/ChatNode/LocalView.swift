@@ -1,0 +1,8 @@
+/// `GET /local`: what this process holds, as it sees it (not the registry).
+struct LocalView: Encodable, Sendable {
+    let nodeId: String
+    let incarnation: String
+    let address: String
+    let sockets: Int
+    let socketIds: [String]
+}
