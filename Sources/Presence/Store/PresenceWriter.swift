@@ -91,7 +91,6 @@ public struct PresenceWriter: Sendable {
     ///   (or of the batch's index and user updates, reported on every event).
     public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
-        let socketTTL = String(configuration.socketKeyTTLMilliseconds)
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
         var added: [String] = []
