@@ -19,10 +19,7 @@ extension PresenceWriter {
             var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, String(call.count))
             for index in call { command.append(operations[index].key) }
             command.append(contentsOf: header)
-            for index in call {
-                let operation = operations[index]
-                command.append(contentsOf: [operation.code.rawValue, operation.a, operation.b, operation.c])
-            }
+            for index in call { operations[index].append(to: &command) }
             commands.append(command)
         }
         if commands.isEmpty { return ([], []) }
