@@ -2,7 +2,7 @@ import Foundation
 import Presence
 
 /// Row 6: Redis commands executed per heartbeat cycle of a running PresenceNode holding 0, 10,000
-/// and 100,000 sockets (default configuration), over three heartbeats: the heartbeat itself plus
+/// and 100,000 sockets (default configuration), over five heartbeats: the heartbeat itself plus
 /// the amortized socket-TTL refresh that rides on it. Counted from INFO commandstats (scripts'
 /// inner calls included), minus this probe's own commands.
 func heartbeatBenchmark(_ arguments: BenchArguments) async throws {
@@ -36,7 +36,7 @@ func heartbeatBenchmark(_ arguments: BenchArguments) async throws {
                 let executedBefore = try await probe.executedCommands()
                 let sentBefore = client.metrics.commandCount
                 probes = 0
-                let beats = 3
+                let beats = 5
                 for _ in 0..<beats { mark = try await nextHeartbeat(after: mark) }
                 let executed = try await probe.executedCommands() - executedBefore - probes - 1
                 let sent = client.metrics.commandCount - sentBefore
