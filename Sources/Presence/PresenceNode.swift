@@ -367,17 +367,30 @@ public final class PresenceNode: Service, Sendable {
         ])
     }
 
-    /// Leaves the registry and removes this incarnation's keys, best effort.
+    /// Leaves the registry and removes this incarnation's keys, best effort. A connectivity failure
+    /// (the client backing off right after a Redis outage, say) is retried, with growing pauses,
+    /// for up to one node TTL: past that the entry has expired by itself anyway.
     private func leave() async {
-        do {
-            _ = try await writer.leave(nodeID: nodeID, incarnation: incarnation)
-            let ids = state.withLock { Array($0.sockets.keys) }
-            for chunk in ids.chunked(configuration.batchSize) {
-                _ = try await writer.removeSockets(nodeID: nodeID, incarnation: incarnation, socketIDs: Array(chunk))
+        let clock = ContinuousClock()
+        let deadline = clock.now + configuration.nodeTTL
+        var pause = Duration.milliseconds(25)
+        while true {
+            do {
+                _ = try await writer.leave(nodeID: nodeID, incarnation: incarnation)
+                let ids = state.withLock { Array($0.sockets.keys) }
+                for chunk in ids.chunked(configuration.batchSize) {
+                    _ = try await writer.removeSockets(nodeID: nodeID, incarnation: incarnation, socketIDs: Array(chunk))
+                }
+                logger.info("left the registry", metadata: ["sockets": "\(ids.count)"])
+                return
+            } catch let error as RedisError where error.isConnectivity && clock.now + pause < deadline {
+                logger.debug("leaving: Redis not reachable yet; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(500))
+            } catch {
+                logger.warning("could not leave the registry cleanly; its entry expires within the node TTL", metadata: ["error": "\(error)"])
+                return
             }
-            logger.info("left the registry", metadata: ["sockets": "\(ids.count)"])
-        } catch {
-            logger.warning("could not leave the registry cleanly; its entry expires within the node TTL", metadata: ["error": "\(error)"])
         }
     }
 }

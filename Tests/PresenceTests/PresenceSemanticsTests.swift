@@ -287,6 +287,40 @@ struct PresenceSemanticsTests {
             #expect(try await allKeys(client).isEmpty)
         }
     }
+
+    @Test("graceful shutdown right after a Redis outage still leaves: the leave outlasts the client's reconnect backoff")
+    func leaveAfterOutage() async throws {
+        let server = try await RedisServer.start()
+        var configuration = server.configuration
+        configuration.commandTimeout = .milliseconds(200)
+        configuration.connectTimeout = .milliseconds(200)
+        configuration.minimumBackoff = .milliseconds(800)
+        configuration.maximumBackoff = .seconds(1)
+        try await withClient(server) { (admin: RedisClient) async throws in
+            let registry = PresenceRegistry(client: admin, configuration: fastConfiguration)
+            try await withClient(configuration) { (client: RedisClient) async throws in
+                let running = try await startNode("outage-leaver", client: client)
+                for i in 0..<20 { try running.node.connected(socketID: "o\(i)") }
+                try await running.node.flush()
+                #expect(try await registry.node("outage-leaver")?.alive == true)
+
+                // Frozen Redis: a write times out, then a reconnect's setup times out, and the client
+                // backs off (800 ms) before it tries again.
+                let errors = client.metrics.errorCount
+                server.signal(SIGSTOP)
+                try running.node.connected(socketID: "during-outage")
+                await #expect(throws: RedisError.self) { try await running.node.flush() }
+                _ = try await eventually("a failed reconnect, then the backoff") { client.metrics.errorCount >= errors + 2 }
+                server.signal(SIGCONT)
+
+                // Shut down inside the backoff window: the first leave attempt fails fast.
+                try await running.stop()
+                #expect(try await registry.node("outage-leaver") == nil)
+                #expect(try await registry.socket("o1") == nil)
+                #expect(try await allKeys(admin).isEmpty)
+            }
+        }
+    }
 }
 
 /// Nodes connecting, disconnecting, racing, crashing and restarting; a sweep; a last crash.
