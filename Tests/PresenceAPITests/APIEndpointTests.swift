@@ -22,6 +22,9 @@ struct APIEndpointTests {
             let again = try await http.send(.put, "/v1/nodes/node-1", json: "")
             #expect(again.json["status"] as? String == "ok" && again.json["incarnation"] as? String == incarnation)
             #expect(again.json["address"] as? String == "10.0.0.1:3000")
+            let withURL = try await http.send(.put, "/v1/nodes/node-url", json: #"{"address":"http://10.0.0.9:3000/x"}"#)
+            #expect(String(buffer: withURL.body).contains(#""address":"http://10.0.0.9:3000/x""#))  // slashes not escaped
+            #expect(try await http.send(.delete, "/v1/nodes/node-url").status == .noContent)
 
             let created = try await http.send(.put, "/v1/nodes/node-1/sockets/sock-1", json: #"{"userId":"alice","meta":{"room":"r1"}}"#)
             #expect(created.status == .created)

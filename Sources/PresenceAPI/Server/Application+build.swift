@@ -3,7 +3,6 @@ import Logging
 import Presence
 import ServiceLifecycle
 
-typealias AppRequestContext = BasicRequestContext
 
 /// Builds the router: the function the `serve` command and the tests both call. Queries go to
 /// `readClient` when given (a replica), reports always to `client` (the primary).
