@@ -369,7 +369,8 @@ public final class PresenceNode: Service, Sendable {
 
     /// Leaves the registry and removes this incarnation's keys, best effort. A connectivity failure
     /// (the client backing off right after a Redis outage, say) is retried, with growing pauses,
-    /// for up to one node TTL: past that the entry has expired by itself anyway.
+    /// for up to one node TTL: past that the entry has expired by itself anyway. A closed client or
+    /// a cancelled task ends it at once.
     private func leave() async {
         let clock = ContinuousClock()
         let deadline = clock.now + configuration.nodeTTL
@@ -383,7 +384,8 @@ public final class PresenceNode: Service, Sendable {
                 }
                 logger.info("left the registry", metadata: ["sockets": "\(ids.count)"])
                 return
-            } catch let error as RedisError where error.isConnectivity && clock.now + pause < deadline {
+            } catch let error as RedisError
+                where error.isConnectivity && error.code != .shutdown && !Task.isCancelled && clock.now + pause < deadline {
                 logger.debug("leaving: Redis not reachable yet; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: pause)
                 pause = min(pause * 2, .milliseconds(500))

@@ -38,4 +38,10 @@ struct JSONTextTests {
         let expected = whole.formatted(Date.ISO8601FormatStyle(timeZone: .gmt)).dropLast() + String(format: ".%03dZ", milliseconds % 1000)
         #expect(Timestamp.string(Date(timeIntervalSince1970: seconds)) == expected)
     }
+
+    @Test("timestamps outside four-digit years neither crash nor wrap", arguments: [-1e12, -62_200_000_000, 253_402_300_800, 1e13])
+    func farTimestamps(seconds: Double) {
+        let date = Date(timeIntervalSince1970: seconds)
+        #expect(Timestamp.string(date) == date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)))
+    }
 }

@@ -180,9 +180,15 @@ public enum PresenceScripts {
                 else call('HSET', key, cursorField, scan[1]) end
             end
         end
+        -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
+        -- PEXPIRE GT (Redis 7, which also added REDIS_VERSION_NUM) does it in one command.
+        local greater = redis.REDIS_VERSION_NUM ~= nil
         for key in pairs(touched) do
-            -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
-            if call('PEXPIRE', key, ttl, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttl) end
+            if greater then
+                if call('PEXPIRE', key, ttl, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttl) end
+            elseif call('PTTL', key) < ttl then
+                call('PEXPIRE', key, ttl)
+            end
         end
         return results
         """)

@@ -18,6 +18,8 @@ public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     /// Counters for monitoring.
     public let metrics = RedisClientMetrics()
+    /// Standalone or cluster, learned once (see ``SlotMode``).
+    let slotMode = SlotMode()
     private let scripts: [RedisScript]
     private let queue = RedisRequestQueue()
     private let logger: Logger

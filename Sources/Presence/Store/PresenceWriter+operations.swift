@@ -5,13 +5,18 @@ extension PresenceWriter {
 
     /// Runs `prefix` and then `operations` through ``PresenceScripts/events`` in one pipeline:
     /// calls of up to ``operationsPerCall`` operations in order, each confined to one hash slot
-    /// once the server turned out to be a Redis Cluster node (its first `CROSSSLOT` refusal
-    /// changes nothing, and the operations are sent again split by slot).
+    /// when the server is a Redis Cluster node (asked once per client, before the first call).
     /// - Returns: the prefix's replies and one result per operation.
     func run(
         _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = []
     ) async -> (prefix: [Result<RedisValue, RedisError>], operations: [Result<RedisValue, RedisError>]) {
-        let cluster = slotMode.isCluster
+        let cluster: Bool
+        do {
+            cluster = operations.isEmpty ? false : try await client.slotMode.isCluster(client)
+        } catch {
+            let failure = error as? RedisError ?? RedisError(.protocolError, "\(error)")
+            return (prefix.map { _ in .failure(failure) }, operations.map { _ in .failure(failure) })
+        }
         let calls = Self.calls(operations, bySlot: cluster)
         let header = [nodeID, incarnation ?? "", String(configuration.socketKeyTTLMilliseconds)]
         var commands = prefix
@@ -27,9 +32,6 @@ extension PresenceWriter {
         var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: operations.count)
         for (call, reply) in zip(calls, replies[prefix.count...]) {
             switch reply {
-            case .failure(let error) where !cluster && error.message.hasPrefix("CROSSSLOT"):
-                slotMode.learnCluster()
-                return (Array(replies[..<prefix.count]), await run(operations, nodeID: nodeID, incarnation: incarnation).operations)
             case .failure(let error):
                 for index in call { results[index] = .failure(error) }
             case .success(let value):

@@ -8,7 +8,6 @@ public struct PresenceWriter: Sendable {
     public let client: RedisClient
     /// Key prefix and timings.
     public let configuration: PresenceConfiguration
-    let slotMode = SlotMode()
     var keys: PresenceKeys { configuration.keys }
 
     /// Creates a writer.

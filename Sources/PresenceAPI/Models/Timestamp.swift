@@ -2,12 +2,16 @@ import Foundation
 
 /// RFC 3339 UTC timestamps with milliseconds (`2026-11-27T09:33:07.123Z`), as every API field uses.
 enum Timestamp {
-    /// Formats by hand (a lookup formats up to 1,000 of them); milliseconds are truncated.
+    /// Formats by hand (a lookup formats up to 1,000 of them); milliseconds are truncated. Years
+    /// outside 0–9999 go through `ISO8601FormatStyle`.
     static func string(_ date: Date) -> String {
         let milliseconds = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
         var seconds = time_t(milliseconds.floorDivided(by: 1000))
         var parts = tm()
-        gmtime_r(&seconds, &parts)
+        guard gmtime_r(&seconds, &parts) != nil, (0...9999).contains(Int(parts.tm_year) + 1900) else {
+            // Outside four-digit years (a corrupt or hostile record): the slow, general formatter.
+            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(24)
         func digits(_ value: Int, _ count: Int) {
