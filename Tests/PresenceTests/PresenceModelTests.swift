@@ -99,6 +99,14 @@ struct PresenceModelTests {
             #expect(call == call.sorted())
             #expect(call.count <= 256)
         }
+        // A user add stays with the connect before it, even across the 256 boundary.
+        let pairs = [SocketOperation(code: .disconnect, key: keys.socket("x"))] + (0..<200).flatMap { i in [
+            SocketOperation(code: .connect, key: keys.socket("p\(i)")), SocketOperation(code: .userAdd, key: keys.user("u"), a: "p\(i)", b: keys.socket("p\(i)")),
+        ] }
+        let paired = PresenceWriter.calls(pairs, bySlot: false)
+        #expect(paired.flatMap { $0 } == Array(0..<401))
+        #expect(paired.map(\.count) == [257, 144])
+        for call in paired { #expect(pairs[call[0]].code != .userAdd) }
     }
 
     @Test("configuration bounds")

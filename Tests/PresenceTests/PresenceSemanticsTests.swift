@@ -107,6 +107,10 @@ struct PresenceSemanticsTests {
             ])
             #expect(try stale[0].get() == .superseded)
             #expect(try await registry.socket("S")?.nodeID == "B")
+            // …nor takes B's user entry, so A's coming disconnect cannot drop S from the user.
+            #expect(try await registry.sockets(ofUser: "u").map(\.nodeID) == ["B"])
+            _ = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [.disconnect(socketID: "S", userID: "u")])
+            #expect(try await registry.sockets(ofUser: "u").map(\.nodeID) == ["B"])
             try await a.stop()
             try await b.stop()
         }

@@ -80,9 +80,11 @@ public enum PresenceScripts {
     ///   (record replaced), -1 when ignored as stale.
     /// - `d` disconnect (socket key; no arguments): deletes the record only if this node (and
     ///   incarnation, when given) holds it. Returns `{incarnation, user}` of the deleted record, or nil.
-    /// - `a` user add (user key; socket id): the entry `expiresAtMs␟incarnation␟node`; the latest
-    ///   connect wins. `f` user refresh: the same, only where this incarnation still holds the
-    ///   entry, so a refresh never takes back a socket that reconnected elsewhere. Both return 1.
+    /// - `a` user add (user key; socket id, socket key): the entry `expiresAtMs␟incarnation␟node`;
+    ///   the latest connect wins, and a connect of that socket key superseded earlier in the same
+    ///   call writes nothing (returns 0): a stale report must not take the user entry either.
+    ///   `f` user refresh (user key; socket id): the same entry, only where this incarnation still
+    ///   holds it, so a refresh never takes back a socket that reconnected elsewhere. Return 1.
     /// - `r` user remove (user key; socket id): only where this node (and incarnation) holds it.
     ///   Returns 1 when removed, else 0.
     /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A
@@ -98,7 +100,7 @@ public enum PresenceScripts {
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
         local owner = '\\31' .. incarnation .. '\\31' .. node
         local expiry
-        local touched, refreshed = {}, {}
+        local touched, refreshed, superseded = {}, {}, {}
         local results = {}
         local i, k = 4, 0
         local count = #ARGV
@@ -114,6 +116,7 @@ public enum PresenceScripts {
                 local holder = previous[1]
                 if holder and holder ~= node and tonumber(previous[3] or '0') > tonumber(b) then
                     result = -1
+                    superseded[key] = true
                 else
                     if a ~= '' then
                         if c ~= '' then call('HSET', key, 'n', node, 'i', incarnation, 't', b, 'u', a, 'm', c)
@@ -135,11 +138,15 @@ public enum PresenceScripts {
                     result = {record[2] or '', record[3] or ''}
                 end
             elseif code == 'a' then
-                local a = ARGV[i + 1]
-                i = i + 2
-                expiry = expiry or ms(now + ttl) .. owner
-                call('HSET', key, a, expiry)
-                touched[key] = true
+                local a, b = ARGV[i + 1], ARGV[i + 2]
+                i = i + 3
+                if superseded[b] then
+                    result = 0
+                else
+                    expiry = expiry or ms(now + ttl) .. owner
+                    call('HSET', key, a, expiry)
+                    touched[key] = true
+                end
             elseif code == 'f' then
                 local a = ARGV[i + 1]
                 i = i + 2

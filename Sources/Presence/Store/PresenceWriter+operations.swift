@@ -47,8 +47,22 @@ extension PresenceWriter {
     }
 
     /// The operations of each call, by position, in order; split per hash slot when `bySlot`.
+    /// Without slots, a user add stays in the call of the connect before it (a call may then hold
+    /// one operation more), so that the script can skip the entry of a superseded connect.
     static func calls(_ operations: [SocketOperation], bySlot: Bool) -> [[Int]] {
-        guard bySlot else { return Array(operations.indices).chunked(operationsPerCall).map(Array.init) }
+        guard bySlot else {
+            var calls: [[Int]] = []
+            var current: [Int] = []
+            for index in operations.indices {
+                if current.count >= operationsPerCall, operations[index].code != .userAdd {
+                    calls.append(current)
+                    current = []
+                }
+                current.append(index)
+            }
+            if !current.isEmpty { calls.append(current) }
+            return calls
+        }
         var calls: [[Int]] = []
         var callOfSlot: [Int: Int] = [:]
         for (index, operation) in operations.enumerated() {

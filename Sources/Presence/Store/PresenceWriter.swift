@@ -93,38 +93,46 @@ public struct PresenceWriter: Sendable {
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
         var added: [String] = []
-        var userAdds: [String: [String]] = [:]
         var userRemoves: [String: [String]] = [:]
         for (position, event) in events.enumerated() where last[event.socketID] == position {
             switch event {
-            case .connect(let socketID, let userID, _, _):
+            case .connect(let socketID, _, _, _):
                 added.append(socketID)
-                if let userID { userAdds[userID, default: []].append(socketID) }
             case .disconnect(let socketID, let userID):
                 if let userID { userRemoves[userID, default: []].append(socketID) }
             }
         }
         var operations: [SocketOperation] = []
-        operations.reserveCapacity(events.count + userAdds.count + userRemoves.count)
-        for event in events {
+        var eventOperation: [Int] = []  // event position → its operation
+        operations.reserveCapacity(2 * events.count + userRemoves.count)
+        eventOperation.reserveCapacity(events.count)
+        for (position, event) in events.enumerated() {
+            eventOperation.append(operations.count)
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
+                let socketKey = keys.socket(socketID)
                 operations.append(SocketOperation(
-                    code: .connect, key: keys.socket(socketID), a: userID ?? "",
+                    code: .connect, key: socketKey, a: userID ?? "",
                     b: String(Int(connectedAt.timeIntervalSince1970 * 1_000_000)), c: PresenceMeta.encode(meta)))
+                // The user entry follows its socket's last connect in the same call, so that a
+                // connect found stale writes no user entry either.
+                if let userID, last[socketID] == position {
+                    operations.append(SocketOperation(code: .userAdd, key: keys.user(userID), a: socketID, b: socketKey))
+                }
             case .disconnect(let socketID, _):
                 operations.append(SocketOperation(code: .disconnect, key: keys.socket(socketID)))
             }
-        }
-        for (userID, sockets) in userAdds {
-            for socketID in sockets { operations.append(SocketOperation(code: .userAdd, key: keys.user(userID), a: socketID)) }
         }
         for (userID, sockets) in userRemoves {
             for socketID in sockets { operations.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID)) }
         }
         let (indexReplies, replies) = await run(
             operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []))
-        if let error = Self.firstFailure(indexReplies[...]) ?? Self.firstFailure(replies[events.count...]) {
+        var userFailure: RedisError?
+        for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove {
+            if case .failure(let error) = reply { userFailure = error; break }
+        }
+        if let error = Self.firstFailure(indexReplies[...]) ?? userFailure {
             return events.map { _ in .failure(error) }
         }
 
@@ -133,7 +141,7 @@ public struct PresenceWriter: Sendable {
         var settled: [String] = []
         var lateUserRemoves: [SocketOperation] = []
         for (position, event) in events.enumerated() {
-            switch (event, replies[position]) {
+            switch (event, replies[eventOperation[position]]) {
             case (_, .failure(let error)):
                 outcomes.append(.failure(error))
             case (.connect, .success(let value)):

@@ -15,14 +15,15 @@ struct SocketOperation: Sendable {
     var b = ""
     var c = ""
 
-    /// Appends the code and the arguments this code takes (connect 3, disconnect none, the user
-    /// operations 1): the script reads them by code.
+    /// Appends the code and the arguments this code takes (connect 3, disconnect none, user add 2,
+    /// the other user operations 1): the script reads them by code.
     func append(to command: inout RedisCommand) {
         command.append(code.rawValue)
         switch code {
         case .connect: command.append(contentsOf: [a, b, c])
         case .disconnect: break
-        case .userAdd, .userRefresh, .userRemove: command.append(a)
+        case .userAdd: command.append(contentsOf: [a, b])
+        case .userRefresh, .userRemove: command.append(a)
         }
     }
 }
