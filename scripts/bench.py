@@ -106,7 +106,12 @@ class Bench:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise SystemExit(f"bench: {what} did not start within {timeout} s (logs in {self.dir})")
+        logs = ""
+        for name in sorted(os.listdir(self.dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    logs += f"\n--- {name} (last lines) ---\n" + "".join(f.readlines()[-15:])
+        raise SystemExit(f"bench: {what} did not start within {timeout} s{logs}")
 
     def http(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -339,6 +344,8 @@ end
             killed = time.monotonic()
             victim.wait()
             while alive() > 0:
+                if time.monotonic() - killed > 3 * ttl:
+                    raise SystemExit(f"bench: the killed node's sockets still read alive {3 * ttl} s after SIGKILL")
                 time.sleep(0.01)
             dead = time.monotonic() - killed
             say(f"    node TTL {ttl} s, heartbeat {heartbeat:.0f} s: all 1,000 sockets dead {dead:.2f} s after SIGKILL")
@@ -404,6 +411,8 @@ def main():
     parser.add_argument("--rows", default="1,9,3,4,2,5,6,7,8", help="rows to run, in order (default all)")
     parser.add_argument("--output", default="BENCHMARKS.md", help="where the table goes (relative to the repository)")
     args = parser.parse_args()
+    # SIGTERM (CI, Ctrl-C from a wrapper) unwinds like an error: everything started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()[0]

@@ -71,6 +71,9 @@
     }
     let json = null;
     try { json = await response.json(); } catch { json = null; }
+    if (response.ok && json === null) {
+      return { status: 0, body: null, token, reason: "an unreadable answer (HTTP " + response.status + ")" };
+    }
     return { status: response.status, body: json, token };
   }
 
@@ -148,6 +151,11 @@
     event.preventDefault();
     const token = page.token.value.trim();
     if (token === "") return;
+    if (!/^[\x21-\x7E]+$/.test(token)) {
+      // fetch refuses such a header value: it would read as "cannot reach" forever.
+      page.tokenMessage.textContent = "A token is printable ASCII without spaces. Enter a read token.";
+      return;
+    }
     sessionStorage.setItem(TOKEN_KEY, token);
     page.token.value = "";
     page.tokenForm.hidden = true;
@@ -245,6 +253,9 @@
     inFlight = true;
     try {
       await poll();
+    } catch (error) {
+      // An answer of an unexpected shape: say so, and keep polling.
+      showTrouble({ status: 0, reason: "an unexpected answer (" + (error && error.message) + ")" });
     } finally {
       inFlight = false;
     }
