@@ -5,6 +5,7 @@
 //   node REDIS_URL NODE_ID SOCKETS HEARTBEAT_MS TTL_MS   one node holding SOCKETS until killed (row 7)
 //   restore REDIS_URL [NODES] [SOCKETS_PER_NODE] time to restore after FLUSHALL (row 8)
 //   soak REDIS_URL [SECONDS] [NODES] [SOCKETS_PER_NODE] [EVENTS_PER_SECOND]
+//   recovery PORT DATA_DIR [NODES] [SOCKETS_PER_NODE] [HEARTBEAT_MS]   fleet recovery after a Redis crash
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -17,8 +18,9 @@ do {
     case "node" where arguments.count >= 6: try await nodeProcess(rest)
     case "restore" where arguments.count >= 2: try await restoreBenchmark(rest)
     case "soak" where arguments.count >= 2: try await soak(rest)
+    case "recovery" where arguments.count >= 3: try await recoveryBenchmark(Array(arguments.dropFirst()))
     default:
-        say("usage: PresenceBench core|heartbeat|memory|node|restore|soak REDIS_URL … (see Sources/PresenceBench/main.swift)")
+        say("usage: PresenceBench core|heartbeat|memory|node|restore|soak|recovery REDIS_URL … (see Sources/PresenceBench/main.swift)")
         exit(2)
     }
 } catch {
