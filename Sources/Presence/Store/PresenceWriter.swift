@@ -212,6 +212,24 @@ public struct PresenceWriter: Sendable {
         return missing
     }
 
+    /// Every member of a node's socket set, walked with `SSCAN` in pages of
+    /// ``PresenceConfiguration/batchSize`` (a reconcile compares it with the node's local truth).
+    /// - Throws: ``RedisError``.
+    public func members(nodeID: String) async throws -> Set<String> {
+        let index = keys.nodeSockets(nodeID)
+        var cursor = "0"
+        var members = Set<String>()
+        repeat {
+            let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
+            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let listed = parts[1].array else {
+                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
+            }
+            cursor = next
+            for member in listed { if let id = member.string { members.insert(id) } }
+        } while cursor != "0"
+        return members
+    }
+
     /// Removes from a node's socket set, and from Redis, every socket the node no longer holds
     /// (`keep` answers whether it does), whatever incarnation wrote it. Walks the set with `SSCAN`
     /// in pages of ``PresenceConfiguration/batchSize``.

@@ -1,0 +1,536 @@
+import Foundation
+
+/// Every decision of a ``PresenceNode``, as a value: fed what happened (a socket change, a
+/// heartbeat answer, a batch outcome, an error, a tick of the clock), it answers what to send
+/// next. It does no I/O and reads no clock: the node's thin shell runs the actions it returns and
+/// reports their outcomes back, and unit tests drive it without Redis or timers.
+///
+/// What it keeps:
+/// - the node's local truth (its live sockets) and, per socket, the change not yet written
+///   (`pending`, coalesced: only the socket's latest state matters);
+/// - batches in flight (a socket is in at most one, so batches never race);
+/// - a **rewrite** queue, for recovery: socket ids whose records Redis may have lost, written again
+///   from the local truth in paced batches, then a **reconcile** (the node's set listed and
+///   compared with the local truth: members the node no longer holds are removed, sockets
+///   missing from it are written again).
+///
+/// How it recovers:
+/// - a failed batch puts back only its failed events (unless a newer change superseded them) and
+///   holds writes back for a growing, jittered pause: nothing else is rewritten;
+/// - a heartbeat answering `ok` with a socket count that differs from the local count (taken when
+///   nothing was being written) starts a reconcile: only what differs is written;
+/// - a heartbeat answering `new`, `revived` or `replaced` (Redis lost or dropped this incarnation)
+///   rewrites every socket, in batches spread over half a heartbeat interval after a random delay of
+///   up to a quarter interval, one batch in flight, so a fleet coming back at once neither floods
+///   Redis nor takes more than about one interval after it heard the news.
+/// Every heartbeat answer is handled; none is dropped.
+struct PresenceNodeStateMachine<Waiter> {
+    typealias Instant = ContinuousClock.Instant
+
+    /// A socket this node holds.
+    struct LocalSocket: Sendable, Hashable {
+        var userID: String?
+        var meta: [String: String]
+        var connectedAt: Date
+    }
+
+    /// What the node must send. Each action's outcome goes back through the matching method.
+    enum Action {
+        /// Send a heartbeat with these counts; answer with ``heartbeatAnswered(_:now:jitter:)`` or ``heartbeatFailed(now:jitter:)``.
+        case heartbeat(socketCount: Int, userCount: Int)
+        /// Apply these events; answer with ``batchFinished(_:failed:error:now:)``.
+        case write(batch: Int, events: [SocketEvent])
+        /// Refresh the TTLs of these sockets; answer with ``refreshFinished(missing:)`` (or `nil` on error).
+        case refresh([(socketID: String, userID: String?)])
+        /// List the node's socket set; answer with ``reconcile(listed:now:)`` (or `nil` on error).
+        case listSet
+        /// Remove these sockets, which the node no longer holds, from Redis (conditional deletes);
+        /// answer with ``removed(_:)``.
+        case remove([String])
+    }
+
+    /// What the shell does next.
+    enum Next {
+        /// Start this action (then ask again).
+        case run(Action)
+        /// Nothing to start now; ask again when woken, or at this instant if given.
+        case wait(until: Instant?)
+    }
+
+    struct Settings {
+        var heartbeatInterval: Duration
+        var batchSize: Int
+        /// Sockets whose TTL the amortized refresh renews per heartbeat, as a share of all.
+        var refreshShare: Double
+        /// Batches of changes in flight at once (building one overlaps Redis running another).
+        var changeBatchesInFlight = 2
+        /// Rewrite batches in flight at once: one, so a recovering node is paced by Redis itself.
+        var rewriteBatchesInFlight = 1
+        /// A rewrite's batches are at most this large, so that one never holds Redis for long.
+        var rewriteBatchSize = 256
+        /// A rewrite batch answered slower than this means Redis has a queue: the node pauses in
+        /// proportion before its next one (see ``congestionPause(roundTrip:)``). A fortieth of the
+        /// heartbeat interval, within 10–100 ms.
+        var rewriteLatencyTarget: Duration
+
+        init(configuration: PresenceConfiguration) {
+            heartbeatInterval = configuration.heartbeatInterval
+            batchSize = configuration.batchSize
+            refreshShare = Double(configuration.heartbeatInterval.milliseconds) / Double(configuration.socketTTL.milliseconds)
+            rewriteLatencyTarget = min(.milliseconds(100), max(.milliseconds(10), configuration.heartbeatInterval / 40))
+        }
+    }
+
+    private enum Change: Hashable {
+        case connect
+        case disconnect(userID: String?)
+    }
+
+    private struct Batch {
+        var events: [SocketEvent]
+        var rewrite: Bool
+        /// The oldest change it carries (`Int.max` for a rewrite, which carries none).
+        var lowestSequence: Int
+        var startedAt: Instant?
+    }
+
+    private struct HeartbeatContext {
+        /// The local socket count when it was sent, if nothing was being written then.
+        var quiescentCount: Int?
+    }
+
+    private struct FlushWaiter {
+        var waiter: Waiter
+        var sequence: Int
+    }
+
+    let settings: Settings
+
+    // Local truth.
+    private(set) var sockets: [String: LocalSocket] = [:]
+    private(set) var userSocketCounts: [String: Int] = [:]
+
+    // Changes.
+    private var pending: [String: (change: Change, sequence: Int)] = [:]
+    private var sequence = 0
+    private var batches: [Int: Batch] = [:]
+    private var busy: Set<String> = []
+    private var nextBatch = 0
+
+    // Recovery.
+    private var rewriteQueue: [String] = []
+    private var rewriteNotBefore: Instant?
+    private var rewriteSpacing: Duration = .zero
+    /// Recovery rewrites are paced (small batches, one in flight, spread out); the first
+    /// registration's is not.
+    private var rewritePaced = false
+    private var reconcileWanted = false
+    private var reconciling = false
+    private var removing = false
+
+    // Heartbeat, refresh, failures.
+    private var heartbeatDue = false
+    private var heartbeatInFlight: HeartbeatContext?
+    private var refreshDue = false
+    private var refreshing = false
+    private var refreshQueue: [String] = []
+    private var refreshPerHeartbeat = 0
+    private var writesBlockedUntil: Instant?
+    private var heartbeatRetryAt: Instant?
+    private var consecutiveFailures = 0
+    private var registered = false
+    /// Whether Redis answered the last call (false from a failure until the next success).
+    private(set) var healthy = true
+    private var flushWaiters: [FlushWaiter] = []
+    private(set) var running = false
+    /// Set when `run()` returns: later flushes fail instead of waiting for a run that never comes.
+    private var stopped = false
+
+    init(settings: Settings) {
+        self.settings = settings
+    }
+
+    // MARK: Local truth
+
+    /// The node accepted a socket (or it changed user or meta).
+    mutating func connected(_ socketID: String, _ socket: LocalSocket) {
+        if let previous = sockets.updateValue(socket, forKey: socketID) { release(previous.userID) }
+        if let userID = socket.userID { userSocketCounts[userID, default: 0] += 1 }
+        record(socketID, .connect)
+    }
+
+    /// A socket of the node is gone. Returns whether the node held it.
+    mutating func disconnected(_ socketID: String) -> Bool {
+        guard let previous = sockets.removeValue(forKey: socketID) else { return false }
+        release(previous.userID)
+        record(socketID, .disconnect(userID: previous.userID))
+        return true
+    }
+
+    private mutating func release(_ userID: String?) {
+        guard let userID else { return }
+        let left = (userSocketCounts[userID] ?? 1) - 1
+        userSocketCounts[userID] = left > 0 ? left : nil
+    }
+
+    private mutating func record(_ socketID: String, _ change: Change) {
+        sequence += 1
+        pending[socketID] = (change, sequence)
+    }
+
+    // MARK: Lifecycle
+
+    /// `run()` starts: register, write every local socket (no pacing: nothing else is recovering
+    /// because of this node), then reconcile, which removes what earlier incarnations left.
+    mutating func start() {
+        running = true
+        stopped = false
+        pending = [:]
+        batches = [:]
+        busy = []
+        heartbeatInFlight = nil
+        refreshing = false
+        reconciling = false
+        removing = false
+        writesBlockedUntil = nil
+        heartbeatRetryAt = nil
+        consecutiveFailures = 0
+        registered = false
+        healthy = true
+        heartbeatDue = true
+        beginRewrite(now: nil, jitter: .zero)
+    }
+
+    /// `run()` returned: waiters fail from now on. Returns those still waiting.
+    mutating func stop() -> [Waiter] {
+        running = false
+        stopped = true
+        defer { flushWaiters = [] }
+        return flushWaiters.map(\.waiter)
+    }
+
+    /// For a graceful shutdown: the changes not yet written, to be sent once before leaving.
+    mutating func drain() -> [SocketEvent] {
+        let events = pending.keys.map(event(for:))
+        pending = [:]
+        return events
+    }
+
+    /// The heartbeat interval passed.
+    mutating func heartbeatTick() {
+        heartbeatDue = true
+    }
+
+    // MARK: Next action
+
+    /// What to start now. Heartbeats first, then changes, then the paced rewrite, then reconcile
+    /// and refresh.
+    mutating func next(now: Instant) -> Next {
+        if let retry = heartbeatRetryAt, now >= retry {
+            heartbeatRetryAt = nil
+            heartbeatDue = true
+        }
+        if heartbeatDue && heartbeatInFlight == nil {
+            heartbeatDue = false
+            heartbeatInFlight = HeartbeatContext(quiescentCount: isQuiescent ? sockets.count : nil)
+            return .run(.heartbeat(socketCount: sockets.count, userCount: userSocketCounts.count))
+        }
+        var wakeAt: Instant? = heartbeatRetryAt
+        if let blocked = writesBlockedUntil, now < blocked {
+            wakeAt = min(blocked, wakeAt ?? blocked)
+        } else if registered {
+            writesBlockedUntil = nil
+            if let action = nextChangeBatch() { return .run(action) }
+            switch nextRewriteBatch(now: now) {
+            case .run(let action): return .run(action)
+            case .wait(let until): wakeAt = [wakeAt, until].compactMap { $0 }.min()
+            }
+            if reconcileWanted && rewriteQueue.isEmpty && !batches.values.contains(where: \.rewrite) && !reconciling && !removing {
+                reconcileWanted = false
+                reconciling = true
+                return .run(.listSet)
+            }
+            if refreshDue && !refreshing, let slice = nextRefreshSlice() {
+                refreshDue = false
+                refreshing = true
+                return .run(.refresh(slice))
+            }
+            refreshDue = false
+        }
+        return .wait(until: wakeAt)
+    }
+
+    private var isQuiescent: Bool {
+        pending.isEmpty && batches.isEmpty && rewriteQueue.isEmpty && !reconcileWanted && !reconciling && !removing
+    }
+
+    private mutating func nextChangeBatch() -> Action? {
+        if pending.isEmpty { return nil }
+        if batches.values.count(where: { !$0.rewrite }) >= settings.changeBatchesInFlight { return nil }
+        var ids: [String] = []
+        for id in pending.keys where !busy.contains(id) {
+            ids.append(id)
+            if ids.count == settings.batchSize { break }
+        }
+        if ids.isEmpty { return nil }
+        var lowest = Int.max
+        let events = ids.map { id -> SocketEvent in
+            lowest = min(lowest, pending[id]!.sequence)
+            return event(for: id)
+        }
+        for id in ids { pending[id] = nil }
+        return launch(events, rewrite: false, lowestSequence: lowest)
+    }
+
+    private mutating func nextRewriteBatch(now: Instant) -> Next {
+        if rewriteQueue.isEmpty { return .wait(until: nil) }
+        let (size, inFlight) = rewritePaced
+            ? (settings.rewriteBatchSize, settings.rewriteBatchesInFlight) : (settings.batchSize, settings.changeBatchesInFlight)
+        if batches.values.count(where: \.rewrite) >= inFlight { return .wait(until: nil) }
+        if let notBefore = rewriteNotBefore, now < notBefore { return .wait(until: notBefore) }
+        var events: [SocketEvent] = []
+        while events.count < size, let id = rewriteQueue.popLast() {
+            // A pending change writes it anyway; a batch in flight is writing it; a gone socket
+            // had its disconnect recorded.
+            guard pending[id] == nil, !busy.contains(id), sockets[id] != nil else { continue }
+            events.append(event(for: id))
+        }
+        rewriteNotBefore = rewriteNotBefore.map { max($0, now) + rewriteSpacing }
+        if events.isEmpty { return .wait(until: nil) }
+        return .run(launch(events, rewrite: true, lowestSequence: .max, at: now))
+    }
+
+    private mutating func launch(_ events: [SocketEvent], rewrite: Bool, lowestSequence: Int, at now: Instant? = nil) -> Action {
+        let id = nextBatch
+        nextBatch += 1
+        batches[id] = Batch(events: events, rewrite: rewrite, lowestSequence: lowestSequence, startedAt: now)
+        for event in events { busy.insert(event.socketID) }
+        return .write(batch: id, events: events)
+    }
+
+    /// The event that brings Redis to the local truth for `socketID`.
+    private func event(for socketID: String) -> SocketEvent {
+        if let socket = sockets[socketID] {
+            return .connect(socketID: socketID, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
+        }
+        if case .disconnect(let userID)? = pending[socketID]?.change {
+            return .disconnect(socketID: socketID, userID: userID)
+        }
+        return .disconnect(socketID: socketID, userID: nil)
+    }
+
+    private mutating func nextRefreshSlice() -> [(socketID: String, userID: String?)]? {
+        if sockets.isEmpty { return nil }
+        if refreshQueue.isEmpty {
+            refreshQueue = Array(sockets.keys)
+            refreshPerHeartbeat = Int((Double(refreshQueue.count) * settings.refreshShare).rounded(.up))
+        }
+        var slice: [(socketID: String, userID: String?)] = []
+        while slice.count < refreshPerHeartbeat, let id = refreshQueue.popLast() {
+            if let socket = sockets[id] { slice.append((id, socket.userID)) }  // gone ids cost nothing
+        }
+        return slice.isEmpty ? nil : slice
+    }
+
+    // MARK: Outcomes
+
+    /// A heartbeat answered; `jitter` is a random number in 0..<1 that spreads a fleet's rewrites.
+    /// Returns whether Redis had been failing until now, and whether a rewrite or a reconcile started.
+    @discardableResult
+    mutating func heartbeatAnswered(_ result: HeartbeatResult, now: Instant, jitter: Double) -> (recovered: Bool, resync: Bool, drift: Bool) {
+        let context = heartbeatInFlight
+        heartbeatInFlight = nil
+        let recovered = succeeded()
+        let wasRegistered = registered
+        registered = true
+        if result.needsResync {
+            // Redis lost (or gave away) this incarnation: everything again, paced, unless this is
+            // the first registration of the run, which writes everything unpaced anyway.
+            if wasRegistered {
+                beginRewrite(now: now, jitter: settings.heartbeatInterval / 4 * jitter)
+            }
+            return (recovered, true, false)
+        }
+        // The set's size was read right after the heartbeat, before anything sent later: it must
+        // equal the local count of that moment, if nothing was being written then.
+        if let count = context?.quiescentCount, result.indexedSockets != count {
+            reconcileWanted = true
+            return (recovered, false, true)
+        }
+        refreshDue = true
+        return (recovered, false, false)
+    }
+
+    /// A heartbeat failed (Redis unreachable, say): another goes after a short, growing, jittered
+    /// pause (`jitter` in 0..<1), not a whole interval later, so that a Redis back from a restart
+    /// is noticed, and repaired, within about a reconnect.
+    /// - Returns: flush waiters to fail.
+    mutating func heartbeatFailed(now: Instant, jitter: Double) -> [Waiter] {
+        heartbeatInFlight = nil
+        consecutiveFailures += 1
+        heartbeatRetryAt = now + failurePause(jitter: jitter)
+        return failAll()
+    }
+
+    /// 50 ms doubling per consecutive failure up to the heartbeat interval, times 0.5–1.
+    private func failurePause(jitter: Double) -> Duration {
+        min(settings.heartbeatInterval, .milliseconds(50) * (1 << min(max(consecutiveFailures, 1) - 1, 10))) * (0.5 + 0.5 * jitter)
+    }
+
+    /// A batch finished. `failed` holds the ids whose events failed (all of them when the whole
+    /// batch did). Those, and only those, are written again after a pause, unless a newer change
+    /// superseded them.
+    /// `jitter` is a random number in 0..<1 that spreads the pause.
+    /// - Returns: flush waiters to fail, and whether Redis had been failing until now.
+    mutating func batchFinished(_ batch: Int, failed: Set<String>, now: Instant, jitter: Double) -> (fail: [Waiter], recovered: Bool) {
+        guard let finished = batches.removeValue(forKey: batch) else { return ([], false) }
+        for event in finished.events { busy.remove(event.socketID) }
+        if finished.rewrite, rewritePaced, let startedAt = finished.startedAt {
+            let pause = congestionPause(roundTrip: now - startedAt)
+            if pause > .zero { rewriteNotBefore = max(rewriteNotBefore ?? now, now + pause) }
+        }
+        if failed.isEmpty {
+            return ([], succeeded())
+        }
+        for event in finished.events where failed.contains(event.socketID) {
+            let id = event.socketID
+            if finished.rewrite {
+                if sockets[id] != nil { rewriteQueue.append(id) }
+            } else if pending[id] == nil {
+                sequence += 1
+                switch event {
+                case .connect: if sockets[id] != nil { pending[id] = (.connect, sequence) }
+                case .disconnect(_, let userID): if sockets[id] == nil { pending[id] = (.disconnect(userID: userID), sequence) }
+                }
+            }
+        }
+        consecutiveFailures += 1
+        writesBlockedUntil = now + failurePause(jitter: jitter)
+        return (failAll(), false)
+    }
+
+    /// Redis failed a call: it is unhealthy, and every flush waiter fails (its changes cannot be
+    /// confirmed now; the node keeps trying by itself).
+    private mutating func failAll() -> [Waiter] {
+        healthy = false
+        defer { flushWaiters = [] }
+        return flushWaiters.map(\.waiter)
+    }
+
+    /// The refresh finished: sockets whose key was missing are written again. `nil`: it failed.
+    /// - Returns: flush waiters to fail.
+    mutating func refreshFinished(missing: [String]?) -> [Waiter] {
+        refreshing = false
+        guard let missing else { return failAll() }
+        for id in missing where sockets[id] != nil && pending[id] == nil && !busy.contains(id) {
+            record(id, .connect)
+        }
+        return []
+    }
+
+    /// The node's set was listed (`nil`: the listing failed; it is tried again after the next
+    /// heartbeat). Sockets missing from it are rewritten; members the node no longer holds (and
+    /// has no change pending for) are returned as a ``Action/remove(_:)`` to run.
+    mutating func reconcile(listed: Set<String>?) -> (remove: [String], fail: [Waiter]) {
+        reconciling = false
+        guard let listed else {
+            reconcileWanted = true
+            return ([], failAll())
+        }
+        let missing = sockets.keys.filter { !listed.contains($0) && pending[$0] == nil && !busy.contains($0) }
+        if !missing.isEmpty {
+            rewriteQueue.append(contentsOf: missing)
+            rewriteNotBefore = nil
+        }
+        let extra = listed.filter { sockets[$0] == nil && pending[$0] == nil && !busy.contains($0) }
+        removing = !extra.isEmpty
+        return (Array(extra), [])
+    }
+
+    /// The extras of a reconcile were removed (`false`: it failed, and reconciles again).
+    /// - Returns: flush waiters to fail.
+    mutating func removed(_ succeeded: Bool) -> [Waiter] {
+        removing = false
+        if succeeded { return [] }
+        reconcileWanted = true
+        return failAll()
+    }
+
+    // MARK: Flush
+
+    /// Someone waits until every change recorded so far is in Redis: resume it now when that
+    /// already holds, fail it now when `run()` has returned; otherwise it waits (for `run()` too).
+    mutating func flush(_ waiter: Waiter) -> (resumeNow: Bool, failNow: Bool) {
+        if stopped { return (false, true) }
+        flushWaiters.append(FlushWaiter(waiter: waiter, sequence: sequence))
+        if running && registered && isQuiescent {
+            flushWaiters.removeLast()
+            return (true, false)
+        }
+        return (false, false)
+    }
+
+    /// Waiters whose changes are all written, when no recovery is under way.
+    private mutating func resumableWaiters() -> [Waiter] {
+        if flushWaiters.isEmpty || !registered || !rewriteQueue.isEmpty || reconcileWanted || reconciling || removing { return [] }
+        if batches.values.contains(where: \.rewrite) { return [] }
+        var oldest = Int.max
+        for entry in pending.values { oldest = min(oldest, entry.sequence) }
+        for batch in batches.values { oldest = min(oldest, batch.lowestSequence) }
+        var ready: [Waiter] = []
+        flushWaiters.removeAll { entry in
+            guard entry.sequence < oldest else { return false }
+            ready.append(entry.waiter)
+            return true
+        }
+        return ready
+    }
+
+    /// Waiters whose changes are all in Redis now: the shell asks after every outcome.
+    mutating func settledWaiters() -> [Waiter] { resumableWaiters() }
+
+    private mutating func succeeded() -> Bool {
+        consecutiveFailures = 0
+        writesBlockedUntil = nil
+        heartbeatRetryAt = nil
+        defer { healthy = true }
+        return !healthy
+    }
+
+    // MARK: Recovery
+
+    /// How long a recovering node waits before its next rewrite batch after one took `roundTrip`:
+    /// nothing up to the latency target; beyond it, `roundTrip × (roundTrip / target − 1)`. A
+    /// batch answered late means a queue in Redis (a fleet rewriting at once): the slower Redis
+    /// answers, the smaller each node's share of the time it sends, so the queue, and what every
+    /// other client waits behind it, settles near the target while Redis stays busy.
+    func congestionPause(roundTrip: Duration) -> Duration {
+        let target = settings.rewriteLatencyTarget
+        guard roundTrip > target else { return .zero }
+        return min(roundTrip * (roundTrip / target - 1), settings.heartbeatInterval * 2)
+    }
+
+    /// Every local socket goes into the rewrite queue, written from `now + jitter` on (at once
+    /// when `now` is nil), its batches spread over half a heartbeat interval; then a reconcile.
+    private mutating func beginRewrite(now: Instant?, jitter: Duration) {
+        refreshQueue = []
+        rewriteQueue = Array(sockets.keys)
+        reconcileWanted = true
+        rewritePaced = now != nil
+        guard let now else {
+            rewriteNotBefore = nil
+            rewriteSpacing = .zero
+            return
+        }
+        let batchCount = max(1, (rewriteQueue.count + settings.rewriteBatchSize - 1) / settings.rewriteBatchSize)
+        rewriteSpacing = settings.heartbeatInterval / 2 / batchCount
+        rewriteNotBefore = now + jitter
+    }
+}
+
+extension PresenceNodeStateMachine {
+    /// What the node is doing, for tests and logs.
+    var summary: (pending: Int, inFlight: Int, rewriteQueued: Int, registered: Bool, reconciling: Bool) {
+        (pending.count, batches.count, rewriteQueue.count, registered, reconcileWanted || reconciling || removing)
+    }
+}
