@@ -14,9 +14,8 @@ final class RedisIOLoop: @unchecked Sendable {
     private let metrics: RedisClientMetrics
     private let logger: Logger
     private var connection: RedisConnection?
-    private var failedAttempts = 0
-    private var nextAttempt: ContinuousClock.Instant?
-    private var lastError: RedisError?
+    /// Every decision about the connection; this type only runs the hiredis calls.
+    private var machine: RedisConnectionStateMachine
     private var sentinel: SentinelResolver?
 
     init(configuration: RedisConfiguration, scripts: [RedisScript], queue: RedisRequestQueue, metrics: RedisClientMetrics, logger: Logger) {
@@ -26,6 +25,7 @@ final class RedisIOLoop: @unchecked Sendable {
         self.queue = queue
         self.metrics = metrics
         self.logger = logger
+        self.machine = RedisConnectionStateMachine(configuration: configuration)
         self.sentinel = configuration.sentinel.map { SentinelResolver($0, clientName: configuration.clientName) }
     }
 
@@ -35,6 +35,7 @@ final class RedisIOLoop: @unchecked Sendable {
             process(batch)
         }
         connection = nil
+        machine.closed()
     }
 
     private func process(_ batch: [RedisRequestQueue.Request]) {
@@ -45,19 +46,23 @@ final class RedisIOLoop: @unchecked Sendable {
             for request in batch { request.fail(error) }
             return
         }
-        var replies = exchange(batch.map(\.commands), transactions: batch.map(\.transaction), on: connection)
-        retryMissingScripts(batch, &replies)
-        if replies.contains(where: { $0.contains(where: Self.isReadOnly) }) {
+        let transactions = batch.map(\.transaction)
+        let (exchanged, broken) = exchange(batch.map(\.commands), transactions: transactions, on: connection)
+        var replies = exchanged
+        let verdict = machine.exchangeFinished(replies, transactions: transactions, broken: broken)
+        if !verdict.missingScripts.isEmpty { retryMissingScripts(verdict.missingScripts, of: batch, &replies, on: connection) }
+        if verdict.demoted {
             logger.warning("Redis answered READONLY: the server was demoted to a replica; reconnecting", metadata: ["endpoint": "\(configuration.endpoint)"])
-            drop()
         }
+        if verdict.dropConnection { drop() }
         for (request, results) in zip(batch, replies) {
-            request.continuation.resume(returning: results.map(Self.mapReadOnly))
+            request.continuation.resume(returning: results.map(RedisConnectionStateMachine.callerResult))
         }
     }
 
-    /// Writes every command of every group, then reads every reply, in order.
-    private func exchange(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) -> [[Result<RedisValue, RedisError>]] {
+    /// Writes every command of every group, then reads every reply, in order. After a failed read
+    /// every later reply fails with that error (`broken`).
+    private func exchange(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) -> (replies: [[Result<RedisValue, RedisError>]], broken: RedisError?) {
         var written = 0
         for (commands, transaction) in zip(groups, transactions) {
             if transaction { connection.append(RedisCommand("MULTI")) }
@@ -98,8 +103,7 @@ final class RedisIOLoop: @unchecked Sendable {
                 results.append(Self.transactionResults(queued: queued, exec: exec))
             }
         }
-        if broken != nil { drop() }
-        return results
+        return (results, broken)
     }
 
     private static func transactionResults(queued: [Result<RedisValue, RedisError>], exec: Result<RedisValue, RedisError>) -> [Result<RedisValue, RedisError>] {
@@ -129,49 +133,37 @@ final class RedisIOLoop: @unchecked Sendable {
     /// load the scripts again and send those calls once more, in their original order relative to
     /// each other, but after the commands that followed them in the first pipeline. (The presence
     /// writer keeps its invariants under that reordering; see `PresenceWriter.apply`.)
-    private func retryMissingScripts(_ batch: [RedisRequestQueue.Request], _ replies: inout [[Result<RedisValue, RedisError>]]) {
-        var positions: [(Int, Int)] = []
-        for (requestIndex, results) in replies.enumerated() where !batch[requestIndex].transaction {
-            for (commandIndex, result) in results.enumerated() {
-                if case .failure(let error) = result, error.code == .server, error.message.hasPrefix("NOSCRIPT") {
-                    positions.append((requestIndex, commandIndex))
-                }
-            }
-        }
-        guard !positions.isEmpty, let connection else { return }
+    private func retryMissingScripts(
+        _ positions: [RedisConnectionStateMachine.Position], of batch: [RedisRequestQueue.Request],
+        _ replies: inout [[Result<RedisValue, RedisError>]], on connection: RedisConnection
+    ) {
         logger.info("Redis lost its script cache; reloading scripts", metadata: ["calls": "\(positions.count)"])
-        let retried = positions.map { batch[$0.0].commands[$0.1] }
+        let retried = positions.map { batch[$0.request].commands[$0.command] }
         let loads = scripts.map { RedisCommand("SCRIPT", "LOAD", $0.source) }
-        let answers = exchange([loads, retried], transactions: [false, false], on: connection)
+        let (answers, broken) = exchange([loads, retried], transactions: [false, false], on: connection)
+        if broken != nil, machine.exchangeFinished(answers, transactions: [false, false], broken: broken).dropConnection { drop() }
         for (position, result) in zip(positions, answers[1]) {
             if case .failure(let error) = result, error.message.hasPrefix("NOSCRIPT") {
-                let sha = batch[position.0].commands[position.1].arguments.dropFirst().first ?? "?"
+                let sha = batch[position.request].commands[position.command].arguments.dropFirst().first ?? "?"
                 let name = scriptsBySHA[sha]?.name ?? sha
-                replies[position.0][position.1] = .failure(RedisError(.noScript, "script \(name) is not registered with the client and not in Redis' cache"))
+                replies[position.request][position.command] = .failure(RedisError(.noScript, "script \(name) is not registered with the client and not in Redis' cache"))
             } else {
-                replies[position.0][position.1] = result
+                replies[position.request][position.command] = result
             }
         }
-    }
-
-    private static func isReadOnly(_ result: Result<RedisValue, RedisError>) -> Bool {
-        if case .failure(let error) = result, error.code == .server, error.message.hasPrefix("READONLY") { return true }
-        return false
-    }
-
-    private static func mapReadOnly(_ result: Result<RedisValue, RedisError>) -> Result<RedisValue, RedisError> {
-        guard isReadOnly(result), case .failure(let error) = result else { return result }
-        return .failure(RedisError(.replica, "the server became a replica and refused the write (\(error.message))"))
     }
 
     /// The live connection, connecting first when there is none and the backoff allows.
     /// A failed attempt reports its own error; calls during the backoff after it fail fast with
     /// ``RedisError/Code/unavailable`` (or ``RedisError/Code/replica``) naming that error.
     private func connected() -> Result<RedisConnection, RedisError> {
-        if let connection { return .success(connection) }
-        if let nextAttempt, let lastError, ContinuousClock.now < nextAttempt {
-            let code: RedisError.Code = lastError.code == .replica ? .replica : .unavailable
-            return .failure(RedisError(code, "Redis at \(configuration.endpoint) is unavailable, retrying soon: \(lastError.message)", primary: lastError.primary))
+        switch machine.connectionNeeded(now: .now) {
+        case .useConnection:
+            if let connection { return .success(connection) }
+        case .failFast(let error):
+            return .failure(error)
+        case .connect:
+            break
         }
         do {
             var target = configuration
@@ -181,19 +173,13 @@ final class RedisIOLoop: @unchecked Sendable {
             }
             let connection = try RedisConnection.connect(target, scripts: scripts)
             self.connection = connection
-            if failedAttempts > 0 {
+            if machine.connectSucceeded() {
                 logger.info("Redis connection restored", metadata: ["endpoint": "\(target.endpoint)"])
             }
-            failedAttempts = 0
-            nextAttempt = nil
-            lastError = nil
             metrics.setConnected(true)
             return .success(connection)
         } catch {
-            failedAttempts += 1
-            let backoff = min(configuration.maximumBackoff, configuration.minimumBackoff * (1 << min(failedAttempts - 1, 20)))
-            nextAttempt = ContinuousClock.now + backoff
-            lastError = error
+            let backoff = machine.connectFailed(error, now: .now)
             metrics.recordError()
             logger.warning("Redis connect failed", metadata: ["endpoint": "\(configuration.endpoint)", "error": "\(error.message)", "retryIn": "\(backoff)"])
             return .failure(error)
@@ -202,7 +188,6 @@ final class RedisIOLoop: @unchecked Sendable {
 
     private func drop() {
         connection = nil
-        nextAttempt = nil
         metrics.setConnected(false)
     }
 }
