@@ -62,6 +62,7 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
         let start = clock.now
         say("redis-server SIGKILLed and started again empty; measuring recovery")
 
+        let cpuAtStart = server.cpuSeconds()
         let watch = LatencyWatch()
         let watcher = Task { try await watch.run(registry, sample) }
         let sets = nodes.map { RedisCommand("SCARD", "presence:{\($0.nodeID)}:sockets") }
@@ -74,6 +75,7 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
             try await Task.sleep(for: .milliseconds(20))
         }
         watcher.cancel()
+        let cpu = server.cpuSeconds() - cpuAtStart
         let during = await watch.latencies()
         let info = try await probe.send("INFO", "stats").string ?? ""
         let processed = info.split(separator: "\r\n").first { $0.hasPrefix("total_commands_processed:") }
@@ -85,9 +87,11 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
         let elapsed = restoredAt - start
         say(String(format: "restored %d keys (%d sockets) in %.2f s = %.2f heartbeat intervals", keys, owner.count, elapsed.seconds, elapsed / heartbeat))
         say("lookup latency during recovery: \(during.summary)")
+        say(String(format: "redis-server CPU until complete: %.2f s of %.2f s (%.0f %% of one core; 100 %% means Redis was the bound)", cpu, elapsed.seconds, cpu / elapsed.seconds * 100))
         say("commands processed until complete: \(processed) top level, \(executed) with scripts' inner calls (\(String(format: "%.2f", Double(executed) / Double(owner.count))) per socket)")
         result("recovery_seconds", elapsed.seconds)
         result("recovery_intervals", elapsed / heartbeat)
+        result("recovery_redis_cpu_share", cpu / elapsed.seconds)
         result("recovery_lookup_p99_ms", during.p99)
         result("recovery_lookup_peak_ms", during.peak)
         result("recovery_commands_top", Double(processed))
@@ -156,6 +160,16 @@ struct BenchRedisServer {
                              "--dir", directory, "--logfile", directory + "/redis.log", "--maxclients", "10000"]
         try process.run()
         return BenchRedisServer(process: process)
+    }
+
+    /// CPU time (user + system) the server has used, from `/proc/PID/stat`.
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// SIGKILL, then reaps the process (once: a second call finds it reaped and does nothing).
