@@ -22,6 +22,16 @@ struct NodeTable: Sendable {
         }
     }
 
+    /// Decodes the entries of `nodes` from an `HMGET` of the table and the `TIME` read in the
+    /// same pipeline: the part of the table a lookup needs, whatever the number of nodes.
+    init(time: RedisValue, nodes: [String], values: RedisValue) {
+        now = Self.milliseconds(time)
+        entries = [:]
+        for (node, value) in zip(nodes, values.array ?? []) {
+            if let raw = value.string, let entry = Self.entry(raw) { entries[node] = entry }
+        }
+    }
+
     init(now: Int, entries: [String: Entry]) {
         self.now = now
         self.entries = entries

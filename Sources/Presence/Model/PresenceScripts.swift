@@ -14,7 +14,9 @@ public enum PresenceScripts {
     /// Returns `{status, nowMs, expiresAtMs}`; status is `ok` (same incarnation, was alive), `new`
     /// (no record: first start or Redis lost its state), `revived` (same incarnation, had expired)
     /// or `replaced` (another incarnation was registered). Anything but `ok` means the caller must
-    /// write all its sockets again. Entries of nodes dead longer than the retention are pruned.
+    /// write all its sockets again. Entries of nodes dead longer than the retention are pruned a
+    /// few per heartbeat (an `HSCAN` slice from a cursor kept in the table's field `\u{1}c`, which
+    /// readers skip): the cost is the same for 10 nodes or 10,000.
     public static let heartbeat = RedisScript(name: "presence_heartbeat", source: now + """
 
         local ttl = tonumber(ARGV[3])
@@ -35,11 +37,19 @@ public enum PresenceScripts {
         redis.call('PEXPIRE', KEYS[2], ttl + retention)
         local address = redis.call('HGET', KEYS[2], 'address') or ''
         redis.call('HSET', KEYS[1], ARGV[1], ms(expiresAt) .. '\\31' .. ARGV[2] .. '\\31' .. address)
-        local entries = redis.call('HGETALL', KEYS[1])
-        for i = 1, #entries, 2 do
-            local e = tonumber(string.match(entries[i + 1], '^(%d+)'))
-            if e == nil or e + retention < now then redis.call('HDEL', KEYS[1], entries[i]) end
+        -- Amortized pruning: a few entries per heartbeat, from a cursor kept in field \\1c, so the
+        -- heartbeat's cost does not grow with the number of nodes.
+        local cursorField = '\\1c'
+        local scan = redis.call('HSCAN', KEYS[1], redis.call('HGET', KEYS[1], cursorField) or '0', 'COUNT', 8)
+        local page = scan[2]
+        for i = 1, #page, 2 do
+            if page[i] ~= cursorField then
+                local e = tonumber(string.match(page[i + 1], '^(%d+)'))
+                if e == nil or e + retention < now then redis.call('HDEL', KEYS[1], page[i]) end
+            end
         end
+        if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
+        else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
         redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), ttl + retention))
         return {status, ms(now), ms(expiresAt)}
         """)

@@ -4,7 +4,9 @@ import Foundation
 ///
 /// Liveness is derived at read time, never stored: a socket is alive iff its record names a node
 /// whose entry in the liveness table has the same incarnation and an expiry later than the Redis
-/// server's clock, read in the same round trip. No sweeper is needed for correct answers.
+/// server's clock, read with that entry. No sweeper is needed for correct answers. A lookup reads
+/// the sockets asked for and the entries of the nodes they name, never the whole table, so its
+/// cost does not grow with the number of registered nodes.
 public struct PresenceRegistry: Sendable {
     /// The client; it must have been created with ``PresenceScripts/all``.
     public let client: RedisClient
@@ -22,14 +24,15 @@ public struct PresenceRegistry: Sendable {
     }
 
     /// The socket if it is alive, else `nil` (unknown, disconnected, or its node is dead).
-    /// One round trip.
+    /// Two round trips (one when the socket has no record).
     /// - Throws: ``PresenceError`` for a malformed id (nothing is sent), ``RedisError``.
     public func socket(_ socketID: String) async throws -> PresenceSocket? {
         try await sockets([socketID])[0]
     }
 
-    /// Looks up to 1,000 sockets in one pipelined round trip; one entry per id, in order,
-    /// `nil` where the socket is not alive.
+    /// Looks up to 1,000 sockets: their records in one pipelined round trip, then `TIME` and the
+    /// table entries of the nodes those records name (`HMGET`) in a second (skipped when no record
+    /// exists). One entry per id, in order, `nil` where the socket is not alive.
     /// - Throws: ``PresenceError`` for a malformed id or too many ids (nothing is sent), ``RedisError``.
     public func sockets(_ socketIDs: [String]) async throws -> [PresenceSocket?] {
         guard socketIDs.count <= Self.maximumBatch else {
@@ -37,13 +40,25 @@ public struct PresenceRegistry: Sendable {
         }
         for id in socketIDs { try PresenceID.validate(id, field: "socketId") }
         if socketIDs.isEmpty { return [] }
-        var commands = [RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable)]
-        for id in socketIDs { commands.append(RedisCommand("HMGET", keys.socket(id), "n", "i", "u", "t", "m")) }
-        let replies = await client.pipeline(commands)
-        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
-        return try zip(socketIDs, replies[2...]).map { id, reply in
-            try Self.liveSocket(id: id, fields: try reply.get(), table: table)
+        let replies = await client.pipeline(socketIDs.map { RedisCommand("HMGET", keys.socket($0), "n", "i", "u", "t", "m") })
+        let records = try replies.map { try $0.get() }
+        var named = Set<String>()
+        for record in records {
+            if let values = record.array, values.count == 5, let node = values[0].string { named.insert(node) }
         }
+        if named.isEmpty { return socketIDs.map { _ in nil } }
+        let table = try await entries(of: Array(named))
+        return try zip(socketIDs, records).map { id, record in
+            try Self.liveSocket(id: id, fields: record, table: table)
+        }
+    }
+
+    /// `TIME` and the table entries of `nodes`, in one round trip.
+    func entries(of nodes: [String]) async throws -> NodeTable {
+        var read = RedisCommand("HMGET", keys.nodeTable)
+        read.append(contentsOf: nodes)
+        let replies = await client.pipeline([RedisCommand("TIME"), read])
+        return NodeTable(time: try replies[0].get(), nodes: nodes, values: try replies[1].get())
     }
 
     /// Decodes an `HMGET n i u t m` reply and applies the liveness rule.
@@ -61,9 +76,9 @@ public struct PresenceRegistry: Sendable {
     public func node(_ nodeID: String) async throws -> PresenceNodeInfo? {
         try PresenceID.validate(nodeID, field: "nodeId")
         let replies = await client.pipeline([
-            RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.node(nodeID)),
+            RedisCommand("TIME"), RedisCommand("HMGET", keys.nodeTable, nodeID), RedisCommand("HGETALL", keys.node(nodeID)),
         ])
-        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
+        let table = NodeTable(time: try replies[0].get(), nodes: [nodeID], values: try replies[1].get())
         return Self.nodeInfo(id: nodeID, record: try replies[2].get().fieldMap, table: table)
     }
 
@@ -126,21 +141,19 @@ public struct PresenceRegistry: Sendable {
         return (live, next == "0" ? nil : next)
     }
 
-    /// A user's live sockets, sorted by id. Two round trips.
+    /// A user's live sockets, sorted by id. Three round trips: the user's entries, the table
+    /// entries of the nodes they name, then the live candidates' records (and their nodes').
     /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
     public func sockets(ofUser userID: String) async throws -> [PresenceSocket] {
         try PresenceID.validate(userID, field: "userId")
-        let replies = await client.pipeline([
-            RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.user(userID)),
-        ])
-        let table = NodeTable(time: try replies[0].get(), fields: try replies[1].get())
-        var candidates: [String] = []
-        for (socketID, value) in try replies[2].get().fieldMap where PresenceID.isValid(socketID) {
+        var entries: [(socketID: String, incarnation: String, node: String)] = []
+        for (socketID, value) in try await client.send(RedisCommand("HGETALL", keys.user(userID))).fieldMap where PresenceID.isValid(socketID) {
             let parts = value.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false)
-            if parts.count == 3, table.isAlive(node: String(parts[2]), incarnation: String(parts[1])) {
-                candidates.append(socketID)
-            }
+            if parts.count == 3 { entries.append((socketID, String(parts[1]), String(parts[2]))) }
         }
+        if entries.isEmpty { return [] }
+        let table = try await self.entries(of: Array(Set(entries.map(\.node))))
+        var candidates = entries.filter { table.isAlive(node: $0.node, incarnation: $0.incarnation) }.map(\.socketID)
         candidates.sort()
         var live: [PresenceSocket] = []
         for chunk in candidates.chunked(Self.maximumBatch) {
