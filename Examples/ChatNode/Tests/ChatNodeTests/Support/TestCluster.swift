@@ -11,7 +11,8 @@ struct TestCluster: Sendable {
     /// Starts everything, runs `body`, then stops everything in reverse order (nodes leave the
     /// registry, the reader stops, redis-server is stopped and reaped, the folder removed).
     static func with<T: Sendable>(nodes nodeIDs: [String], _ body: (TestCluster) async throws -> T) async throws -> T {
-        try await TestDirectory.with { directory in
+        TestLogging.bootstrapped
+        return try await TestDirectory.with { directory in
             try await TestRedisServer.with(in: directory) { redis in
                 try await TestRegistry.with(redisURL: redis.url) { registry in
                     try await InProcessNodes.with(nodeIDs, redisURL: redis.url, registry: registry) { nodes in
