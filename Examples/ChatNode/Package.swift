@@ -62,10 +62,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The pure pieces (addresses, ids, URLs); scripts/demo checks the whole.
+        // The pure pieces (addresses, ids, URLs), and the forwarding (200, 404, 502, 503) against a
+        // private redis-server, in-process nodes, a chat-node process and real websocket clients.
         .testTarget(
             name: "ChatNodeTests",
-            dependencies: ["ChatNode", "ChatLoad"],
+            dependencies: [
+                "ChatNode", "ChatLoad",
+                .product(name: "Presence", package: "presence"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],
