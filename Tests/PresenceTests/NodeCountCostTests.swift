@@ -97,4 +97,29 @@ struct NodeCountCostTests {
             #expect(try await commandCalls(client, "hgetall") - fullReads == 2, "the user hash and the node record, nothing else")
         }
     }
+
+    @Test("a reporter's heartbeat is one round trip: it keeps the registered incarnation and start time, or makes them")
+    func reporterHeartbeat() async throws {
+        let server = try await RedisServer.start()
+        try await withClient(server) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            try await register(writer, prefix: "other", count: 500)
+            var trips = client.metrics.roundTripCount
+            let (first, node) = try await writer.report(nodeID: "http-node", incarnation: nil, address: "10.0.0.9:80", meta: ["k": "v"], userCount: 3)
+            #expect(client.metrics.roundTripCount - trips == 1)
+            #expect(first.status == .new)
+            let made = try #require(first.incarnation)
+            #expect(node.incarnation == made && node.alive && node.address == "10.0.0.9:80" && node.meta == ["k": "v"] && node.userCount == 3)
+            _ = await writer.apply(nodeID: "http-node", incarnation: made, events: [.connect(socketID: "hs", userID: nil, meta: [:], connectedAt: Date())])
+            trips = client.metrics.roundTripCount
+            let (again, same) = try await writer.report(nodeID: "http-node", incarnation: nil, address: nil, meta: nil, userCount: nil)
+            #expect(client.metrics.roundTripCount - trips == 1)
+            #expect(again.status == .ok && again.incarnation == made)
+            #expect(same.startedAt == node.startedAt && same.address == "10.0.0.9:80" && same.socketCount == 1)
+            let (replaced, renamed) = try await writer.report(nodeID: "http-node", incarnation: "chosen", address: nil, meta: nil, userCount: nil)
+            #expect(replaced.status == .replaced && renamed.incarnation == "chosen")
+            #expect(try await PresenceRegistry(client: client, configuration: fastConfiguration).node("http-node")?.socketCount == 1,
+                    "a reporter's socket count is its set's size")
+        }
+    }
 }

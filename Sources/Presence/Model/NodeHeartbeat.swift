@@ -58,6 +58,8 @@ public struct HeartbeatResult: Sendable, Hashable {
     public var expiresAt: Date
     /// Members of the node's socket set after the heartbeat.
     public var indexedSockets: Int
+    /// The incarnation registered now (the one kept or created when the heartbeat named none).
+    public var incarnation: String?
 
     /// Whether the node must write all its sockets again.
     public var needsResync: Bool { status != .ok }

@@ -8,10 +8,11 @@ public enum PresenceScripts {
         local function ms(x) return string.format('%.0f', x) end
         """
 
-    /// Registers or heartbeats a node. KEYS: table, node record. ARGV: node id, incarnation,
-    /// ttl ms, retention ms, address (`""` keeps), startedAt ms, socket count (`-1` keeps),
-    /// user count (`-1` keeps), meta JSON (`""` keeps).
-    /// Returns `{status, nowMs, expiresAtMs}`; status is `ok` (same incarnation, was alive), `new`
+    /// Registers or heartbeats a node. KEYS: table, node record. ARGV: node id, incarnation (`""`:
+    /// keep the registered one, or take ARGV[10] when none is), ttl ms, retention ms, address (`""`
+    /// keeps), startedAt ms (kept from the record while the incarnation stays), socket count (`-1`
+    /// keeps), user count (`-1` keeps), meta JSON (`""` keeps), a fresh incarnation (only read when
+    /// ARGV[2] is `""`). Returns `{status, nowMs, expiresAtMs, incarnation}`; status is `ok` (same incarnation, was alive), `new`
     /// (no record: first start or Redis lost its state), `revived` (same incarnation, had expired)
     /// or `replaced` (another incarnation was registered). Anything but `ok` means the caller must
     /// write all its sockets again. Entries of nodes dead longer than the retention are pruned a
@@ -21,13 +22,18 @@ public enum PresenceScripts {
 
         local ttl = tonumber(ARGV[3])
         local retention = tonumber(ARGV[4])
-        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt')
+        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt', 'startedAt')
+        local incarnation = ARGV[2]
+        if incarnation == '' then incarnation = previous[1] or ARGV[10] end
+        if incarnation == nil or incarnation == '' then return redis.error_reply('ERR presence_heartbeat: no incarnation') end
+        local startedAt = ARGV[6]
+        if previous[1] == incarnation and previous[3] then startedAt = previous[3] end
         local status = 'ok'
         if not previous[1] then status = 'new'
-        elseif previous[1] ~= ARGV[2] then status = 'replaced'
+        elseif previous[1] ~= incarnation then status = 'replaced'
         elseif tonumber(previous[2] or '0') <= now then status = 'revived' end
         local expiresAt = now + ttl
-        local fields = {'incarnation', ARGV[2], 'startedAt', ARGV[6], 'lastHeartbeat', ms(now),
+        local fields = {'incarnation', incarnation, 'startedAt', startedAt, 'lastHeartbeat', ms(now),
             'expiresAt', ms(expiresAt), 'ttl', ARGV[3]}
         if ARGV[5] ~= '' then fields[#fields + 1] = 'address'; fields[#fields + 1] = ARGV[5] end
         if ARGV[7] ~= '-1' then fields[#fields + 1] = 'socketCount'; fields[#fields + 1] = ARGV[7] end
@@ -36,7 +42,7 @@ public enum PresenceScripts {
         redis.call('HSET', KEYS[2], unpack(fields))
         redis.call('PEXPIRE', KEYS[2], ttl + retention)
         local address = redis.call('HGET', KEYS[2], 'address') or ''
-        redis.call('HSET', KEYS[1], ARGV[1], ms(expiresAt) .. '\\31' .. ARGV[2] .. '\\31' .. address)
+        redis.call('HSET', KEYS[1], ARGV[1], ms(expiresAt) .. '\\31' .. incarnation .. '\\31' .. address)
         -- Amortized pruning: a few entries per heartbeat, from a cursor kept in field \\1c, so the
         -- heartbeat's cost does not grow with the number of nodes.
         local cursorField = '\\1c'
@@ -51,7 +57,7 @@ public enum PresenceScripts {
         if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
         else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
         redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), ttl + retention))
-        return {status, ms(now), ms(expiresAt)}
+        return {status, ms(now), ms(expiresAt), incarnation}
         """)
 
     /// A node leaves: its table entry and record go, so its sockets read dead at once.

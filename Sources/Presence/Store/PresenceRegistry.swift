@@ -77,9 +77,10 @@ public struct PresenceRegistry: Sendable {
         try PresenceID.validate(nodeID, field: "nodeId")
         let replies = await client.pipeline([
             RedisCommand("TIME"), RedisCommand("HMGET", keys.nodeTable, nodeID), RedisCommand("HGETALL", keys.node(nodeID)),
+            RedisCommand("SCARD", keys.nodeSockets(nodeID)),
         ])
         let table = NodeTable(time: try replies[0].get(), nodes: [nodeID], values: try replies[1].get())
-        return Self.nodeInfo(id: nodeID, record: try replies[2].get().fieldMap, table: table)
+        return Self.nodeInfo(id: nodeID, record: try replies[2].get().fieldMap, table: table, indexedSockets: try replies[3].get().int)
     }
 
     /// Every listed node, alive or dead (until swept or past retention), sorted by id.
@@ -94,15 +95,20 @@ public struct PresenceRegistry: Sendable {
         let table = NodeTable(time: try first[0].get(), fields: try first[1].get())
         let ids = table.entries.keys.sorted()
         if ids.isEmpty { return (table, []) }
-        let records = await client.pipeline(ids.map { RedisCommand("HGETALL", keys.node($0)) })
+        let replies = await client.pipeline(ids.flatMap { [RedisCommand("HGETALL", keys.node($0)), RedisCommand("SCARD", keys.nodeSockets($0))] })
         var infos: [PresenceNodeInfo] = []
-        for (id, record) in zip(ids, records) {
-            if let info = Self.nodeInfo(id: id, record: try record.get().fieldMap, table: table) { infos.append(info) }
+        for (position, id) in ids.enumerated() {
+            let record = try replies[2 * position].get().fieldMap
+            if let info = Self.nodeInfo(id: id, record: record, table: table, indexedSockets: try replies[2 * position + 1].get().int) {
+                infos.append(info)
+            }
         }
         return (table, infos)
     }
 
-    static func nodeInfo(id: String, record: [String: String], table: NodeTable) -> PresenceNodeInfo? {
+    /// A node from its record; `indexedSockets` (its set's size) stands in for a socket count the
+    /// record lacks, as for nodes that report over HTTP.
+    static func nodeInfo(id: String, record: [String: String], table: NodeTable, indexedSockets: Int? = nil) -> PresenceNodeInfo? {
         guard let incarnation = record["incarnation"] else { return nil }
         return PresenceNodeInfo(
             nodeID: id, incarnation: incarnation, address: record["address"] ?? "",
@@ -110,7 +116,7 @@ public struct PresenceRegistry: Sendable {
             startedAt: Date(milliseconds: Int(record["startedAt"] ?? "") ?? 0),
             lastHeartbeatAt: Date(milliseconds: Int(record["lastHeartbeat"] ?? "") ?? 0),
             expiresAt: Date(milliseconds: Int(record["expiresAt"] ?? "") ?? 0),
-            socketCount: Int(record["socketCount"] ?? "") ?? 0,
+            socketCount: record["socketCount"].flatMap { Int($0) } ?? indexedSockets ?? 0,
             userCount: Int(record["userCount"] ?? "") ?? 0,
             meta: record["meta"].flatMap(PresenceMeta.decode) ?? [:])
     }

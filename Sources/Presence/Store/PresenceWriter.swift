@@ -21,26 +21,54 @@ public struct PresenceWriter: Sendable {
     /// - Parameter ttl: the node TTL to write; ``PresenceConfiguration/nodeTTL`` by default.
     /// - Throws: ``RedisError``.
     public func heartbeat(_ heartbeat: NodeHeartbeat, ttl: Duration? = nil) async throws -> HeartbeatResult {
+        try await sendHeartbeat(heartbeat, ttl: ttl, readRecord: false).0
+    }
+
+    /// A heartbeat from a node that reports over HTTP: the registered incarnation is kept (or a
+    /// new one made) unless `incarnation` names one, the start time is kept while the incarnation
+    /// stays, and the node as it now stands comes back with the answer: one round trip, whatever
+    /// the number of nodes or sockets. Its socket count is its set's size.
+    /// - Throws: ``RedisError``; ``PresenceError`` when the record is unreadable.
+    public func report(nodeID: String, incarnation: String?, address: String?, meta: [String: String]?, userCount: Int?) async throws -> (HeartbeatResult, PresenceNodeInfo) {
+        let heartbeat = NodeHeartbeat(
+            nodeID: nodeID, incarnation: incarnation ?? "", address: address, startedAt: Date(),
+            socketCount: nil, userCount: userCount, meta: meta)
+        let (result, record) = try await sendHeartbeat(heartbeat, ttl: nil, readRecord: true)
+        let entry = NodeTable.Entry(expiresAt: Int(result.expiresAt.timeIntervalSince1970 * 1000), incarnation: result.incarnation ?? "", address: "", raw: "")
+        let table = NodeTable(now: entry.expiresAt - configuration.nodeTTLMilliseconds, entries: [nodeID: entry])
+        guard let node = PresenceRegistry.nodeInfo(id: nodeID, record: record, table: table, indexedSockets: result.indexedSockets) else {
+            throw PresenceError(.corruptData, "node \(nodeID) has no record right after its heartbeat")
+        }
+        return (result, node)
+    }
+
+    private func sendHeartbeat(_ heartbeat: NodeHeartbeat, ttl: Duration?, readRecord: Bool) async throws -> (HeartbeatResult, [String: String]) {
         let ttlMilliseconds = (ttl ?? configuration.nodeTTL).milliseconds
         let arguments = [
             heartbeat.nodeID, heartbeat.incarnation, String(ttlMilliseconds), String(configuration.nodeRetentionMilliseconds),
             heartbeat.address ?? "", String(Int(heartbeat.startedAt.timeIntervalSince1970 * 1000)),
             String(heartbeat.socketCount ?? -1), String(heartbeat.userCount ?? -1),
             heartbeat.meta.map { $0.isEmpty ? "{}" : PresenceMeta.encode($0) } ?? "",
+            heartbeat.incarnation.isEmpty ? PresenceID.newIncarnation() : "",
         ]
         let index = keys.nodeSockets(heartbeat.nodeID)
-        let results = await client.pipeline([
+        var commands = [
             PresenceScripts.heartbeat.call(keys: [keys.nodeTable, keys.node(heartbeat.nodeID)], arguments: arguments),
             RedisCommand("PEXPIRE", index, String(configuration.socketKeyTTLMilliseconds)),
             RedisCommand("SCARD", index),
-        ])
+        ]
+        if readRecord { commands.append(RedisCommand("HGETALL", keys.node(heartbeat.nodeID))) }
+        let results = await client.pipeline(commands)
         let reply = try results[0].get()
-        guard let parts = reply.array, parts.count == 3, let status = parts[0].string.flatMap(HeartbeatResult.Status.init(rawValue:)),
+        guard let parts = reply.array, parts.count >= 3, let status = parts[0].string.flatMap(HeartbeatResult.Status.init(rawValue:)),
               let expiresAt = parts[2].int else {
             throw PresenceError(.corruptData, "unexpected heartbeat reply \(reply)")
         }
         let indexed = try results[2].get().int ?? 0
-        return HeartbeatResult(status: status, expiresAt: Date(milliseconds: expiresAt), indexedSockets: indexed)
+        let result = HeartbeatResult(
+            status: status, expiresAt: Date(milliseconds: expiresAt), indexedSockets: indexed,
+            incarnation: parts.count > 3 ? parts[3].string : heartbeat.incarnation)
+        return (result, readRecord ? try results[3].get().fieldMap : [:])
     }
 
     /// Removes a node from the liveness table and its record: all its sockets read dead at once.
@@ -50,20 +78,6 @@ public struct PresenceWriter: Sendable {
     public func leave(nodeID: String, incarnation: String?) async throws -> Bool {
         let reply = try await client.send(PresenceScripts.leave.call(keys: [keys.nodeTable, keys.node(nodeID)], arguments: [nodeID, incarnation ?? ""]))
         return reply.int == 1
-    }
-
-    /// What the registry holds for a node before it heartbeats: its incarnation and start time
-    /// (`nil` when unregistered) and the size of its socket set. One round trip.
-    /// - Throws: ``RedisError``.
-    public func registration(nodeID: String) async throws -> (incarnation: String?, startedAt: Date?, indexedSockets: Int) {
-        let replies = await client.pipeline([
-            RedisCommand("HMGET", keys.node(nodeID), "incarnation", "startedAt"),
-            RedisCommand("SCARD", keys.nodeSockets(nodeID)),
-        ])
-        let stored = try replies[0].get().array ?? []
-        let incarnation = stored.first?.string
-        let startedAt = stored.count > 1 ? stored[1].int.map(Date.init(milliseconds:)) : nil
-        return (incarnation, startedAt, try replies[1].get().int ?? 0)
     }
 
     /// Removes a node for good, whichever incarnation is registered: its entry and record first

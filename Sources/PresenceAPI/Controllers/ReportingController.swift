@@ -26,15 +26,7 @@ struct ReportingController<Context: RequestContext>: Sendable {
         let requestedIncarnation = try body.id("incarnation")
         let meta = try body.meta()
         let userCount = try body.count("userCount", maximum: 1_000_000_000)
-        let stored = try await writer.registration(nodeID: nodeID)
-        let incarnation = requestedIncarnation ?? stored.incarnation ?? PresenceID.newIncarnation()
-        let startedAt = incarnation == stored.incarnation ? stored.startedAt ?? Date() : Date()
-        let result = try await writer.heartbeat(NodeHeartbeat(
-            nodeID: nodeID, incarnation: incarnation, address: address, startedAt: startedAt,
-            socketCount: stored.indexedSockets, userCount: userCount, meta: meta))
-        guard let node = try await registry.node(nodeID) else {
-            throw APIError(.serviceUnavailable, "redis_unavailable", "the node record vanished right after the heartbeat; retry")
-        }
+        let (result, node) = try await writer.report(nodeID: nodeID, incarnation: requestedIncarnation, address: address, meta: meta, userCount: userCount)
         return try NodeResponse(node: node, heartbeat: result, heartbeatInterval: heartbeatInterval).response(from: request, context: context)
     }
 
