@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Presence
+import PresenceEmbedded
 import PresenceTestSupport
 @testable import PresenceAPI
 

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Presence
+import PresenceEmbedded
 
 /// A private redis-server process on a free loopback port (and a unix socket), started for one
 /// test and stopped by it. Fails with a clear message when redis-server is not installed.

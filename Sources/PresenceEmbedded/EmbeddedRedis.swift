@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Presence
 import ServiceLifecycle
 
 /// A private redis-server listening only on a unix socket in a fresh temporary directory: the
