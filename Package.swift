@@ -93,6 +93,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The process helpers and the embedded server on their own.
+        .testTarget(
+            name: "PresenceEmbeddedTests",
+            dependencies: ["PresenceEmbedded", "PresenceTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PresenceAPITests",
             dependencies: [

@@ -47,9 +47,9 @@ public final class EmbeddedRedis: Service, Sendable {
         stop()
     }
 
-    /// Stops the server and removes its directory. Idempotent.
+    /// Stops the server and removes its directory. Idempotent: a second call signals nothing.
     public func stop() {
-        process.stop()
+        guard process.stop() else { return }
         try? FileManager.default.removeItem(at: directory)
         logger.notice("embedded redis-server stopped")
     }
