@@ -109,7 +109,8 @@ struct PresenceSemanticsTests {
             #expect(try await registry.socket("S")?.nodeID == "B")
             // …nor takes B's user entry, so A's coming disconnect cannot drop S from the user.
             #expect(try await registry.sockets(ofUser: "u").map(\.nodeID) == ["B"])
-            _ = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [.disconnect(socketID: "S", userID: "u")])
+            let late = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [.disconnect(socketID: "S", userID: "u")])
+            #expect(try late[0].get() == .notHeld)
             #expect(try await registry.sockets(ofUser: "u").map(\.nodeID) == ["B"])
             try await a.stop()
             try await b.stop()
@@ -195,7 +196,8 @@ struct PresenceSemanticsTests {
     func everyKeyHasTTL() async throws {
         let server = try await RedisServer.start()
         try await withClient(server) { (client: RedisClient) async throws in
-            try await fullScenario(client)
+            // The last node crashes too, leaving its keys to their TTLs.
+            try await fullScenario(client).crash()
             let keys = try await allKeys(client)
             #expect(!keys.isEmpty)
             for key in keys {
@@ -343,8 +345,9 @@ struct PresenceSemanticsTests {
     }
 }
 
-/// Nodes connecting, disconnecting, racing, crashing and restarting; a sweep; a last crash.
-func fullScenario(_ client: RedisClient) async throws {
+/// Nodes connecting, disconnecting, racing, crashing and restarting; a sweep. Returns the one node
+/// left running (`full-a`, restarted, holding `fa-new` of `user1`): the caller crashes or stops it.
+func fullScenario(_ client: RedisClient) async throws -> RunningNode {
     let a = try await startNode("full-a", client: client)
     let b = try await startNode("full-b", client: client)
     for i in 0..<200 { try a.node.connected(socketID: "fa\(i)", userID: "user\(i % 13)", meta: ["i": "\(i)"]) }
@@ -364,9 +367,9 @@ func fullScenario(_ client: RedisClient) async throws {
     let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
     let info = try #require(try await registry.node("full-b"))
     try await waitUntilRedisTime(client, passes: Int(info.expiresAt.timeIntervalSince1970 * 1000))
-    _ = try await Sweeper(client: client, configuration: fastConfiguration).sweep()
-    // a2 crashes too, leaving its keys to their TTLs.
-    await a2.crash()
+    let swept = try await Sweeper(client: client, configuration: fastConfiguration).sweep()
+    #expect(swept.nodes.map(\.nodeID) == ["full-b"])
+    return a2
 }
 
 /// Commands executed so far (INFO commandstats, the INFO itself included).
