@@ -81,10 +81,10 @@ public final class SpawnedProcess: Sendable {
     public func hasExited() -> Bool {
         if exitStatus != nil { return true }
         var info = siginfo_t()
-        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_signo == 0 {
-            return false  // waitable children exist but this one has not exited
-        }
-        reap()
+        var result: Int32
+        repeat { result = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) } while result == -1 && errno == EINTR
+        if result == 0 && info.si_signo == 0 { return false }  // not exited yet
+        reap()  // exited (a zombie now), or reaped by something else (ECHILD): waitpid returns at once
         return true
     }
 
