@@ -37,11 +37,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Child processes and the embedded redis-server behind `presence serve` without --redis,
+        // also used by the tests to start their own servers. Kept out of the `Presence` library
+        // product, which holds only what an embedding server needs.
+        .target(
+            name: "PresenceEmbedded",
+            dependencies: [
+                "Presence",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The `presence` command: serve (HTTP API), sweep, nodes, lookup.
         .executableTarget(
             name: "PresenceAPI",
             dependencies: [
                 "Presence",
+                "PresenceEmbedded",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,7 +80,7 @@ let package = Package(
         // Real redis-server processes and helpers shared by the test targets.
         .target(
             name: "PresenceTestSupport",
-            dependencies: ["Presence", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Presence", "PresenceEmbedded", .product(name: "Logging", package: "swift-log")],
             path: "Tests/PresenceTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -80,11 +93,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The process helpers and the embedded server on their own.
+        .testTarget(
+            name: "PresenceEmbeddedTests",
+            dependencies: ["PresenceEmbedded", "PresenceTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PresenceAPITests",
             dependencies: [
                 "PresenceAPI",
                 "Presence",
+                "PresenceEmbedded",
                 "PresenceTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Presence
+import PresenceEmbedded
 import PresenceTestSupport
 @testable import PresenceAPI
 
@@ -48,35 +49,33 @@ extension TestResponse {
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
 }
 
-/// A child process with its output in a file; SIGTERM-able and awaitable.
+/// A child process with its output in a file; SIGTERM-able and awaitable. Signals go through
+/// ``SpawnedProcess``: none reaches the pid once `wait()` reaped it. Stopped (SIGTERM, then reaped)
+/// when the test lets go of it, if it is still running.
 final class ChildProcess: Sendable {
-    let pid: pid_t
+    let process: SpawnedProcess
     let outputPath: String
 
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("child-\(UUID().uuidString.prefix(8)).log").path
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PRESENCE_") }
         for (key, value) in environment { env[key] = value }
-        pid = try Spawn.process(arguments, environment: env, output: .file(outputPath))
+        process = try Spawn.process(arguments, environment: env, output: .file(outputPath))
     }
 
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
-    /// Waits for the exit (on a thread, not blocking the pool) and returns the exit status.
-    func wait() async -> Int32 {
-        let pid = self.pid
-        return await withCheckedContinuation { continuation in
-            Thread {
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
-                continuation.resume(returning: (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
-            }.start()
-        }
+    /// Waits for the exit (on a thread, not blocking the pool), reaps the child and returns its
+    /// status: the exit code, or 128 + the signal that ended it.
+    func wait() async -> Int32 { await process.exited() }
+
+    /// Sends a signal unless the child was reaped.
+    func signal(_ signal: Int32) { process.signal(signal) }
+
+    deinit {
+        process.stop()
+        try? FileManager.default.removeItem(atPath: outputPath)
     }
-
-    func signal(_ signal: Int32) { kill(pid, signal) }
-
-    deinit { try? FileManager.default.removeItem(atPath: outputPath) }
 }
 
 /// The `presence` executable built next to the test bundle.

@@ -25,7 +25,7 @@ struct CLITests {
             #expect(try await client.send("PING").string == "PONG")
         }
         let health = try await httpGet(port: port, path: "/readyz")
-        #expect(health.contains("200"))
+        #expect(health.hasPrefix("HTTP/1.1 200 "), "\(health.prefix(200))")
         serve.signal(SIGTERM)
         #expect(await serve.wait() == 0)
         #expect(serve.output.contains("embedded redis-server stopped"))
@@ -46,7 +46,8 @@ struct CLITests {
             let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1))
             let writer = PresenceWriter(client: client, configuration: configuration)
             let result = try await writer.heartbeat(NodeHeartbeat(nodeID: "cli-dead", incarnation: "i1", startedAt: Date()))
-            _ = await writer.apply(nodeID: "cli-dead", incarnation: "i1", events: (0..<7).map { .connect(socketID: "c\($0)", userID: "u", meta: [:], connectedAt: Date()) })
+            let outcomes = await writer.apply(nodeID: "cli-dead", incarnation: "i1", events: (0..<7).map { .connect(socketID: "c\($0)", userID: "u", meta: [:], connectedAt: Date()) })
+            #expect(try outcomes.map { try $0.get() } == Array(repeating: .created, count: 7))
             try await waitUntilRedisTime(client, passes: Int(result.expiresAt.timeIntervalSince1970 * 1000))
 
             let dry = try ChildProcess([try presenceBinary(), "sweep", "--redis", server.url, "--dry-run"])
@@ -79,7 +80,8 @@ struct CLITests {
         try await withClient(server) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: PresenceConfiguration())
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "table-node", incarnation: "i", address: "h:1", startedAt: Date(), socketCount: 1))
-            _ = await writer.apply(nodeID: "table-node", incarnation: "i", events: [.connect(socketID: "t1", userID: "ann", meta: [:], connectedAt: Date())])
+            let outcomes = await writer.apply(nodeID: "table-node", incarnation: "i", events: [.connect(socketID: "t1", userID: "ann", meta: [:], connectedAt: Date())])
+            #expect(try outcomes.map { try $0.get() } == [.created])
             let nodes = try ChildProcess([try presenceBinary(), "nodes", "--redis", server.url])
             #expect(await nodes.wait() == 0)
             #expect(nodes.output.contains("NODE") && nodes.output.contains("table-node") && nodes.output.contains("alive"))

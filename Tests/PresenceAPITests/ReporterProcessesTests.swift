@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Presence
+import PresenceEmbedded
 import PresenceTestSupport
 import Testing
 

@@ -29,15 +29,17 @@ public func waitUntilRedisTime(_ client: RedisClient, passes milliseconds: Int) 
     }
 }
 
-/// Polls `condition` until it holds; fails after `timeout`. For state that converges through
-/// background writes the test does not control (resync after Redis came back).
+/// Polls `condition` every `interval` until it holds; fails after `timeout`. For state that
+/// converges through background writes the test does not control (resync after Redis came back).
 @discardableResult
-public func eventually(timeout: Duration = .seconds(20), _ what: String, _ condition: () async throws -> Bool) async throws -> Duration {
+public func eventually(
+    timeout: Duration = .seconds(20), _ what: String, every interval: Duration = .milliseconds(20), _ condition: () async throws -> Bool
+) async throws -> Duration {
     let clock = ContinuousClock()
     let start = clock.now
     while clock.now - start < timeout {
         if (try? await condition()) == true { return clock.now - start }
-        try await Task.sleep(for: .milliseconds(20))
+        try await Task.sleep(for: interval)
     }
     struct Timeout: Error, CustomStringConvertible { let description: String }
     throw Timeout(description: "timed out after \(timeout) waiting for: \(what)")

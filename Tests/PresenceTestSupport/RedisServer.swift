@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Presence
+import PresenceEmbedded
 
 /// A private redis-server process on a free loopback port (and a unix socket), started for one
 /// test and stopped by it. Fails with a clear message when redis-server is not installed.
@@ -63,10 +64,15 @@ public final class RedisServer: Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// Stops the server with SIGTERM and waits for it to exit.
+    /// Whether the server process has not been reaped yet (`stop()` and SIGKILL reap it).
+    public var isRunning: Bool { process.isRunning }
+
+    /// Stops the server with SIGTERM and waits for it to exit. Idempotent: once reaped, its pid is
+    /// never signalled again (`deinit` calls this after a test's own `stop()`).
     public func stop() { process.stop() }
 
-    /// Sends a signal (SIGKILL, SIGSTOP, SIGCONT); waits for the exit after SIGKILL.
+    /// Sends a signal (SIGKILL, SIGSTOP, SIGCONT) unless the server was reaped; waits for the exit
+    /// after SIGKILL.
     public func signal(_ signal: Int32) { process.signal(signal) }
 
     deinit {

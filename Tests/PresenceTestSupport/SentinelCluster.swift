@@ -1,5 +1,6 @@
 import Foundation
 import Presence
+import PresenceEmbedded
 
 /// A primary, one replica and three sentinels on free loopback ports, for failover tests.
 public final class SentinelCluster: Sendable {

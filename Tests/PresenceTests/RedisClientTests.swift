@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Presence
 import PresenceTestSupport
+import Synchronization
 import Testing
 
 @Suite("Redis client against a real redis-server")
@@ -65,11 +66,16 @@ struct RedisClientTests {
         let server = try await RedisServer.start()
         try await withClient(server) { (admin: RedisClient) async throws in
             try await withClient(server) { (client: RedisClient) async throws in
+                // The callers keep going until the killer is done, so every kill lands under load
+                // however the two are scheduled (the callers alone can finish in a few milliseconds).
+                let killing = KillSwitch()
                 let (errors, killed) = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
                     for caller in 0..<40 {
                         group.addTask {
                             var errors = 0
-                            for step in 0..<150 {
+                            var step = 0
+                            while step < 150 || killing.running {
+                                defer { step += 1 }
                                 let value = "\(caller):\(step)"
                                 switch await client.pipeline([RedisCommand("SET", "load:\(caller)", value), RedisCommand("GET", "load:\(caller)")])[1] {
                                 case .success(let reply): #expect(reply.string == value)
@@ -82,6 +88,7 @@ struct RedisClientTests {
                         }
                     }
                     group.addTask {
+                        defer { killing.stop() }
                         var killed = 0
                         for _ in 0..<20 {
                             killed += try await admin.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").int ?? 0
@@ -207,7 +214,10 @@ struct RedisClientTests {
     func redisDown() async throws {
         let port = try RedisServer.freePort()
         var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
-        configuration.minimumBackoff = .milliseconds(300)
+        // The second PING must come within the backoff to fail fast: 3 s, so that no stall of a
+        // loaded machine between two lines of this test can outlast it.
+        configuration.minimumBackoff = .seconds(3)
+        configuration.maximumBackoff = .seconds(3)
         try await withClient(configuration) { (client: RedisClient) async throws in
             await #expect { try await client.send("PING") } throws: { ($0 as? RedisError)?.code == .connectionFailed }
             await #expect { try await client.send("PING") } throws: { ($0 as? RedisError)?.code == .unavailable }
@@ -229,4 +239,11 @@ struct RedisClientTests {
             #expect(try await client.send("PING").string == "PONG")
         }
     }
+}
+
+/// Tells the callers of `killedUnderLoad` that the killer is still at work.
+private final class KillSwitch: Sendable {
+    private let state = Mutex(true)
+    var running: Bool { state.withLock { $0 } }
+    func stop() { state.withLock { $0 = false } }
 }

@@ -142,10 +142,18 @@ struct RegistryAndSweeperTests {
             await #expect {
                 try await client.send("EVAL", crossSlot.source, "2", "{a}x", "{b}y")
             } throws: { ($0 as? RedisError)?.message.hasPrefix("CROSSSLOT") == true }
-            try await fullScenario(client)
+            let last = try await fullScenario(client)
+            // The reads answer on the cluster too, with what the scenario left: only the restarted
+            // full-a alive, holding fa-new of user1 (full-b was swept).
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            _ = try await registry.stats()
-            _ = try await registry.sockets(ofUser: "user1")
+            try await eventually("a heartbeat with the final counts") {
+                let node = try await registry.node("full-a")
+                return node?.socketCount == 1 && node?.userCount == 1
+            }
+            #expect(try await registry.stats() == PresenceStats(aliveNodes: 1, deadNodes: 0, aliveSockets: 1, onlineUsers: 1))
+            #expect(try await registry.sockets(ofUser: "user1").map(\.socketID) == ["fa-new"])
+            #expect(try await registry.nodes().map(\.nodeID) == ["full-a"])
+            try await last.stop()
         }
     }
 }

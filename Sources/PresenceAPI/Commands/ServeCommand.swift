@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Presence
+import PresenceEmbedded
 import ServiceLifecycle
 
 /// `presence serve`: the HTTP API.

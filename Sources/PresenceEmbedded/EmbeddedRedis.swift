@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Presence
 import ServiceLifecycle
 
 /// A private redis-server listening only on a unix socket in a fresh temporary directory: the
@@ -46,9 +47,9 @@ public final class EmbeddedRedis: Service, Sendable {
         stop()
     }
 
-    /// Stops the server and removes its directory. Idempotent.
+    /// Stops the server and removes its directory. Idempotent: a second call signals nothing.
     public func stop() {
-        process.stop()
+        guard process.stop() else { return }
         try? FileManager.default.removeItem(at: directory)
         logger.notice("embedded redis-server stopped")
     }

@@ -3,10 +3,14 @@ import Glibc
 
 /// A `redis-server` child process: started with the given arguments, ready once it says so, and
 /// stopped (SIGTERM, then reaped) by ``stop()``. Used for the embedded default of `presence serve`
-/// and by the tests, which start their own servers.
+/// and by the tests, which start their own servers. Signals go through ``SpawnedProcess``, so none
+/// reaches the pid once the server was reaped (a second `stop()`, a `deinit` after `stop()`).
 public final class RedisServerProcess: Sendable {
-    /// The child's process id.
-    public let pid: pid_t
+    /// The child's process id (for logs; signal it with ``signal(_:)``).
+    public var pid: pid_t { process.pid }
+    /// Whether the server has not been reaped yet.
+    public var isRunning: Bool { process.isRunning }
+    private let process: SpawnedProcess
     /// What redis-server printed until it was ready.
     public let startupLog: String
 
@@ -32,7 +36,7 @@ public final class RedisServerProcess: Sendable {
         let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))") }
-        let child: pid_t
+        let child: SpawnedProcess
         do {
             child = try Spawn.process(argv, output: .pipe(read: fds[0], write: fds[1]))
         } catch {
@@ -42,7 +46,7 @@ public final class RedisServerProcess: Sendable {
         }
         close(fds[1])
         let (ready, log) = await waitForReady(fds[0], marker: readyMarker)
-        let process = RedisServerProcess(pid: child, startupLog: log)
+        let process = RedisServerProcess(process: child, startupLog: log)
         guard ready else {
             process.stop()
             throw LaunchError(description: "redis-server exited before it was ready:\n\(log)")
@@ -50,8 +54,8 @@ public final class RedisServerProcess: Sendable {
         return process
     }
 
-    private init(pid: pid_t, startupLog: String) {
-        self.pid = pid
+    private init(process: SpawnedProcess, startupLog: String) {
+        self.process = process
         self.startupLog = startupLog
     }
 
@@ -83,19 +87,20 @@ public final class RedisServerProcess: Sendable {
         }
     }
 
-    /// Sends SIGTERM (and SIGCONT, in case it was stopped) and waits for the exit. Idempotent.
-    public func stop() {
-        if kill(pid, SIGTERM) == 0 { kill(pid, SIGCONT) }
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, 0)
+    /// Sends SIGTERM (and SIGCONT, in case it was stopped) and waits for the exit (SIGKILL after
+    /// 10 s). Idempotent: once the server was reaped, nothing is signalled.
+    /// - Returns: whether this call found the server unreaped.
+    @discardableResult
+    public func stop() -> Bool {
+        process.stop()
     }
 
-    /// Sends a signal; after SIGKILL, waits for the exit.
-    public func signal(_ signal: Int32) {
-        kill(pid, signal)
-        if signal == SIGKILL {
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
-        }
+    /// Sends a signal unless the server was reaped; after SIGKILL, waits for the exit.
+    /// - Returns: whether the signal was sent.
+    @discardableResult
+    public func signal(_ signal: Int32) -> Bool {
+        let sent = process.signal(signal)
+        if signal == SIGKILL { process.waitForExit() }
+        return sent
     }
 }

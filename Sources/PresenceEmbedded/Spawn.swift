@@ -14,9 +14,9 @@ public enum Spawn {
 
     /// Starts `arguments[0]` (an absolute path) with `arguments`.
     /// - Parameter environment: `nil` inherits this process's environment.
-    /// - Returns: the child's pid.
+    /// - Returns: the child, to signal and wait for through its state (never by its bare pid).
     /// - Throws: ``RedisServerProcess/LaunchError`` naming the program and the reason.
-    public static func process(_ arguments: [String], environment: [String: String]? = nil, output: Output) throws -> pid_t {
+    public static func process(_ arguments: [String], environment: [String: String]? = nil, output: Output) throws -> SpawnedProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -55,6 +55,6 @@ public enum Spawn {
         guard result == 0 else {
             throw RedisServerProcess.LaunchError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
         }
-        return child
+        return SpawnedProcess(pid: child)
     }
 }
