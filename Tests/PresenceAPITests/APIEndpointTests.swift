@@ -178,6 +178,10 @@ struct APIEndpointTests {
                 (.put, "/v1/nodes/a%0Ab", nil, .badRequest, "invalid_id"),
                 (.put, "/v1/nodes/a%FFb", nil, .badRequest, "invalid_id"),
                 (.put, "/v1/nodes/a%zzb", nil, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/a%25b", nil, .badRequest, "invalid_id"),  // ids hold no "%", encoded or not
+                (.put, "/v1/nodes/good", #"{"address":"[fe80::1%eth0]:3000"}"#, .badRequest, "invalid_id"),
+                (.put, "/v1/nodes/good/sockets/s", #"{"userId":"50%"}"#, .badRequest, "invalid_id"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"connect","socketId":"a%0Bb"}]}"#, .badRequest, "invalid_id"),
                 (.put, "/v1/nodes/good", "{not json", .badRequest, "invalid_body"),
                 (.put, "/v1/nodes/good", "[1,2]", .badRequest, "invalid_body"),
                 (.put, "/v1/nodes/good", #"{"address":5}"#, .badRequest, "invalid_body"),

@@ -6,6 +6,7 @@ import Logging
 import Presence
 import PresenceEmbedded
 import PresenceTestSupport
+import Testing
 @testable import PresenceAPI
 
 let readToken = "read-secret"
@@ -27,6 +28,17 @@ func withAPI(_ server: RedisServer, options: ServeOptions = testOptions(), _ bod
     let client = RedisClient(configuration: server.configuration, scripts: PresenceScripts.all, logger: testLogger())
     let app = buildApplication(client: client, options: options, logger: testLogger())
     try await app.test(.router) { http in try await body(http, client) }
+}
+
+/// Runs `body` against a live server (a real socket on a free loopback port) backed by `server`;
+/// `body` gets the port, for requests written byte for byte (``RawHTTPResponse``).
+func withLiveAPI(_ server: RedisServer, options: ServeOptions = testOptions(), _ body: @escaping @Sendable (Int, RedisClient) async throws -> Void) async throws {
+    let client = RedisClient(configuration: server.configuration, scripts: PresenceScripts.all, logger: testLogger())
+    let app = buildApplication(client: client, options: options, logger: testLogger())
+    try await app.test(.live) { http in
+        let port = try #require(http.port)
+        try await body(port, client)
+    }
 }
 
 extension TestClientProtocol {

@@ -13,6 +13,7 @@ struct PresenceModelTests {
     @Test("invalid ids are refused with the field named", arguments: [
         "", String(repeating: "x", count: 257), String(repeating: "é", count: 129), "a\u{0}b", "line\nbreak", "tab\there",
         "del\u{7F}", "bidi\u{202E}", "zero\u{200B}width", "ls\u{2028}", "private\u{E000}",
+        "50%", "a%0Bb", "%25",  // ids travel percent-encoded in paths, so they never hold a "%"
     ])
     func invalidIDs(id: String) {
         #expect {
@@ -31,7 +32,7 @@ struct PresenceModelTests {
 
     @Test("meta round-trips and its limits hold")
     func meta() throws {
-        let meta = ["region": "eu-west", "quote": "a\"b\\c/d", "unicode": "ü ✓"]
+        let meta = ["region": "eu-west", "quote": "a\"b\\c/d", "unicode": "ü ✓", "load%": "50%"]  // meta may hold "%"
         #expect(PresenceMeta.decode(PresenceMeta.encode(meta)) == meta)
         #expect(PresenceMeta.encode([:]) == "")
         #expect(PresenceMeta.decode("") == [:])

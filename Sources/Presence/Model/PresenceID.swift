@@ -10,8 +10,12 @@ public enum PresenceID {
         String(UInt64.random(in: .min ... .max), radix: 36)
     }
 
-    /// Checks an id: 1–256 bytes of UTF-8 with no control, format or separator characters and no
-    /// unassigned, private-use or surrogate code points. Spaces are allowed.
+    /// Checks an id: 1–256 bytes of UTF-8 with no control, format or separator characters, no
+    /// unassigned, private-use or surrogate code points, and no `%`. Spaces are allowed.
+    ///
+    /// `%` is refused because ids travel in URL paths percent-encoded: with no `%` in any id, a
+    /// client that puts an id into a path unencoded (or encoded once more) can never be read as
+    /// naming another id.
     /// - Parameter field: the name used in the error message (`"socketId"`).
     /// - Throws: ``PresenceError`` with code ``PresenceError/Code/invalidID``.
     public static func validate(_ id: String, field: String) throws(PresenceError) {
@@ -22,6 +26,9 @@ public enum PresenceID {
         }
         if let bad = firstForbiddenScalar(id) {
             throw PresenceError(.invalidID, "\(field) contains the forbidden character U+\(String(bad.value, radix: 16, uppercase: true).leftPadded(4))")
+        }
+        if id.utf8.contains(percent) {
+            throw PresenceError(.invalidID, "\(field) contains '%', which ids may not hold")
         }
     }
 
@@ -37,9 +44,12 @@ public enum PresenceID {
 
     /// Whether `id` follows the rules.
     public static func isValid(_ id: String) -> Bool {
-        (1...maximumLength).contains(id.utf8.count) && firstForbiddenScalar(id) == nil
+        (1...maximumLength).contains(id.utf8.count) && firstForbiddenScalar(id) == nil && !id.utf8.contains(percent)
     }
 
+    private static let percent = UInt8(ascii: "%")
+
+    /// The first character that neither ids nor meta may hold (`%` aside, which meta may hold).
     static func firstForbiddenScalar(_ text: String) -> Unicode.Scalar? {
         for scalar in text.unicodeScalars {
             if scalar.isASCII {

@@ -9,15 +9,15 @@ public enum PresenceMeta {
     /// Longest value, in UTF-8 bytes.
     public static let maximumValueLength = 1024
 
-    /// Checks a meta map: at most 16 entries, keys 1–64 bytes following the id rules, values up to
-    /// 1,024 bytes without control characters.
+    /// Checks a meta map: at most 16 entries, keys 1–64 bytes and values up to 1,024 bytes of the
+    /// characters ids may hold, `%` included (meta never appears in a URL path).
     /// - Throws: ``PresenceError`` with code ``PresenceError/Code/invalidMeta``.
     public static func validate(_ meta: [String: String], field: String = "meta") throws(PresenceError) {
         guard meta.count <= maximumEntries else {
             throw PresenceError(.invalidMeta, "\(field) has \(meta.count) entries; at most \(maximumEntries) are allowed")
         }
         for (key, value) in meta {
-            guard key.utf8.count <= maximumKeyLength, PresenceID.isValid(key) else {
+            guard (1...maximumKeyLength).contains(key.utf8.count), PresenceID.firstForbiddenScalar(key) == nil else {
                 throw PresenceError(.invalidMeta, "\(field) key '\(key.prefix(32))' must be 1–\(maximumKeyLength) bytes of printable text")
             }
             guard value.utf8.count <= maximumValueLength else {

@@ -32,6 +32,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-no-auth"), help: "Allow a non-loopback --host without any token.")
     var insecureNoAuth = false
 
+    @Option(name: .customLong("cors-origin"), help: ArgumentHelp("Allow browser pages of ORIGIN (scheme://host[:port]) to call the API (CORS); repeatable (env PRESENCE_CORS_ORIGIN, comma-separated). Default: none.", valueName: "origin"))
+    var corsOrigins: [String] = []
+
     @Option(name: .customLong("read-from"), help: "primary or replicas: where queries are answered (env PRESENCE_READ_FROM, default primary; replicas needs a redis-sentinel:// URL and may lag).")
     var readFrom: String?
 
@@ -41,6 +44,7 @@ struct ServeCommand: AsyncParsableCommand {
     func options() throws -> ServeOptions {
         var options = ServeOptions()
         options.host = host ?? Environment.string("PRESENCE_HOST") ?? options.host
+        if options.host.hasPrefix("["), options.host.hasSuffix("]") { options.host = String(options.host.dropFirst().dropLast()) }  // [::1]
         if let port = port ?? Environment.string("PRESENCE_PORT").flatMap(Int.init) {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535") }
             options.port = port
@@ -59,6 +63,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         options.tokens = AccessTokens(read: read, write: write)
         options.insecureNoAuth = insecureNoAuth
+        options.corsOrigins = try ServeOptions.corsOrigins(corsOrigins.isEmpty ? Environment.list("PRESENCE_CORS_ORIGIN") : corsOrigins)
         switch readFrom ?? Environment.string("PRESENCE_READ_FROM") ?? "primary" {
         case "primary": options.readFromReplicas = false
         case "replicas":

@@ -20,7 +20,9 @@ struct APIError: HTTPResponseError, Sendable {
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         let body = ErrorBody(error: .init(code: code, message: message))
-        let data = try JSONEncoder().encode(body)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes  // "application/json" reads as written
+        let data = try encoder.encode(body)
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 

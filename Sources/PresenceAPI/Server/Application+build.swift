@@ -13,13 +13,22 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     _ = PrometheusMetrics.registry
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: MetricsMiddleware())
+    // Outside ErrorMiddleware, so that an allowed origin can read error bodies too.
+    if !options.corsOrigins.isEmpty { router.add(middleware: CORSOriginsMiddleware(origins: options.corsOrigins)) }
     router.add(middleware: ErrorMiddleware())
+    // Without tokens, every route (the status page and /metrics included) answers only loopback
+    // names and the server's own origin; with tokens the tokens protect the data.
+    if !options.tokens.isEnabled {
+        router.add(middleware: LocalOnlyMiddleware(requireLoopbackHost: options.requiresLoopbackHost, allowedOrigins: options.corsOrigins))
+    }
     OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry).addRoutes(to: router)
     // The status page needs no token: it holds no data and asks for one when the API does.
     router.addRoutes(StatusPageController<AppRequestContext>().endpoints)
 
     let query = QueryController<AppRequestContext>(registry: registry)
-    let reads = router.group("v1").add(middleware: TokenMiddleware(tokens: options.tokens, scope: .read))
+    let reads = router.group("v1")
+        .add(middleware: TokenMiddleware(tokens: options.tokens, scope: .read))
+        .add(middleware: JSONContentTypeMiddleware())
     reads.addRoutes(query.socketEndpoints, atPath: "sockets")
     reads.addRoutes(query.nodeEndpoints, atPath: "nodes")
     reads.get("users/:userId", use: query.user)
@@ -28,7 +37,9 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     // Reports read what they need from the primary, never from a lagging replica.
     let primaryRegistry = PresenceRegistry(client: client, configuration: configuration)
     let reporting = ReportingController<AppRequestContext>(writer: writer, registry: primaryRegistry, heartbeatInterval: configuration.heartbeatInterval)
-    let writes = router.group("v1").add(middleware: TokenMiddleware(tokens: options.tokens, scope: .write))
+    let writes = router.group("v1")
+        .add(middleware: TokenMiddleware(tokens: options.tokens, scope: .write))
+        .add(middleware: JSONContentTypeMiddleware())
     writes.addRoutes(reporting.endpoints, atPath: "nodes")
     return router
 }
@@ -41,7 +52,7 @@ func buildApplication(client: RedisClient, readClient: RedisClient? = nil, optio
         configuration: .init(address: .hostname(options.host, port: options.port), serverName: "presence"),
         services: services + [client] + (readClient.map { [$0] } ?? []),
         onServerRunning: { channel in
-            logger.notice("presence serve is listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "auth": "\(options.tokens.isEnabled ? "tokens" : "none (loopback only)")"])
+            logger.notice("presence serve is listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "auth": "\(options.tokens.isEnabled ? "tokens" : options.requiresLoopbackHost ? "none (loopback only)" : "none (--insecure-no-auth)")", "cors": "\(options.corsOrigins.isEmpty ? "off" : options.corsOrigins.map(\.description).sorted().joined(separator: " "))"])
         },
         logger: logger)
 }
