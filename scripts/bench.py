@@ -516,7 +516,7 @@ end
         self.row(6, "Redis commands executed (sent) per heartbeat at 0 / 10,000 / 100,000 sockets",
                  " / ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(values, sent)), "—",
                  f"{values[2] / max(values[0], 1):.1f}× from 0 to 100,000", "flat", values[2] <= 1.1 * values[0],
-                 "the heartbeat is the 12 (3) at 0 sockets; the rest is the socket-TTL refresh, 1/300 of the sockets per heartbeat")
+                 "the heartbeat is the 14 (3) at 0 sockets; the rest is the socket-TTL refresh, 1/300 of the sockets per heartbeat")
 
     def row7(self):
         say("== 7. SIGKILL of a node (1,000 sockets) until all its sockets read dead")
@@ -609,8 +609,8 @@ error answers fails and reports no rate.
 
 {self.table()}
 
-How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9) and `Sources/PresenceBench` (rows 1, 5,
-6, 8). What each figure costs and what limits it: `docs/performance.md`.
+How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10) and `Sources/PresenceBench` (rows 1,
+5, 6, 8, 11). What each figure costs and what limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
             f.write(text)

@@ -63,6 +63,7 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
         say("redis-server SIGKILLed and started again empty; measuring recovery")
 
         let cpuAtStart = server.cpuSeconds()
+        let pinger = try RedisCLILatency.start(port: port)
         let watch = LatencyWatch()
         let watcher = Task { try await watch.run(registry, sample) }
         let sets = nodes.map { RedisCommand("SCARD", "presence:{\($0.nodeID)}:sockets") }
@@ -76,6 +77,7 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
         }
         watcher.cancel()
         let cpu = server.cpuSeconds() - cpuAtStart
+        let pings = pinger.stop()
         let during = await watch.latencies()
         let info = try await probe.send("INFO", "stats").string ?? ""
         let processed = info.split(separator: "\r\n").first { $0.hasPrefix("total_commands_processed:") }
@@ -86,13 +88,16 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
         }
         let elapsed = restoredAt - start
         say(String(format: "restored %d keys (%d sockets) in %.2f s = %.2f heartbeat intervals", keys, owner.count, elapsed.seconds, elapsed / heartbeat))
-        say("lookup latency during recovery: \(during.summary)")
+        say("lookup latency during recovery (in this process, beside the 200 nodes): \(during.summary)")
+        say("redis-cli --latency from another process during recovery: \(pings.summary)")
         say(String(format: "redis-server CPU until complete: %.2f s of %.2f s (%.0f %% of one core; 100 %% means Redis was the bound)", cpu, elapsed.seconds, cpu / elapsed.seconds * 100))
         say("commands processed until complete: \(processed) top level, \(executed) with scripts' inner calls (\(String(format: "%.2f", Double(executed) / Double(owner.count))) per socket)")
         result("recovery_seconds", elapsed.seconds)
         result("recovery_intervals", elapsed / heartbeat)
         result("recovery_redis_cpu_share", cpu / elapsed.seconds)
         result("recovery_lookup_p99_ms", during.p99)
+        result("recovery_ping_max_ms", pings.max)
+        result("recovery_ping_avg_ms", pings.average)
         result("recovery_lookup_peak_ms", during.peak)
         result("recovery_commands_top", Double(processed))
         result("recovery_commands_executed", Double(executed))
@@ -147,6 +152,37 @@ func lookupLatencies(_ registry: PresenceRegistry, _ ids: [String], for duration
     try await Task.sleep(for: duration)
     task.cancel()
     return await watch.latencies()
+}
+
+/// `redis-cli --latency --raw` in a process of its own: a `PING` every 10 ms until SIGINT, then
+/// `min max avg samples` in milliseconds.
+struct RedisCLILatency {
+    let process: Process
+    let output: Pipe
+
+    static func start(port: Int) throws -> RedisCLILatency {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["redis-cli", "-p", String(port), "--latency", "--raw"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        return RedisCLILatency(process: process, output: output)
+    }
+
+    struct Figures {
+        var max = 0.0, average = 0.0, samples = 0
+        var summary: String { String(format: "PING average %.2f ms, max %.2f ms over %d samples", average, max, samples) }
+    }
+
+    func stop() -> Figures {
+        process.interrupt()
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let fields = text.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+        guard fields.count >= 4 else { return Figures() }
+        return Figures(max: fields[1], average: fields[2], samples: Int(fields[3]))
+    }
 }
 
 /// A redis-server the recovery mode starts, kills and starts again on the same port.

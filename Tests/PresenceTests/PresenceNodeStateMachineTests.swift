@@ -81,7 +81,8 @@ struct PresenceNodeStateMachineTests {
         var machine = machine(sockets: 250)
         machine.start()
         _ = actions(&machine, at: t0)
-        machine.heartbeatAnswered(result(.new, indexed: 0), now: t0, jitter: 0.9)
+        let answer = machine.heartbeatAnswered(result(.new, indexed: 0), now: t0, jitter: 0.9)
+        #expect(!answer.resync, "a first registration is not a recovery")
         let step = actions(&machine, at: t0)
         let batches = writes(step.actions)
         #expect(batches.map(\.events.count) == [100, 100], "unpaced: full batches, two in flight, no delay")
@@ -138,7 +139,7 @@ struct PresenceNodeStateMachineTests {
         #expect(actions(&machine, at: t0 + .milliseconds(60)).wake == t0 + .milliseconds(150), "the pause doubles")
     }
 
-    @Test("Redis lost the node (heartbeat `new` after registration): every socket rewritten, paced and jittered, one small batch in flight")
+    @Test("Redis lost the node (heartbeat `new` after registration): every socket rewritten after a jittered delay, spread over half an interval, one batch in flight, starting small")
     func pacedRewrite() {
         var machine = registered(sockets: 1_000)
         machine.heartbeatTick()
@@ -151,27 +152,52 @@ struct PresenceNodeStateMachineTests {
         #expect(early.wake == t0 + .milliseconds(250))
         var now = t0 + .milliseconds(250)
         var written = Set<String>()
-        var starts: [ContinuousClock.Instant] = []
-        for _ in 0..<10 {
-            let step = actions(&machine, at: now)
-            let batches = writes(step.actions)
-            #expect(batches.count <= 1, "one rewrite batch in flight")
-            for (batch, events) in batches {
-                #expect(events.count <= 256)
+        var batches: [(start: ContinuousClock.Instant, size: Int)] = []
+        for _ in 0..<20 {
+            let step = writes(actions(&machine, at: now).actions)
+            #expect(step.count <= 1, "one rewrite batch in flight")
+            for (batch, events) in step {
                 written.formUnion(events.map(\.socketID))
-                starts.append(now)
-                _ = machine.batchFinished(batch, failed: [], now: now, jitter: 0)
+                batches.append((now, events.count))
+                _ = machine.batchFinished(batch, failed: [], now: now, jitter: 0)  // answered at once
             }
             if written.count == 1_000 { break }
             guard let wake = actions(&machine, at: now).wake else { break }
             now = wake
         }
         #expect(written.count == 1_000)
-        #expect(starts.count == 4)
-        // Four batches spread over half an interval: 250 ms apart.
-        #expect(zip(starts, starts.dropFirst()).allSatisfy { $1 - $0 == .milliseconds(250) })
-        #expect(starts.last! - t0 <= Self.configuration.heartbeatInterval, "done within one interval of the news")
+        // Answered within the target, each batch doubles the next, from 16 up to 256.
+        #expect(batches.map(\.size) == [16, 32, 64, 128, 256, 256, 248])
+        // Each batch takes its share of half an interval (1 s) before the next may start.
+        for (previous, next) in zip(batches, batches.dropFirst()) {
+            #expect(next.start - previous.start == .seconds(1) * (Double(previous.size) / 1_000))
+        }
+        #expect(batches.last!.start - t0 <= Self.configuration.heartbeatInterval, "started within one interval of the news")
         guard case .listSet? = actions(&machine, at: now).actions.first else { Issue.record("no reconcile after the rewrite"); return }
+    }
+
+    @Test("a rewrite batch answered slower than the target halves the next one and pauses in proportion")
+    func congestion() {
+        var machine = registered(sockets: 1_000)
+        machine.heartbeatTick()
+        _ = actions(&machine, at: t0)
+        machine.heartbeatAnswered(result(.new, indexed: 0), now: t0, jitter: 0)
+        // The target is a fortieth of the 2 s interval: 50 ms.
+        #expect(machine.congestionPause(roundTrip: .milliseconds(50)) == .zero)
+        #expect(machine.congestionPause(roundTrip: .milliseconds(100)) == .milliseconds(100))
+        #expect(machine.congestionPause(roundTrip: .milliseconds(200)) == .milliseconds(600))
+        var now = t0
+        var sizes: [Int] = []
+        for roundTrip in [10, 10, 10, 200] {  // milliseconds
+            guard let (batch, events) = writes(actions(&machine, at: now).actions).first else { Issue.record("no batch at \(now)"); return }
+            sizes.append(events.count)
+            now = now + .milliseconds(roundTrip)
+            _ = machine.batchFinished(batch, failed: [], now: now, jitter: 0)
+            now = actions(&machine, at: now).wake ?? now
+        }
+        let after = writes(actions(&machine, at: now).actions)
+        #expect(sizes == [16, 32, 64, 128])
+        #expect(after.first?.events.count == 64, "halved after the slow batch")
     }
 
     @Test("a count drift reconciles: only the missing sockets are written, only the extra ones removed")

@@ -20,9 +20,10 @@ import Foundation
 /// - a heartbeat answering `ok` with a socket count that differs from the local count (taken when
 ///   nothing was being written) starts a reconcile: only what differs is written;
 /// - a heartbeat answering `new`, `revived` or `replaced` (Redis lost or dropped this incarnation)
-///   rewrites every socket, in batches spread over half a heartbeat interval after a random delay of
-///   up to a quarter interval, one batch in flight, so a fleet coming back at once neither floods
-///   Redis nor takes more than about one interval after it heard the news.
+///   rewrites every socket after a random delay of up to a quarter interval, spread over half an
+///   interval, one batch in flight, starting small and growing while Redis answers within a latency
+///   target (shrinking and pausing when it does not), so a fleet coming back at once neither floods
+///   Redis nor takes much more than an interval after it heard the news.
 /// Every heartbeat answer is handled; none is dropped.
 struct PresenceNodeStateMachine<Waiter> {
     typealias Instant = ContinuousClock.Instant
@@ -68,6 +69,10 @@ struct PresenceNodeStateMachine<Waiter> {
         var rewriteBatchesInFlight = 1
         /// A rewrite's batches are at most this large, so that one never holds Redis for long.
         var rewriteBatchSize = 256
+        /// A rewrite's first batch: a fleet that learns of a restart at once starts small, and each
+        /// node doubles its batch after one answered within the latency target (halves it after
+        /// one that was not), up to ``rewriteBatchSize``.
+        var rewriteInitialBatchSize = 16
         /// A rewrite batch answered slower than this means Redis has a queue: the node pauses in
         /// proportion before its next one (see ``congestionPause(roundTrip:)``). A fortieth of the
         /// heartbeat interval, within 10–100 ms.
@@ -120,7 +125,9 @@ struct PresenceNodeStateMachine<Waiter> {
     // Recovery.
     private var rewriteQueue: [String] = []
     private var rewriteNotBefore: Instant?
-    private var rewriteSpacing: Duration = .zero
+    /// The paced rewrite's current batch size, and how many sockets it had to write in all.
+    private var rewriteLimit = 0
+    private var rewriteTotal = 0
     /// Recovery rewrites are paced (small batches, one in flight, spread out); the first
     /// registration's is not.
     private var rewritePaced = false
@@ -285,7 +292,7 @@ struct PresenceNodeStateMachine<Waiter> {
     private mutating func nextRewriteBatch(now: Instant) -> Next {
         if rewriteQueue.isEmpty { return .wait(until: nil) }
         let (size, inFlight) = rewritePaced
-            ? (settings.rewriteBatchSize, settings.rewriteBatchesInFlight) : (settings.batchSize, settings.changeBatchesInFlight)
+            ? (rewriteLimit, settings.rewriteBatchesInFlight) : (settings.batchSize, settings.changeBatchesInFlight)
         if batches.values.count(where: \.rewrite) >= inFlight { return .wait(until: nil) }
         if let notBefore = rewriteNotBefore, now < notBefore { return .wait(until: notBefore) }
         var events: [SocketEvent] = []
@@ -295,7 +302,8 @@ struct PresenceNodeStateMachine<Waiter> {
             guard pending[id] == nil, !busy.contains(id), sockets[id] != nil else { continue }
             events.append(event(for: id))
         }
-        rewriteNotBefore = rewriteNotBefore.map { max($0, now) + rewriteSpacing }
+        // Each batch takes its share of half an interval: the whole set is spread over it.
+        rewriteNotBefore = rewriteNotBefore.map { max($0, now) + settings.heartbeatInterval / 2 * (Double(events.count) / Double(max(rewriteTotal, 1))) }
         if events.isEmpty { return .wait(until: nil) }
         return .run(launch(events, rewrite: true, lowestSequence: .max, at: now))
     }
@@ -349,7 +357,7 @@ struct PresenceNodeStateMachine<Waiter> {
             if wasRegistered {
                 beginRewrite(now: now, jitter: settings.heartbeatInterval / 4 * jitter)
             }
-            return (recovered, true, false)
+            return (recovered, wasRegistered, false)
         }
         // The set's size was read right after the heartbeat, before anything sent later: it must
         // equal the local count of that moment, if nothing was being written then.
@@ -387,7 +395,12 @@ struct PresenceNodeStateMachine<Waiter> {
         for event in finished.events { busy.remove(event.socketID) }
         if finished.rewrite, rewritePaced, let startedAt = finished.startedAt {
             let pause = congestionPause(roundTrip: now - startedAt)
-            if pause > .zero { rewriteNotBefore = max(rewriteNotBefore ?? now, now + pause) }
+            if pause > .zero {
+                rewriteNotBefore = max(rewriteNotBefore ?? now, now + pause)
+                rewriteLimit = max(settings.rewriteInitialBatchSize, rewriteLimit / 2)
+            } else {
+                rewriteLimit = min(settings.rewriteBatchSize, rewriteLimit * 2)
+            }
         }
         if failed.isEmpty {
             return ([], succeeded())
@@ -517,13 +530,12 @@ struct PresenceNodeStateMachine<Waiter> {
         rewriteQueue = Array(sockets.keys)
         reconcileWanted = true
         rewritePaced = now != nil
+        rewriteTotal = rewriteQueue.count
+        rewriteLimit = settings.rewriteInitialBatchSize
         guard let now else {
             rewriteNotBefore = nil
-            rewriteSpacing = .zero
             return
         }
-        let batchCount = max(1, (rewriteQueue.count + settings.rewriteBatchSize - 1) / settings.rewriteBatchSize)
-        rewriteSpacing = settings.heartbeatInterval / 2 / batchCount
         rewriteNotBefore = now + jitter
     }
 }
