@@ -24,8 +24,8 @@ struct CLITests {
         try await withClient(RedisConfiguration(endpoint: .unix(path: socketPath))) { (client: RedisClient) async throws in
             #expect(try await client.send("PING").string == "PONG")
         }
-        let health = try await httpGet(port: port, path: "/readyz")
-        #expect(health.hasPrefix("HTTP/1.1 200 "), "\(health.prefix(200))")
+        let health = try await RawHTTPResponse.send(port: port, "GET", "/readyz", headers: [("Host", "127.0.0.1:\(port)")])
+        #expect(health.status == 200, "\(health.body.prefix(200))")
         serve.signal(SIGTERM)
         #expect(await serve.wait() == 0)
         #expect(serve.output.contains("embedded redis-server stopped"))
@@ -94,29 +94,4 @@ struct CLITests {
             #expect(unknown.output.contains("not alive"))
         }
     }
-}
-
-/// A minimal HTTP/1.1 GET over a loopback socket; returns the status line and headers.
-func httpGet(port: Int, path: String, token: String? = nil) async throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw RedisServer.StartError(description: "cannot connect to 127.0.0.1:\(port)") }
-    let authorization = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
-    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(authorization)Connection: close\r\n\r\n"
-    _ = request.withCString { write(fd, $0, strlen($0)) }
-    var response = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = read(fd, &buffer, buffer.count)
-        if count <= 0 { break }
-        response += buffer[0..<count]
-    }
-    return String(decoding: response, as: UTF8.self)
 }

@@ -57,8 +57,9 @@ struct ReporterProcessesTests {
             let deadline = Int(beta.expiresAt.timeIntervalSince1970 * 1000)
             #expect(deadline <= killedAt + 2_000 + 250)
             try await waitUntilRedisTime(client, passes: deadline)
-            let answer = try await httpGet(port: port, path: "/v1/sockets/beta-s7", token: readToken)
-            #expect(answer.hasPrefix("HTTP/1.1 404"), "\(answer.prefix(200))")
+            let answer = try await RawHTTPResponse.send(
+                port: port, "GET", "/v1/sockets/beta-s7", headers: [("Host", "127.0.0.1:\(port)"), ("Authorization", "Bearer \(readToken)")])
+            #expect(answer.status == 404, "\(answer.body.prefix(200))")
             #expect(try await registry.sockets((0..<50).map { "beta-s\($0)" }).allSatisfy { $0 == nil })
             for node in ["alpha", "gamma"] {
                 #expect(try await registry.sockets((0..<50).map { "\(node)-s\($0)" }).allSatisfy { $0?.nodeID == node })
