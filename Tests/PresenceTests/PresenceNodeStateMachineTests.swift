@@ -182,10 +182,11 @@ struct PresenceNodeStateMachineTests {
         machine.heartbeatTick()
         _ = actions(&machine, at: t0)
         machine.heartbeatAnswered(result(.new, indexed: 0), now: t0, jitter: 0)
-        // The target is a fortieth of the 2 s interval: 50 ms.
-        #expect(machine.congestionPause(roundTrip: .milliseconds(50)) == .zero)
-        #expect(machine.congestionPause(roundTrip: .milliseconds(100)) == .milliseconds(100))
-        #expect(machine.congestionPause(roundTrip: .milliseconds(200)) == .milliseconds(600))
+        // The target is a two-hundredth of the 2 s interval: 10 ms.
+        #expect(machine.congestionPause(roundTrip: .milliseconds(10)) == .zero)
+        #expect(machine.congestionPause(roundTrip: .milliseconds(20)) == .milliseconds(20))
+        #expect(machine.congestionPause(roundTrip: .milliseconds(40)) == .milliseconds(120))
+        #expect(machine.congestionPause(roundTrip: .seconds(10)) == .seconds(4), "at most two intervals")
         var now = t0
         var sizes: [Int] = []
         for roundTrip in [10, 10, 10, 200] {  // milliseconds
