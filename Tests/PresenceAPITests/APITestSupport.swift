@@ -84,6 +84,41 @@ final class ChildProcess: Sendable {
     /// Sends a signal unless the child was reaped.
     func signal(_ signal: Int32) { process.signal(signal) }
 
+    /// Waits until the output holds `text`. Fails at once, with the output, if the child exits
+    /// first, and with the output after `timeout`.
+    func waitForOutput(_ text: String, timeout: Duration = .seconds(20)) async throws {
+        struct Failure: Error, CustomStringConvertible { let description: String }
+        let clock = ContinuousClock()
+        let start = clock.now
+        while !output.contains(text) {
+            if process.hasExited() {
+                if output.contains(text) { return }
+                throw Failure(description: "the child exited before printing '\(text)'; its output:\n\(output.suffix(2000))")
+            }
+            if clock.now - start > timeout {
+                throw Failure(description: "no '\(text)' after \(timeout); the child's output:\n\(output.suffix(2000))")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// `presence serve --port 0` logs the port it got: waits for that line and returns the port.
+    func listeningPort() async throws -> Int {
+        try await waitForOutput("presence serve is listening")
+        let line = output.split(separator: "\n").first { $0.contains("presence serve is listening") } ?? ""
+        guard let range = line.range(of: "127.0.0.1:"), let port = Int(line[range.upperBound...].prefix { $0.isNumber }) else {
+            struct Failure: Error, CustomStringConvertible { let description: String }
+            throw Failure(description: "no port in the listening line: \(line)")
+        }
+        return port
+    }
+
+    /// The embedded redis-server's socket path, from `socket=` in the output ("" when none).
+    var embeddedSocketPath: String {
+        guard let range = output.range(of: "socket=") else { return "" }
+        return String(output[range.upperBound...].prefix { !$0.isWhitespace })
+    }
+
     deinit {
         process.stop()
         try? FileManager.default.removeItem(atPath: outputPath)

@@ -9,16 +9,10 @@ import Testing
 struct CLITests {
     @Test("serve without --redis starts a private redis-server, serves, and stops it on SIGTERM")
     func embeddedDefault() async throws {
-        let port = try RedisServer.freePort()
-        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", String(port)])
-        var socketPath = ""
-        try await eventually("the server to listen") {
-            let output = serve.output
-            if let range = output.range(of: "socket=") {
-                socketPath = String(output[range.upperBound...].prefix { !$0.isWhitespace })
-            }
-            return output.contains("presence serve is listening")
-        }
+        // Port 0: the server picks a free port and logs it, so no other process can take it first.
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", "0"])
+        let port = try await serve.listeningPort()
+        let socketPath = serve.embeddedSocketPath
         #expect(serve.output.contains("embedded redis-server"))
         #expect(FileManager.default.fileExists(atPath: socketPath))
         try await withClient(RedisConfiguration(endpoint: .unix(path: socketPath))) { (client: RedisClient) async throws in

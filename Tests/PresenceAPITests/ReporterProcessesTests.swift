@@ -25,15 +25,11 @@ while True:
 struct ReporterProcessesTests {
     @Test("three reporters, one killed: its sockets read dead within TTL + one heartbeat, the rest stay; sweep leaves no key of it")
     func killedReporter() async throws {
-        let port = try RedisServer.freePort()
-        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", String(port), "--node-ttl", "2", "--heartbeat", "0.25"],
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", "0", "--node-ttl", "2", "--heartbeat", "0.25"],
                                      environment: ["PRESENCE_WRITE_TOKEN": writeToken, "PRESENCE_READ_TOKEN": readToken])
         defer { serve.signal(SIGTERM) }
-        var socketPath = ""
-        try await eventually("the server to listen") {
-            if let range = serve.output.range(of: "socket=") { socketPath = String(serve.output[range.upperBound...].prefix { !$0.isWhitespace }) }
-            return serve.output.contains("presence serve is listening")
-        }
+        let port = try await serve.listeningPort()
+        let socketPath = serve.embeddedSocketPath
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("reporter-\(UUID().uuidString.prefix(8)).py")
         try reporterScript.write(to: script, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: script) }
