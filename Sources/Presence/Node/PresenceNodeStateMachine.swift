@@ -484,8 +484,9 @@ struct PresenceNodeStateMachine<Waiter> {
         return (false, false)
     }
 
-    /// Waiters whose changes are all written, when no recovery is under way.
-    private mutating func resumableWaiters() -> [Waiter] {
+    /// Waiters whose changes are all in Redis now (none while a recovery is under way): the shell
+    /// asks after every outcome.
+    mutating func settledWaiters() -> [Waiter] {
         if flushWaiters.isEmpty || !registered || !rewriteQueue.isEmpty || reconcileWanted || reconciling || removing { return [] }
         if batches.values.contains(where: \.rewrite) { return [] }
         var oldest = Int.max
@@ -500,8 +501,6 @@ struct PresenceNodeStateMachine<Waiter> {
         return ready
     }
 
-    /// Waiters whose changes are all in Redis now: the shell asks after every outcome.
-    mutating func settledWaiters() -> [Waiter] { resumableWaiters() }
 
     private mutating func succeeded() -> Bool {
         consecutiveFailures = 0
