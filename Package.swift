@@ -12,6 +12,9 @@ let package = Package(
     products: [
         .library(name: "Presence", targets: ["Presence"]),
         .executable(name: "presence", targets: ["PresenceAPI"]),
+        // Child processes that are never signalled once reaped, and a private redis-server: for
+        // tools and tests (the example node's tests use it), not part of the Presence library.
+        .library(name: "PresenceEmbedded", targets: ["PresenceEmbedded"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),

@@ -69,6 +69,7 @@ let package = Package(
             dependencies: [
                 "ChatNode", "ChatLoad",
                 .product(name: "Presence", package: "presence"),
+                .product(name: "PresenceEmbedded", package: "presence"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

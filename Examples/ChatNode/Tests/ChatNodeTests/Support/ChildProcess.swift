@@ -1,95 +1,46 @@
 import Foundation
 import Glibc
-import Synchronization
+import PresenceEmbedded
 
-/// A process the tests start (redis-server, chat-node) and must stop whatever happens.
-///
-/// Only this class reaps its child (`waitpid` on its pid, under a lock), so a pid it signals is
-/// never one the kernel has handed to another process: until it is reaped here, the child, even
-/// exited, still holds its pid. ``signal(_:)`` refuses once the child has been reaped.
+/// A process the tests start (redis-server, chat-node) and must stop whatever happens, over
+/// `PresenceEmbedded`'s `SpawnedProcess`: a pid is signalled only while its child has not been
+/// reaped, so a signal never reaches a process the kernel gave that pid to afterwards.
 final class ChildProcess: Sendable {
     /// Something failed starting or stopping a process; the description says what and why.
     struct Failure: Error, CustomStringConvertible {
         let description: String
     }
 
-    let pid: pid_t
+    let process: SpawnedProcess
     /// What the tests call it in messages.
     let name: String
     /// Where its standard output and error go.
     let logPath: String
-    /// The raw `waitpid` status once reaped; `nil` while it may still run.
-    private let reapedStatus = Mutex<Int32?>(nil)
 
-    /// Starts `arguments[0]` (an absolute path) with its output in `logPath`.
-    ///
-    /// The child gets an empty signal mask and default handlers: threads of the concurrency pool
-    /// block most signals and a child inherits its parent thread's mask, so it would ignore SIGTERM.
-    /// - Throws: ``Failure`` when `posix_spawn` fails (a missing program, for instance).
+    /// Starts `arguments[0]` (an absolute path) with its output in `logPath`, with a clean signal
+    /// mask and default handlers.
+    /// - Throws: ``Failure`` when the program cannot be started (a missing program, for instance).
     init(_ arguments: [String], name: String, logPath: String) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let cArguments = arguments.map { strdup($0) } + [nil]
-        defer { for argument in cArguments { free(argument) } }
-        var child: pid_t = 0
-        let result = cArguments.withUnsafeBufferPointer { argv in
-            posix_spawn(&child, arguments[0], &actions, &attributes, argv.baseAddress!, environ)
+        do {
+            process = try Spawn.process(arguments, output: .file(logPath))
+        } catch {
+            throw Failure(description: "cannot start \(name) (\(arguments[0])): \(error)")
         }
-        guard result == 0 else {
-            throw Failure(description: "cannot start \(name) (\(arguments[0])): \(String(cString: strerror(result)))")
-        }
-        self.pid = child
         self.name = name
         self.logPath = logPath
     }
 
-    /// Reaps the child if it has exited. Call with the lock held.
-    private static func reap(_ pid: pid_t, _ status: inout Int32?) {
-        guard status == nil else { return }
-        var raw: Int32 = 0
-        if waitpid(pid, &raw, WNOHANG) == pid { status = raw }
-    }
-
     /// Sends `signal` unless the child has already been reaped; `false` when it was not sent.
     @discardableResult
-    func signal(_ signal: Int32) -> Bool {
-        reapedStatus.withLock { status in
-            Self.reap(pid, &status)
-            guard status == nil else { return false }
-            return kill(pid, signal) == 0
-        }
-    }
+    func signal(_ signal: Int32) -> Bool { process.signal(signal) }
 
     /// Whether the child has exited (and is now reaped).
-    var hasExited: Bool {
-        reapedStatus.withLock { status in
-            Self.reap(pid, &status)
-            return status != nil
-        }
-    }
+    var hasExited: Bool { process.hasExited() }
 
     /// How it ended, for messages: `exit 0`, `signal 9`, or `running`.
     var outcome: String {
-        reapedStatus.withLock { status in
-            Self.reap(pid, &status)
-            guard let raw = status else { return "running" }
-            let signal = raw & 0x7f
-            return signal == 0 ? "exit \((raw >> 8) & 0xff)" : "signal \(signal)"
-        }
+        guard process.hasExited(), let status = process.exitStatus else { return "running" }
+        return status >= 128 ? "signal \(status - 128)" : "exit \(status)"
     }
 
     /// Waits (polling every 10 ms) until the child exits; `false` if it still runs after `limit`.
