@@ -88,15 +88,18 @@ struct PresenceModelTests {
         #expect(RedisKeySlot.slot(keys.socket("s1")) == RedisKeySlot.slot("s1"))
     }
 
-    @Test("script calls: in order, at most 256 operations each; per slot on a cluster, each slot's order kept")
+    @Test("script calls: in order, at most 256 operations each; per node group on a cluster, each group's order kept")
     func scriptCalls() {
         let keys = PresenceKeys(prefix: "presence")
         let operations = (0..<600).map { SocketOperation(code: .connect, key: keys.socket("s\($0 % 3)")) }
-        #expect(PresenceWriter.calls(operations, bySlot: false) == [Array(0..<256), Array(256..<512), Array(512..<600)])
-        let bySlot = PresenceWriter.calls(operations, bySlot: true)
-        #expect(bySlot.flatMap { $0 }.sorted() == Array(0..<600))
-        for call in bySlot {
-            #expect(Set(call.map { RedisKeySlot.slot(operations[$0].key) }).count == 1)
+        let all = Array(operations.indices)
+        #expect(PresenceWriter.calls(all, of: operations, groups: all.map { _ in 0 }) == [Array(0..<256), Array(256..<512), Array(512..<600)])
+        let groups = all.map { $0 % 3 }
+        let byGroup = PresenceWriter.calls(all, of: operations, groups: groups)
+        #expect(byGroup.flatMap { $0 }.sorted() == all)
+        #expect(byGroup.count == 3)
+        for call in byGroup {
+            #expect(Set(call.map { groups[$0] }).count == 1)
             #expect(call == call.sorted())
             #expect(call.count <= 256)
         }
@@ -104,7 +107,7 @@ struct PresenceModelTests {
         let pairs = [SocketOperation(code: .disconnect, key: keys.socket("x"))] + (0..<200).flatMap { i in [
             SocketOperation(code: .connect, key: keys.socket("p\(i)")), SocketOperation(code: .userAdd, key: keys.user("u"), a: "p\(i)", b: keys.socket("p\(i)")),
         ] }
-        let paired = PresenceWriter.calls(pairs, bySlot: false)
+        let paired = PresenceWriter.calls(Array(pairs.indices), of: pairs, groups: pairs.map { _ in 0 })
         #expect(paired.flatMap { $0 } == Array(0..<401))
         #expect(paired.map(\.count) == [257, 144])
         for call in paired { #expect(pairs[call[0]].code != .userAdd) }

@@ -84,11 +84,16 @@ public enum PresenceScripts {
         """)
 
     /// Socket records and user entries in one call: a list of ``SocketOperation``s, run in order.
-    /// One call carries many operations (all of a batch on a standalone Redis, one hash slot's on
-    /// Redis Cluster), so the per-call cost of a script is paid once per batch, not per socket.
+    /// One call carries many operations (all of a batch on a standalone Redis, one node's share on
+    /// a Redis Cluster), so the per-call cost of a script is paid once per batch, not per socket.
     ///
-    /// KEYS: one key per operation. ARGV: node id, incarnation (`""`: any, for removals only),
-    /// ttl ms, then per operation its code and its arguments. Returns one value per operation.
+    /// The keys of a call span hash slots, so they travel in ARGV and the script is flagged
+    /// `allow-cross-slot-keys`: on a cluster node they must all be served by that node, and an
+    /// operation whose key is not (a stale slot map, a slot migrating away) is skipped and answered
+    /// with that error, for the caller to send again to the right node. KEYS: the first
+    /// operation's key only, so that a cluster redirects a call sent to the wrong node at once.
+    /// ARGV: node id, incarnation (`""`: any, for removals only), ttl ms, then per operation its
+    /// code, its key and its arguments. Returns one value per operation.
     /// - `c` connect (socket key; user `""` none, connectedAt µs, meta JSON `""` none):
     ///   writes the record unless another node holds it with a later connectedAt (a stale report
     ///   must not displace the newer connection, or that node's coming disconnect would delete
@@ -110,9 +115,9 @@ public enum PresenceScripts {
     ///
     /// Written for the Lua VM's cost, which is most of this script's (callgrind, `scripts/profile-redis`):
     /// no table built per operation, `redis.call` held in a local.
-    public static let events = RedisScript(name: "presence_events", source: now + """
+    public static let events = RedisScript(name: "presence_events", source: "#!lua flags=allow-cross-slot-keys\n" + now + """
 
-        local call = redis.call
+        local call, pcall = redis.call, redis.pcall
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
         local owner = '\\31' .. incarnation .. '\\31' .. node
         local expiry
@@ -123,14 +128,18 @@ public enum PresenceScripts {
         while i <= count do
             local code = ARGV[i]
             k = k + 1
-            local key = KEYS[k]
+            local key = ARGV[i + 1]
             local result = 1
             if code == 'c' then
-                local a, b, c = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-                i = i + 4
-                local previous = call('HMGET', key, 'n', 'i', 't', 'u', 'm')
+                local a, b, c = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+                i = i + 5
+                -- The first access of each operation is a pcall: a key this node does not serve
+                -- answers an error for that operation alone.
+                local previous = pcall('HMGET', key, 'n', 'i', 't', 'u', 'm')
                 local holder = previous[1]
-                if holder and holder ~= node and tonumber(previous[3] or '0') > tonumber(b) then
+                if previous.err then
+                    result = previous
+                elseif holder and holder ~= node and tonumber(previous[3] or '0') > tonumber(b) then
                     result = -1
                     superseded[key] = true
                 else
@@ -145,38 +154,46 @@ public enum PresenceScripts {
                     if holder == node and previous[2] == incarnation then result = 0 end
                 end
             elseif code == 'd' then
-                i = i + 1
-                local record = call('HMGET', key, 'n', 'i', 'u')
-                if record[1] ~= node or (incarnation ~= '' and record[2] ~= incarnation) then
+                i = i + 2
+                local record = pcall('HMGET', key, 'n', 'i', 'u')
+                if record.err then
+                    result = record
+                elseif record[1] ~= node or (incarnation ~= '' and record[2] ~= incarnation) then
                     result = false
                 else
                     call('DEL', key)
                     result = {record[2] or '', record[3] or ''}
                 end
             elseif code == 'a' then
-                local a, b = ARGV[i + 1], ARGV[i + 2]
-                i = i + 3
+                local a, b = ARGV[i + 2], ARGV[i + 3]
+                i = i + 4
                 if superseded[b] then
                     result = 0
                 else
                     expiry = expiry or ms(now + ttl) .. owner
-                    call('HSET', key, a, expiry)
-                    touched[key] = true
+                    local written = pcall('HSET', key, a, expiry)
+                    if type(written) == 'table' then result = written else touched[key] = true end
                 end
             elseif code == 'f' then
-                local a = ARGV[i + 1]
-                i = i + 2
+                local a = ARGV[i + 2]
+                i = i + 3
                 expiry = expiry or ms(now + ttl) .. owner
-                local current = call('HGET', key, a)
-                if current and string.sub(current, -#owner) == owner then call('HSET', key, a, expiry) end
-                refreshed[key] = true
-                touched[key] = true
+                local current = pcall('HGET', key, a)
+                if type(current) == 'table' then
+                    result = current
+                else
+                    if current and string.sub(current, -#owner) == owner then call('HSET', key, a, expiry) end
+                    refreshed[key] = true
+                    touched[key] = true
+                end
             elseif code == 'r' then
-                local a = ARGV[i + 1]
-                i = i + 2
+                local a = ARGV[i + 2]
+                i = i + 3
                 result = 0
-                local value = call('HGET', key, a)
-                if value then
+                local value = pcall('HGET', key, a)
+                if type(value) == 'table' then
+                    result = value
+                elseif value then
                     local _, held, holder = string.match(value, '^(%d+)\\31([^\\31]*)\\31(.*)$')
                     if holder == node and (incarnation == '' or held == incarnation) then
                         call('HDEL', key, a)

@@ -10,6 +10,12 @@ import ServiceLifecycle
 /// not yet answered fails with ``RedisError/Code/connectionLost``; the hiredis context is dropped
 /// and a new one is made for the next command, with exponential backoff between failed attempts.
 ///
+/// With ``RedisConfiguration/cluster`` set it is a Redis Cluster client: every command goes to
+/// the node serving its keys' hash slot (``RedisCommand/keys``), a pipeline spanning slots is split
+/// per node and sent concurrently with its replies returned in order, `MOVED`/`ASK` are followed,
+/// `TRYAGAIN`/`CLUSTERDOWN`/`LOADING`/`MASTERDOWN` and unreachable nodes retried with a bounded
+/// backoff, and the topology is learned from `CLUSTER SHARDS` (see `RedisClusterStateMachine`).
+///
 /// The client is a `Service`: commands are sent while ``run()`` runs (start it in a
 /// `ServiceGroup` or a task group). Commands sent before `run()` wait for it; after it returns
 /// they fail with ``RedisError/Code/shutdown``.
@@ -17,25 +23,36 @@ public final class RedisClient: Service, Sendable {
     /// Where and how the client connects.
     public let configuration: RedisConfiguration
     /// Counters for monitoring.
-    public let metrics = RedisClientMetrics()
-    /// Standalone or cluster, learned once (see ``SlotMode``).
-    let slotMode = SlotMode()
+    public let metrics: RedisClientMetrics
     private let scripts: [RedisScript]
     private let queue = RedisRequestQueue()
+    private let router: RedisClusterRouter?
     private let logger: Logger
 
     /// Creates a client. Nothing connects until ``run()`` runs and a command is sent.
     /// - Parameters:
     ///   - scripts: Lua scripts to load on every connection, so `EVALSHA` finds them.
-    public init(configuration: RedisConfiguration, scripts: [RedisScript] = [], logger: Logger = Logger(label: "presence.redis")) {
+    public convenience init(configuration: RedisConfiguration, scripts: [RedisScript] = [], logger: Logger = Logger(label: "presence.redis")) {
+        self.init(configuration: configuration, scripts: scripts, metrics: RedisClientMetrics(), logger: logger)
+    }
+
+    init(configuration: RedisConfiguration, scripts: [RedisScript], metrics: RedisClientMetrics, logger: Logger) {
         self.configuration = configuration
         self.scripts = scripts
+        self.metrics = metrics
         self.logger = logger
+        router = configuration.cluster.map {
+            RedisClusterRouter(configuration: configuration, cluster: $0, scripts: scripts, metrics: metrics, logger: logger)
+        }
     }
+
+    /// Whether this is a Redis Cluster client.
+    public var isCluster: Bool { router != nil }
 
     /// Runs the I/O thread until graceful shutdown or cancellation, then answers what is still
     /// queued and stops.
     public func run() async throws {
+        if let router { return try await router.run() }
         let loop = RedisIOLoop(configuration: configuration, scripts: scripts, queue: queue, metrics: metrics, logger: logger)
         let queue = self.queue
         await withTaskCancellationOrGracefulShutdownHandler {
@@ -68,6 +85,7 @@ public final class RedisClient: Service, Sendable {
     public func pipeline(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
         if commands.isEmpty { return [] }
         if let refusal = Self.refusal(commands) { return commands.map { _ in .failure(refusal) } }
+        if let router { return await router.pipeline(commands, transaction: false) }
         return await withCheckedContinuation { continuation in
             queue.enqueue(.init(commands: commands, transaction: false, continuation: continuation))
         }
@@ -78,9 +96,31 @@ public final class RedisClient: Service, Sendable {
     public func transaction(_ commands: [RedisCommand]) async -> [Result<RedisValue, RedisError>] {
         if commands.isEmpty { return [] }
         if let refusal = Self.refusal(commands) { return commands.map { _ in .failure(refusal) } }
+        if let router { return await router.pipeline(commands, transaction: true) }
         return await withCheckedContinuation { continuation in
             queue.enqueue(.init(commands: commands, transaction: true, continuation: continuation))
         }
+    }
+
+    /// Which keys share a node: one group number per key, equal for keys served by the same primary
+    /// (all 0 on a standalone server). Work grouped this way can go in one call per node.
+    public func nodeGroups(of keys: [String]) async -> [Int] {
+        guard let router else { return keys.map { _ in 0 } }
+        var numbers: [RedisConfiguration.Endpoint: Int] = [:]
+        return await router.primaries(of: keys).map { endpoint in
+            guard let endpoint else { return -1 }
+            if let number = numbers[endpoint] { return number }
+            numbers[endpoint] = numbers.count
+            return numbers.count - 1
+        }
+    }
+
+    /// One client per primary (just this one on a standalone server), for commands that must visit
+    /// every node, such as `SCAN`.
+    /// - Throws: ``RedisError`` when a cluster's topology cannot be learned.
+    public func primaryClients() async throws -> [RedisClient] {
+        guard let router else { return [self] }
+        return try await router.primaryClients()
     }
 
     /// Commands that do not answer exactly once would shift every later reply onto the wrong

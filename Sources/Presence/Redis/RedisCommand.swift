@@ -2,9 +2,14 @@
 ///
 /// Arguments are stored back to back in one buffer with their lengths, so building a command costs
 /// two allocations whatever its size.
+///
+/// A command knows the keys it touches (``keys``), so that a Redis Cluster client can route it by
+/// hash slot; a keyless command can be pinned to the node that owns a key with ``routed(by:)``.
 public struct RedisCommand: Sendable, Hashable {
     @usableFromInline var bytes: [UInt8]
     @usableFromInline var lengths: [Int]
+    /// Set by ``routed(by:)``: route by this key instead of the command's own.
+    var routingKey: String?
 
     /// Creates a command from its name and arguments, e.g. `RedisCommand("HGET", key, field)`.
     public init(_ name: String, _ arguments: String...) {
@@ -61,7 +66,62 @@ public struct RedisCommand: Sendable, Hashable {
     }
 
     /// The command name in upper case.
-    public var name: String { arguments.first?.uppercased() ?? "" }
+    public var name: String { count > 0 ? argument(0).uppercased() : "" }
+
+    /// The argument at `index` as text.
+    func argument(_ index: Int) -> String {
+        var offset = 0
+        for length in lengths[..<index] { offset += length }
+        return String(decoding: bytes[offset..<offset + lengths[index]], as: UTF8.self)
+    }
+
+    /// The keys the command touches, from the command's key specification: the declared keys of
+    /// `EVAL`/`EVALSHA`/`FCALL`, every argument of `DEL`/`EXISTS`/`UNLINK`/`TOUCH`/`MGET`, none for
+    /// server commands (`PING`, `TIME`, `INFO`, `SCAN`, `CLUSTER`, `SCRIPT`, …), else the first
+    /// argument.
+    public var keys: [String] {
+        let name = self.name
+        switch name {
+        case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
+            guard count >= 3, let declared = Int(argument(2)), declared > 0 else { return [] }
+            return (3..<min(count, 3 + declared)).map(argument)
+        case "DEL", "EXISTS", "UNLINK", "TOUCH", "MGET", "WATCH":
+            return (1..<count).map(argument)
+        case "MEMORY", "OBJECT":
+            return count >= 3 ? [argument(2)] : []
+        default:
+            if Self.keyless.contains(name) || count < 2 { return [] }
+            return [argument(1)]
+        }
+    }
+
+    /// The key the command is routed by: ``routed(by:)``'s, else its first key.
+    public var routingKeyOrFirst: String? { routingKey ?? keys.first }
+
+    /// Whether the command only reads, so that a client asked to may send it to a replica.
+    public var isReadOnly: Bool { Self.readOnly.contains(name) }
+
+    /// The same command, routed to the node that owns `key` (for keyless commands such as `TIME`
+    /// that must reach one given node).
+    public func routed(by key: String) -> RedisCommand {
+        var command = self
+        command.routingKey = key
+        return command
+    }
+
+    static let keyless: Set<String> = [
+        "PING", "TIME", "INFO", "SCAN", "CLUSTER", "SCRIPT", "ROLE", "CLIENT", "COMMAND", "DBSIZE", "FLUSHALL",
+        "FLUSHDB", "CONFIG", "READONLY", "READWRITE", "ASKING", "AUTH", "SELECT", "HELLO", "ECHO", "MULTI", "EXEC",
+        "DISCARD", "DEBUG", "SLOWLOG", "LATENCY", "LASTSAVE", "SAVE", "BGSAVE", "SHUTDOWN", "FUNCTION", "RANDOMKEY",
+        "WAIT", "QUIT", "RESET", "ACL", "MONITOR", "SUBSCRIBE", "PSUBSCRIBE", "PUBLISH", "SENTINEL", "REPLICAOF", "SLAVEOF",
+    ]
+
+    static let readOnly: Set<String> = [
+        "GET", "MGET", "STRLEN", "EXISTS", "TYPE", "TTL", "PTTL", "HGET", "HMGET", "HGETALL", "HLEN", "HEXISTS", "HKEYS",
+        "HVALS", "HSCAN", "HSTRLEN", "SCARD", "SISMEMBER", "SMISMEMBER", "SMEMBERS", "SSCAN", "SRANDMEMBER", "ZCARD",
+        "ZSCORE", "ZRANGE", "ZSCAN", "LLEN", "LRANGE", "TIME", "PING", "SCAN", "DBSIZE", "INFO", "EVALSHA_RO", "EVAL_RO",
+        "FCALL_RO", "MEMORY", "OBJECT",
+    ]
 
     /// Calls `body` with argv pointers and lengths valid for the duration of the call.
     func withArgv<R>(_ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {

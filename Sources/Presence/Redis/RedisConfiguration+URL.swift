@@ -5,6 +5,9 @@ extension RedisConfiguration {
     /// `redis-sentinel://[password@]host1:26379,host2:26379/MASTER_NAME[?db=N]` (the password is
     /// used for the sentinels and the primary).
     ///
+    /// `redis-cluster://[[user]:password@]host:port[,host:port…][?read-from=replicas]` names a Redis
+    /// Cluster by seed nodes (``Cluster``).
+    ///
     /// User and password may be percent-encoded. IPv6 hosts go in brackets (`redis://[::1]:6379`).
     /// - Throws: ``RedisError`` with code ``RedisError/Code/invalidConfiguration`` naming what is wrong.
     public init(url: String) throws {
@@ -45,6 +48,36 @@ extension RedisConfiguration {
                       sentinel: Sentinel(sentinels: sentinels, masterName: name, password: password))
             return
         }
+        if url.hasPrefix("redis-cluster://") {
+            var rest = Substring(url.dropFirst("redis-cluster://".count))
+            var credentials = ""
+            if let at = rest.lastIndex(of: "@") {
+                credentials = String(rest[...at])
+                rest = rest[rest.index(after: at)...]
+            }
+            var readFrom = Cluster.ReadFrom.primaries
+            if let query = rest.firstIndex(of: "?") {
+                let parameter = rest[rest.index(after: query)...]
+                rest = rest[..<query]
+                guard parameter.hasPrefix("read-from="), let parsed = Cluster.ReadFrom(rawValue: String(parameter.dropFirst(10))) else {
+                    throw invalid("unknown or malformed parameter '\(parameter)' (only read-from=primaries|replicas is supported)")
+                }
+                readFrom = parsed
+            }
+            if rest.contains("/") { throw invalid("a Redis Cluster has only database 0: no /db") }
+            var seeds: [Endpoint] = []
+            var first: RedisConfiguration?
+            for item in rest.split(separator: ",", omittingEmptySubsequences: false) {
+                guard !item.isEmpty else { throw invalid("an empty seed node") }
+                let parsed = try RedisConfiguration(url: "redis://" + (seeds.isEmpty ? credentials : "") + item)
+                first = first ?? parsed
+                seeds.append(parsed.endpoint)
+            }
+            guard let first else { throw invalid("no seed node given") }
+            self.init(endpoint: seeds[0], username: first.username, password: first.password,
+                      cluster: Cluster(seeds: seeds, readFrom: readFrom))
+            return
+        }
         if url.hasPrefix("unix://") {
             var rest = Substring(url.dropFirst("unix://".count))
             var database = 0
@@ -64,7 +97,7 @@ extension RedisConfiguration {
             return
         }
         guard url.hasPrefix("redis://") else {
-            throw invalid("the scheme must be redis://, unix:// or redis-sentinel://")
+            throw invalid("the scheme must be redis://, unix://, redis-sentinel:// or redis-cluster://")
         }
         var rest = Substring(url.dropFirst("redis://".count))
         var username: String?

@@ -38,6 +38,44 @@ public struct RedisConfiguration: Sendable, Hashable {
         }
     }
 
+    /// Redis Cluster: the seed nodes the topology is first learned from, and where queries go.
+    public struct Cluster: Sendable, Hashable {
+        /// Where read-only commands go.
+        public enum ReadFrom: String, Sendable, Hashable, CaseIterable {
+            /// Every command goes to the primary of its slot (the default).
+            case primaries
+            /// Read-only commands go to a replica of their slot (`READONLY` on that connection),
+            /// falling back to the primary when the shard has no reachable replica. Replica reads
+            /// may lag the primary by the replication delay. Writes and scripts always go to primaries.
+            case replicas
+        }
+
+        /// Nodes asked for the topology (`CLUSTER SHARDS`) until one answers; any node will do.
+        public var seeds: [Endpoint]
+        /// Where read-only commands go.
+        public var readFrom: ReadFrom
+        /// How often the topology is refreshed when nothing forces it (a `MOVED` reply, a lost
+        /// connection or a routing failure refresh it at once).
+        public var refreshInterval: Duration
+        /// Most redirects (`MOVED`, `ASK`) and retries (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`,
+        /// `MASTERDOWN`, an unreachable node) one command goes through before its error is returned.
+        public var maximumAttempts: Int
+
+        /// Creates a cluster setting.
+        public init(seeds: [Endpoint], readFrom: ReadFrom = .primaries, refreshInterval: Duration = .seconds(10), maximumAttempts: Int = 6) {
+            self.seeds = seeds
+            self.readFrom = readFrom
+            self.refreshInterval = refreshInterval
+            self.maximumAttempts = maximumAttempts
+        }
+    }
+
+    /// When set, the client is a Redis Cluster client: commands are routed by hash slot to the
+    /// node that owns it, learned from these seeds (see ``RedisClient``).
+    public var cluster: Cluster?
+    /// Send `READONLY` on connect (a cluster replica connection used for reads).
+    var readOnly = false
+
     /// The server's address; with ``sentinel``, the last primary resolved (informative).
     public var endpoint: Endpoint
     /// When set, the primary is found through these sentinels on every (re)connect.
@@ -78,8 +116,10 @@ public struct RedisConfiguration: Sendable, Hashable {
         maximumBackoff: Duration = .seconds(2),
         maximumPipelineLength: Int = 4096,
         clientName: String = "presence",
-        sentinel: Sentinel? = nil
+        sentinel: Sentinel? = nil,
+        cluster: Cluster? = nil
     ) {
+        self.cluster = cluster
         self.endpoint = endpoint
         self.sentinel = sentinel
         self.username = username

@@ -42,6 +42,8 @@ final class RedisConnection {
         }
         if configuration.database != 0 { setup.append(RedisCommand("SELECT", String(configuration.database))) }
         setup.append(RedisCommand("CLIENT", "SETNAME", configuration.clientName))
+        // A cluster replica serves reads only after READONLY (else it redirects them to its primary).
+        if configuration.readOnly { setup.append(RedisCommand("READONLY")) }
         setup.append(RedisCommand("ROLE"))
         for script in scripts { setup.append(RedisCommand("SCRIPT", "LOAD", script.source)) }
         for command in setup { connection.append(command) }
@@ -65,6 +67,7 @@ final class RedisConnection {
             index += 1
         }
         index += 1  // CLIENT SETNAME: informative only
+        if configuration.readOnly { index += 1 }  // READONLY: a refusal shows as redirects, which the router follows
         switch replies[index] {
         case .failure(let error):
             if error.message.hasPrefix("NOAUTH") {

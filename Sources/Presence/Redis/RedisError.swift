@@ -17,6 +17,8 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
             case shutdown
             case noSentinel
             case unknownMaster
+            case cancelled
+            case notRunning
         }
 
         let base: Base
@@ -50,6 +52,11 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
         /// The sentinels that answered know no primary by that name.
         public static let unknownMaster = Code(base: .unknownMaster)
 
+        /// The calling task was cancelled before Redis answered.
+        public static let cancelled = Code(base: .cancelled)
+        /// The client's `run()` has not started (a call made before it fails rather than waits forever).
+        public static let notRunning = Code(base: .notRunning)
+
         public var description: String { base.rawValue }
     }
 
@@ -81,7 +88,7 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
     /// Whether the failure says nothing about the command itself, only about reaching Redis.
     public var isConnectivity: Bool {
         switch code.base {
-        case .connectionFailed, .connectionLost, .unavailable, .timeout, .replica, .shutdown, .noSentinel, .unknownMaster: return true
+        case .connectionFailed, .connectionLost, .unavailable, .timeout, .replica, .shutdown, .noSentinel, .unknownMaster, .notRunning: return true
         default: return false
         }
     }

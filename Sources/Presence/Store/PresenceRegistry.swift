@@ -57,7 +57,7 @@ public struct PresenceRegistry: Sendable {
     func entries(of nodes: [String]) async throws -> NodeTable {
         var read = RedisCommand("HMGET", keys.nodeTable)
         read.append(contentsOf: nodes)
-        let replies = await client.pipeline([RedisCommand("TIME"), read])
+        let replies = await client.pipeline([RedisCommand("TIME").routed(by: keys.nodeTable), read])
         return NodeTable(time: try replies[0].get(), nodes: nodes, values: try replies[1].get())
     }
 
@@ -76,7 +76,7 @@ public struct PresenceRegistry: Sendable {
     public func node(_ nodeID: String) async throws -> PresenceNodeInfo? {
         try PresenceID.validate(nodeID, field: "nodeId")
         let replies = await client.pipeline([
-            RedisCommand("TIME"), RedisCommand("HMGET", keys.nodeTable, nodeID), RedisCommand("HGETALL", keys.node(nodeID)),
+            RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HMGET", keys.nodeTable, nodeID), RedisCommand("HGETALL", keys.node(nodeID)),
             RedisCommand("SCARD", keys.nodeSockets(nodeID)),
         ])
         let table = NodeTable(time: try replies[0].get(), nodes: [nodeID], values: try replies[1].get())
@@ -91,7 +91,7 @@ public struct PresenceRegistry: Sendable {
     }
 
     func nodeTableAndRecords() async throws -> (NodeTable, [PresenceNodeInfo]) {
-        let first = await client.pipeline([RedisCommand("TIME"), RedisCommand("HGETALL", keys.nodeTable)])
+        let first = await client.pipeline([RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HGETALL", keys.nodeTable)])
         let table = NodeTable(time: try first[0].get(), fields: try first[1].get())
         let ids = table.entries.keys.sorted()
         if ids.isEmpty { return (table, []) }

@@ -2,34 +2,82 @@ extension PresenceWriter {
     /// Operations per script call: long enough to amortize the call, short enough that one call
     /// never blocks Redis for long (about a millisecond).
     static let operationsPerCall = 256
+    /// Rounds of sending again the operations a cluster node answered it does not serve.
+    static let rerouteRounds = 4
 
     /// Runs `prefix` and then `operations` through ``PresenceScripts/events`` in one pipeline:
-    /// calls of up to ``operationsPerCall`` operations in order, each confined to one hash slot
-    /// when the server is a Redis Cluster node (asked once per client, before the first call).
+    /// calls of up to ``operationsPerCall`` operations in order, one node's operations per call on
+    /// a Redis Cluster (the calls to different nodes go concurrently).
+    ///
+    /// On a cluster a user add whose connect went to another node waits for that connect's answer
+    /// and is sent only if the connect was not superseded (a second round trip), so that a stale
+    /// report never writes the user entry, on either topology. Operations a node answered it does
+    /// not serve (a slot moved or migrating) are sent again one by one, routed by their own key,
+    /// so that the client follows `MOVED` and `ASK`.
     /// - Returns: the prefix's replies and one result per operation.
     func run(
         _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = []
     ) async -> (prefix: [Result<RedisValue, RedisError>], operations: [Result<RedisValue, RedisError>]) {
-        let cluster: Bool
-        do {
-            cluster = operations.isEmpty ? false : try await client.slotMode.isCluster(client)
-        } catch {
-            let failure = error as? RedisError ?? RedisError(.protocolError, "\(error)")
-            return (prefix.map { _ in .failure(failure) }, operations.map { _ in .failure(failure) })
-        }
-        let calls = Self.calls(operations, bySlot: cluster)
+        if operations.isEmpty && prefix.isEmpty { return ([], []) }
         let header = [nodeID, incarnation ?? "", String(configuration.socketKeyTTLMilliseconds)]
+        let groups = await client.nodeGroups(of: operations.map(\.key))
+        // A user add stays with its connect when both are on one node; else it waits for it.
+        var deferred: [Int] = []
+        var first: [Int] = []
+        first.reserveCapacity(operations.count)
+        for index in operations.indices {
+            if operations[index].code == .userAdd, index > 0, groups[index] != groups[index - 1] {
+                deferred.append(index)
+            } else {
+                first.append(index)
+            }
+        }
+        var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: operations.count)
+        let prefixReplies = await send(first, of: operations, groups: groups, header: header, prefix: prefix, into: &results)
+        if !deferred.isEmpty {
+            var due: [Int] = []
+            for index in deferred {
+                switch results[index - 1] {
+                case .failure(let error): results[index] = .failure(error)
+                case .success(let value) where value.int == -1: results[index] = .success(.integer(0))
+                case .success: due.append(index)
+                }
+            }
+            _ = await send(due, of: operations, groups: groups, header: header, prefix: [], into: &results)
+        }
+        var misrouted = operations.indices.filter { Self.isMisrouted(results[$0]) }
+        var round = 0
+        while !misrouted.isEmpty && round < Self.rerouteRounds {
+            round += 1
+            // One call per operation, its own key declared: the cluster redirects each one.
+            _ = await send(misrouted, of: operations, groups: misrouted.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
+            misrouted = misrouted.filter { Self.isMisrouted(results[$0]) }
+        }
+        for index in misrouted {
+            if case .failure(let error) = results[index] {
+                results[index] = .failure(RedisError(.unavailable, "the Redis Cluster node serving this key could not be reached: \(error.message)"))
+            }
+        }
+        return (prefixReplies, results)
+    }
+
+    /// Sends the operations at `indices` (in order) after `prefix` in one pipeline and writes their
+    /// results into `results`.
+    private func send(
+        _ indices: [Int], of operations: [SocketOperation], groups: [Int], header: [String], prefix: [RedisCommand],
+        into results: inout [Result<RedisValue, RedisError>], alone: Bool = false
+    ) async -> [Result<RedisValue, RedisError>] {
+        let calls = alone ? indices.map { [$0] } : Self.calls(indices, of: operations, groups: groups)
         var commands = prefix
+        commands.reserveCapacity(prefix.count + calls.count)
         for call in calls {
-            var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, String(call.count))
-            for index in call { command.append(operations[index].key) }
+            var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, "1", operations[call[0]].key)
             command.append(contentsOf: header)
             for index in call { operations[index].append(to: &command) }
             commands.append(command)
         }
-        if commands.isEmpty { return ([], []) }
+        if commands.isEmpty { return [] }
         let replies = await client.pipeline(commands)
-        var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: operations.count)
         for (call, reply) in zip(calls, replies[prefix.count...]) {
             switch reply {
             case .failure(let error):
@@ -40,37 +88,40 @@ extension PresenceWriter {
                     for index in call { results[index] = .failure(error) }
                     continue
                 }
-                for (index, value) in zip(call, values) { results[index] = .success(value) }
+                for (index, value) in zip(call, values) {
+                    if case .error(let message) = value {
+                        results[index] = .failure(RedisError(.server, message))
+                    } else {
+                        results[index] = .success(value)
+                    }
+                }
             }
         }
-        return (Array(replies[..<prefix.count]), results)
+        return Array(replies[..<prefix.count])
     }
 
-    /// The operations of each call, by position, in order; split per hash slot when `bySlot`.
-    /// Without slots, a user add stays in the call of the connect before it (a call may then hold
-    /// one operation more), so that the script can skip the entry of a superseded connect.
-    static func calls(_ operations: [SocketOperation], bySlot: Bool) -> [[Int]] {
-        guard bySlot else {
-            var calls: [[Int]] = []
-            var current: [Int] = []
-            for index in operations.indices {
-                if current.count >= operationsPerCall, operations[index].code != .userAdd {
-                    calls.append(current)
-                    current = []
-                }
-                current.append(index)
-            }
-            if !current.isEmpty { calls.append(current) }
-            return calls
-        }
+    /// Whether a node answered that it does not serve the operation's key (or could not, the
+    /// cluster being down or the slot moving): the operation did nothing and may go again.
+    static func isMisrouted(_ result: Result<RedisValue, RedisError>) -> Bool {
+        guard case .failure(let error) = result, error.code == .server else { return false }
+        return error.message.contains("non local key") || error.message.contains("cluster is down")
+            || error.message.hasPrefix("MOVED") || error.message.hasPrefix("ASK") || error.message.hasPrefix("TRYAGAIN")
+            || error.message.hasPrefix("CLUSTERDOWN")
+    }
+
+    /// The operations of each call, by position, in order: one node group's per call, up to
+    /// ``operationsPerCall`` each. A user add stays in the call of the connect before it (a call
+    /// may then hold one operation more), so that the script can skip the entry of a superseded
+    /// connect.
+    static func calls(_ indices: [Int], of operations: [SocketOperation], groups: [Int]) -> [[Int]] {
         var calls: [[Int]] = []
-        var callOfSlot: [Int: Int] = [:]
-        for (index, operation) in operations.enumerated() {
-            let slot = RedisKeySlot.slot(operation.key)
-            if let call = callOfSlot[slot], calls[call].count < operationsPerCall {
+        var open: [Int: Int] = [:]  // group → its call being filled
+        for index in indices {
+            let group = groups[index]
+            if let call = open[group], calls[call].count < operationsPerCall || operations[index].code == .userAdd {
                 calls[call].append(index)
             } else {
-                callOfSlot[slot] = calls.count
+                open[group] = calls.count
                 calls.append([index])
             }
         }

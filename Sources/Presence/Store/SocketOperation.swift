@@ -15,10 +15,11 @@ struct SocketOperation: Sendable {
     var b = ""
     var c = ""
 
-    /// Appends the code and the arguments this code takes (connect 3, disconnect none, user add 2,
-    /// the other user operations 1): the script reads them by code.
+    /// Appends the code, the key and the arguments this code takes (connect 3, disconnect none,
+    /// user add 2, the other user operations 1): the script reads them by code.
     func append(to command: inout RedisCommand) {
         command.append(code.rawValue)
+        command.append(key)
         switch code {
         case .connect: command.append(contentsOf: [a, b, c])
         case .disconnect: break

@@ -50,7 +50,7 @@ public struct Sweeper: Sendable {
     ///   - dryRun: report without changing anything.
     /// - Throws: ``RedisError`` (unreachable, replica…); what was removed before stays removed.
     public func sweep(grace: Duration = .zero, dryRun: Bool = false) async throws -> Report {
-        let time = NodeTable.milliseconds(try await client.send(RedisCommand("TIME")))
+        let time = NodeTable.milliseconds(try await client.send(RedisCommand("TIME").routed(by: keys.nodeTable)))
         var dead: [(String, NodeTable.Entry)] = []
         var cursor = "0"
         repeat {

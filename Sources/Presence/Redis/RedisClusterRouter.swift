@@ -1,0 +1,338 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The I/O around ``RedisClusterStateMachine``: one standalone ``RedisClient`` per cluster node
+/// (each with its own connection, I/O thread, script cache handling and reply matching), a
+/// pipeline split per node and sent concurrently, redirected commands sent again, and the topology
+/// asked for with `CLUSTER SHARDS` on a short-lived connection of its own.
+final class RedisClusterRouter: Sendable {
+    typealias Endpoint = RedisConfiguration.Endpoint
+
+    /// A node's client: writes go to primaries (``RedisConfiguration/requirePrimary``), reads
+    /// from replicas to a `READONLY` connection.
+    private struct NodeKey: Hashable {
+        var endpoint: Endpoint
+        var replica: Bool
+    }
+
+    private enum Phase { case idle, running, stopped }
+
+    private struct State {
+        var machine: RedisClusterStateMachine
+        var clients: [NodeKey: RedisClient] = [:]
+        var phase = Phase.idle
+        var refresh: Task<Void, Never>?
+    }
+
+    private let configuration: RedisConfiguration
+    private let cluster: RedisConfiguration.Cluster
+    private let scripts: [RedisScript]
+    private let metrics: RedisClientMetrics
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let started: AsyncStream<RedisClient>
+    private let start: AsyncStream<RedisClient>.Continuation
+
+    init(configuration: RedisConfiguration, cluster: RedisConfiguration.Cluster, scripts: [RedisScript], metrics: RedisClientMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.cluster = cluster
+        self.scripts = scripts
+        self.metrics = metrics
+        self.logger = logger
+        state = Mutex(State(machine: RedisClusterStateMachine(configuration: cluster, replicaChoice: Int.random(in: 0..<1024))))
+        (started, start) = AsyncStream.makeStream(of: RedisClient.self)
+    }
+
+    /// Runs the node clients and the periodic topology refresh until graceful shutdown or
+    /// cancellation.
+    func run() async throws {
+        let begin = state.withLock { state -> Bool in
+            guard state.phase == .idle else { return false }
+            state.phase = .running
+            return true
+        }
+        guard begin else { throw RedisError(.invalidConfiguration, "a RedisClient runs once") }
+        let start = self.start
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { [self] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: cluster.refreshInterval)
+                        if Task.isCancelled { break }
+                        await refresh(force: false)
+                    }
+                }
+                for await client in started {
+                    group.addTask { try? await client.run() }
+                }
+                group.cancelAll()
+            }
+        } onCancelOrGracefulShutdown: { [self] in
+            state.withLock { $0.phase = .stopped }
+            start.finish()
+        }
+        state.withLock { $0.phase = .stopped }
+    }
+
+    // MARK: Commands
+
+    /// Sends `commands`, each to the node serving its slot, and returns their results in order.
+    /// A transaction is one unit: its commands must share a slot.
+    func pipeline(_ commands: [RedisCommand], transaction: Bool) async -> [Result<RedisValue, RedisError>] {
+        if let error = await waitUntilRunning() { return commands.map { _ in .failure(error) } }
+        let units: [[Int]]
+        if transaction {
+            let slots = Set(commands.compactMap(\.routingKeyOrFirst).map(RedisKeySlot.slot))
+            guard slots.count <= 1 else {
+                let error = RedisError(.server, "CROSSSLOT a transaction's keys must share one hash slot on a Redis Cluster")
+                return commands.map { _ in .failure(error) }
+            }
+            units = [Array(commands.indices)]
+        } else {
+            units = commands.indices.map { [$0] }
+        }
+        var results = [Result<RedisValue, RedisError>?](repeating: nil, count: commands.count)
+        var pending = units.map { Pending(positions: $0, attempts: 0, ask: nil) }
+        while !pending.isEmpty {
+            await refresh(force: false)
+            if Task.isCancelled {
+                let error = RedisError(.cancelled, "the call was cancelled before Redis answered it")
+                for unit in pending { for position in unit.positions { results[position] = .failure(error) } }
+                break
+            }
+            // Route every pending unit; group by node.
+            var byNode: [NodeKey: [Pending]] = [:]
+            state.withLock { state in
+                for unit in pending {
+                    let route = unit.ask.map { RedisClusterStateMachine.Route.node($0, asking: true) }
+                        ?? state.machine.route(commands[unit.positions[0]])
+                    switch route {
+                    case .fail(let error):
+                        for position in unit.positions { results[position] = .failure(error) }
+                    case .node(let endpoint, _):
+                        let replica = state.machine.topology?.shards.contains { $0.replicas.contains(endpoint) } ?? false
+                        byNode[NodeKey(endpoint: endpoint, replica: replica && unit.ask == nil), default: []].append(unit)
+                    }
+                }
+            }
+            // Send each node's share concurrently.
+            let answered = await withTaskGroup(of: (NodeKey, [Pending], [[Result<RedisValue, RedisError>]]).self) { group in
+                for (key, units) in byNode {
+                    guard let client = nodeClient(key) else {
+                        let error = RedisError(.shutdown, "the Redis client has shut down")
+                        group.addTask { (key, units, units.map { $0.positions.map { _ in .failure(error) } }) }
+                        continue
+                    }
+                    group.addTask { (key, units, await Self.send(units, of: commands, transaction: transaction, to: client)) }
+                }
+                var all: [(NodeKey, [Pending], [[Result<RedisValue, RedisError>]])] = []
+                for await item in group { all.append(item) }
+                return all
+            }
+            // Judge the replies.
+            var next: [Pending] = []
+            var pause = false
+            var refreshNeeded = false
+            var attempt = 0
+            state.withLock { state in
+                for (key, units, replies) in answered {
+                    for (unit, unitReplies) in zip(units, replies) {
+                        let verdict = state.machine.verdict(for: Self.judged(unitReplies), from: key.endpoint)
+                        let retry = state.machine.mayRetry(attempts: unit.attempts + 1)
+                        var again = Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil)
+                        switch verdict {
+                        case .done, .doneAndRefresh:
+                            for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
+                            continue
+                        case .redirect: break
+                        case .ask(let target):
+                            if transaction { pause = true } else { again.ask = target }
+                        case .retryAfterPause: pause = true
+                        case .retryAfterRefresh: refreshNeeded = true
+                        }
+                        if retry {
+                            next.append(again)
+                            attempt = max(attempt, again.attempts)
+                        } else {
+                            for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
+                        }
+                    }
+                }
+            }
+            pending = next
+            if pending.isEmpty { break }
+            if refreshNeeded { await refresh(force: true) }
+            if pause || refreshNeeded {
+                try? await Task.sleep(for: RedisClusterStateMachine.pause(attempt: attempt, jitter: Double.random(in: 0.5...1)))
+            }
+        }
+        return results.map { $0 ?? .failure(RedisError(.protocolError, "no reply was recorded for a command")) }
+    }
+
+    private struct Pending: Sendable {
+        var positions: [Int]
+        var attempts: Int
+        var ask: Endpoint?
+    }
+
+    /// One node's share: single commands pipelined (each `ASK`ed one behind `ASKING`), or a
+    /// transaction.
+    private static func send(_ units: [Pending], of commands: [RedisCommand], transaction: Bool, to client: RedisClient) async -> [[Result<RedisValue, RedisError>]] {
+        if transaction {
+            return [await client.transaction(units[0].positions.map { commands[$0] })]
+        }
+        var batch: [RedisCommand] = []
+        batch.reserveCapacity(units.count)
+        for unit in units {
+            if unit.ask != nil { batch.append(RedisCommand("ASKING")) }
+            batch.append(commands[unit.positions[0]])
+        }
+        let replies = await client.pipeline(batch)
+        var index = 0
+        var result: [[Result<RedisValue, RedisError>]] = []
+        result.reserveCapacity(units.count)
+        for unit in units {
+            if unit.ask != nil { index += 1 }
+            result.append([replies[index]])
+            index += 1
+        }
+        return result
+    }
+
+    /// The reply that decides a unit's fate: its first failure, or its first reply.
+    private static func judged(_ replies: [Result<RedisValue, RedisError>]) -> Result<RedisValue, RedisError> {
+        for reply in replies { if case .failure = reply { return reply } }
+        return replies.first ?? .success(.null)
+    }
+
+    // MARK: Topology
+
+    /// The primary serving each key's slot (refreshing the topology first when it is due); `nil`
+    /// for a key no primary serves.
+    func primaries(of keys: [String]) async -> [Endpoint?] {
+        if await waitUntilRunning() == nil { await refresh(force: false) }
+        return state.withLock { state in keys.map { state.machine.primary(of: $0) } }
+    }
+
+    /// A client for each primary serving slots (for commands that must visit every node, such as `SCAN`).
+    func primaryClients() async throws -> [RedisClient] {
+        if let error = await waitUntilRunning() { throw error }
+        await refresh(force: false)
+        let primaries = state.withLock { $0.machine.topology?.primaries ?? [] }
+        guard !primaries.isEmpty else { throw RedisError(.unavailable, "the Redis Cluster topology is not known (no node answered CLUSTER SHARDS)") }
+        return try primaries.map { endpoint in
+            guard let client = nodeClient(NodeKey(endpoint: endpoint, replica: false)) else { throw RedisError(.shutdown, "the Redis client has shut down") }
+            return client
+        }
+    }
+
+    /// Asks the cluster for its topology when due (or now, when `force`, spaced by the state
+    /// machine's minimum). Concurrent callers share one refresh.
+    private func refresh(force: Bool) async {
+        let task = state.withLock { state -> Task<Void, Never>? in
+            if let running = state.refresh { return running }
+            if force { state.machine.requestRefresh() }
+            guard state.phase == .running, state.machine.refreshDue(now: .now) else { return nil }
+            let candidates = state.machine.refreshCandidates(seeds: cluster.seeds)
+            let task = Task { [self] in
+                let topology = await Self.ask(candidates, configuration: configuration)
+                self.state.withLock { current in
+                    switch topology {
+                    case .success(let topology):
+                        if topology != current.machine.topology {
+                            logger.info("Redis Cluster topology", metadata: [
+                                "primaries": "\(topology.primaries.map(\.description).joined(separator: ","))",
+                                "uncoveredSlots": "\(topology.uncoveredSlots)"])
+                        }
+                        current.machine.refreshed(topology, now: .now)
+                    case .failure(let error):
+                        logger.warning("Redis Cluster topology refresh failed", metadata: ["error": "\(error.message)"])
+                        current.machine.refreshFailed(now: .now)
+                    }
+                    current.refresh = nil
+                }
+            }
+            state.refresh = task
+            return task
+        }
+        await task?.value
+    }
+
+    /// `CLUSTER SHARDS` from the first candidate that answers, on a connection of its own, made on
+    /// a thread of its own (hiredis blocks).
+    private static func ask(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<RedisClusterTopology, RedisError> {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var failures: [String] = []
+                for candidate in candidates {
+                    var target = configuration
+                    target.endpoint = candidate
+                    target.cluster = nil
+                    target.requirePrimary = false
+                    target.connectTimeout = min(configuration.connectTimeout, .milliseconds(500))
+                    target.commandTimeout = min(configuration.commandTimeout, .seconds(1))
+                    do {
+                        let connection = try RedisConnection.connect(target, scripts: [])
+                        connection.append(RedisCommand("CLUSTER", "SHARDS"))
+                        let reply = try connection.readReply().get()
+                        var host = "127.0.0.1"
+                        if case .tcp(let known, _) = candidate { host = known }
+                        let topology = try RedisClusterTopology.parse(shards: reply, seedHost: host)
+                        guard !topology.shards.isEmpty else {
+                            failures.append("\(candidate): no shard with an online primary")
+                            continue
+                        }
+                        continuation.resume(returning: .success(topology))
+                        return
+                    } catch let error as RedisError {
+                        failures.append("\(candidate): \(error.message)")
+                    } catch {
+                        failures.append("\(candidate): \(error)")
+                    }
+                }
+                continuation.resume(returning: .failure(RedisError(.unavailable, "no Redis Cluster node answered CLUSTER SHARDS: \(failures.joined(separator: "; "))")))
+            }
+            thread.name = "presence-redis-topology"
+            thread.start()
+        }
+    }
+
+    // MARK: Node clients
+
+    /// The client of one node, created (and started) on first use; `nil` once stopped.
+    private func nodeClient(_ key: NodeKey) -> RedisClient? {
+        state.withLock { state in
+            if let client = state.clients[key] { return client }
+            guard state.phase == .running else { return nil }
+            var node = configuration
+            node.endpoint = key.endpoint
+            node.cluster = nil
+            node.database = 0
+            node.requirePrimary = !key.replica
+            node.readOnly = key.replica
+            let client = RedisClient(configuration: node, scripts: scripts, metrics: metrics, logger: logger)
+            state.clients[key] = client
+            start.yield(client)
+            return client
+        }
+    }
+
+    /// Waits for ``run()`` to start, up to the connect timeout: a call made before the client runs
+    /// fails clearly rather than waiting forever.
+    private func waitUntilRunning() async -> RedisError? {
+        let deadline = ContinuousClock.now + configuration.connectTimeout
+        while true {
+            switch state.withLock({ $0.phase }) {
+            case .running: return nil
+            case .stopped: return RedisError(.shutdown, "the Redis client has shut down")
+            case .idle:
+                if ContinuousClock.now >= deadline || Task.isCancelled {
+                    return RedisError(.notRunning, "the Redis client is not running: start its run() (in a ServiceGroup) before sending")
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+}
