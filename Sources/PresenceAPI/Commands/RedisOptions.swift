@@ -5,7 +5,7 @@ import Presence
 
 /// Options shared by every command that talks to Redis.
 struct RedisOptions: ParsableArguments {
-    @Option(name: .long, help: "Redis URL: redis://[user:password@]host:port/db or unix:///path (env PRESENCE_REDIS_URL).")
+    @Option(name: .long, help: "Redis URL: redis://[user:password@]host:port/db, unix:///path, redis-sentinel://host:port,…/MASTER or redis-cluster://host:port,… (env PRESENCE_REDIS_URL).")
     var redis: String?
 
     @Option(name: .long, help: "Key prefix (env PRESENCE_KEY_PREFIX, default presence).")

@@ -35,7 +35,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("cors-origin"), help: ArgumentHelp("Allow browser pages of ORIGIN (scheme://host[:port]) to call the API (CORS); repeatable (env PRESENCE_CORS_ORIGIN, comma-separated). Default: none.", valueName: "origin"))
     var corsOrigins: [String] = []
 
-    @Option(name: .customLong("read-from"), help: "primary or replicas: where queries are answered (env PRESENCE_READ_FROM, default primary; replicas needs a redis-sentinel:// URL and may lag).")
+    @Option(name: .customLong("read-from"), help: "primary or replicas: where queries are answered (env PRESENCE_READ_FROM, default primary; replicas needs a redis-sentinel:// or redis-cluster:// URL and may lag).")
     var readFrom: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env PRESENCE_LOG_LEVEL, default info).")
@@ -67,8 +67,8 @@ struct ServeCommand: AsyncParsableCommand {
         switch readFrom ?? Environment.string("PRESENCE_READ_FROM") ?? "primary" {
         case "primary": options.readFromReplicas = false
         case "replicas":
-            guard let url = options.redisURL, url.hasPrefix("redis-sentinel://") else {
-                throw ValidationError("--read-from replicas needs a redis-sentinel:// URL to find the replicas")
+            guard let url = options.redisURL, url.hasPrefix("redis-sentinel://") || url.hasPrefix("redis-cluster://") else {
+                throw ValidationError("--read-from replicas needs a redis-sentinel:// or redis-cluster:// URL to find the replicas")
             }
             options.readFromReplicas = true
         default: throw ValidationError("--read-from must be primary or replicas")
@@ -105,6 +105,7 @@ struct ServeCommand: AsyncParsableCommand {
             var reads = redisConfiguration
             reads.requirePrimary = false
             reads.sentinel?.preferReplica = true
+            reads.cluster?.readFrom = .replicas
             reads.clientName = "presence-read"
             readClient = RedisClient(configuration: reads, logger: Logger(label: "presence.redis.read"))
             logger.notice("queries are answered from a replica: they may lag the primary by the replication delay")
