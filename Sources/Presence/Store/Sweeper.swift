@@ -6,7 +6,9 @@ import Foundation
 /// One pass walks the liveness table with `HSCAN` and each dead node's socket set with `SSCAN`,
 /// in pages of ``PresenceConfiguration/batchSize``, deleting conditionally: running it twice, or two
 /// sweepers at once, is safe, and a node that comes back meanwhile is left alone (it rewrites its
-/// sockets itself, as after any absence).
+/// sockets itself, as after any absence). Then it `SCAN`s every primary (each shard of a Redis
+/// Cluster) for socket sets of nodes the table no longer lists (pruned, or lost with a failed
+/// over shard) that no heartbeat has refreshed for longer than the node TTL plus the grace.
 public struct Sweeper: Sendable {
     /// The client; it must have been created with ``PresenceScripts/all``.
     public let client: RedisClient
@@ -76,7 +78,87 @@ public struct Sweeper: Sendable {
             }
             report.nodes.append(swept)
         }
+        let listed = Set(dead.map(\.0))
+        for node in try await orphans(grace: grace) where !listed.contains(node.nodeID) {
+            var swept = node
+            if !dryRun { (swept.sockets, swept.forgotten) = try await sweepOrphan(node.nodeID, grace: grace) }
+            report.nodes.append(swept)
+        }
         return report
+    }
+
+    /// Socket sets, on every primary, of nodes absent from the table whose last heartbeat (read from
+    /// the set's TTL, which every heartbeat resets) is older than the node TTL plus `grace`.
+    private func orphans(grace: Duration) async throws -> [Report.Node] {
+        let prefix = "\(Self.globEscaped(configuration.keyPrefix)):{"
+        let head = "\(configuration.keyPrefix):{"
+        let tail = "}:sockets"
+        var found: [Report.Node] = []
+        for primary in try await client.primaryClients() {
+            var cursor = "0"
+            repeat {
+                let page = try await primary.send(RedisCommand("SCAN", cursor, "MATCH", prefix + "*" + tail, "COUNT", String(configuration.batchSize)))
+                guard let parts = page.array, parts.count == 2, let next = parts[0].string, let listed = parts[1].array else {
+                    throw PresenceError(.corruptData, "unexpected SCAN reply \(page)")
+                }
+                cursor = next
+                let nodes = listed.compactMap(\.string).filter { $0.hasPrefix(head) && $0.hasSuffix(tail) }
+                    .map { String($0.dropFirst(head.count).dropLast(tail.count)) }
+                for node in nodes {
+                    let (orphan, sockets, silent) = try await isOrphan(node, grace: grace)
+                    if orphan {
+                        // Its expiry, estimated from the set's TTL: no table entry is left to say.
+                        let expired = Date(timeIntervalSinceNow: -Double(silent - configuration.nodeTTLMilliseconds) / 1000)
+                        found.append(Report.Node(nodeID: node, incarnation: "", expiredAt: expired, sockets: sockets, forgotten: false))
+                    }
+                }
+            } while cursor != "0"
+        }
+        return found.sorted { $0.nodeID < $1.nodeID }
+    }
+
+    /// Whether `node` has no table entry and its set has not been refreshed by a heartbeat for
+    /// longer than the node TTL plus `grace`; the set's size; milliseconds since that heartbeat.
+    private func isOrphan(_ node: String, grace: Duration) async throws -> (Bool, Int, Int) {
+        let replies = await client.pipeline([
+            RedisCommand("HEXISTS", keys.nodeTable, node), RedisCommand("PTTL", keys.nodeSockets(node)),
+            RedisCommand("SCARD", keys.nodeSockets(node)),
+        ])
+        let listed = try replies[0].get().int == 1
+        let remaining = try replies[1].get().int ?? -2
+        let silent = configuration.socketKeyTTLMilliseconds - remaining
+        let orphan = !listed && remaining >= 0 && silent > configuration.nodeTTLMilliseconds + grace.milliseconds
+        return (orphan, try replies[2].get().int ?? 0, silent)
+    }
+
+    /// Removes an orphan set's sockets held by that node (any incarnation: none is registered),
+    /// page by page while it stays an orphan, then the set.
+    private func sweepOrphan(_ node: String, grace: Duration) async throws -> (Int, Bool) {
+        let writer = PresenceWriter(client: client, configuration: configuration)
+        let index = keys.nodeSockets(node)
+        var removed = 0
+        var cursor = "0"
+        repeat {
+            guard try await isOrphan(node, grace: grace).0 else { return (removed, false) }  // it came back
+            let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
+            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
+                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
+            }
+            cursor = next
+            removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
+        } while cursor != "0"
+        guard try await isOrphan(node, grace: grace).0 else { return (removed, false) }
+        _ = try await client.send(RedisCommand("DEL", index))
+        return (removed, true)
+    }
+
+    static func globEscaped(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            if "*?[]\\".contains(character) { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped
     }
 
     private func sweep(node: String, entry: NodeTable.Entry) async throws -> (Int, Bool) {
