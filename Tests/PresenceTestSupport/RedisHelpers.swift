@@ -2,21 +2,24 @@ import Foundation
 import Logging
 import Presence
 
-/// Keys in the database, by SCAN.
+/// Keys in the database (every primary of a cluster), by SCAN.
 public func allKeys(_ client: RedisClient) async throws -> [String] {
     var keys: [String] = []
-    var cursor = "0"
-    repeat {
-        let page = try await client.send("SCAN", cursor, "COUNT", "1000").array!
-        cursor = page[0].string!
-        keys += page[1].array!.compactMap(\.string)
-    } while cursor != "0"
+    for primary in try await client.primaryClients() {
+        var cursor = "0"
+        repeat {
+            let page = try await primary.send("SCAN", cursor, "COUNT", "1000").array!
+            cursor = page[0].string!
+            keys += page[1].array!.compactMap(\.string)
+        } while cursor != "0"
+    }
     return keys
 }
 
-/// Redis server time in milliseconds.
+/// Redis server time in milliseconds: the clock of the node holding the liveness table, which
+/// the liveness rule reads.
 public func redisNow(_ client: RedisClient) async throws -> Int {
-    let parts = try await client.send("TIME").array!
+    let parts = try await client.send(RedisCommand("TIME").routed(by: PresenceKeys(prefix: "presence").nodeTable)).array!
     return parts[0].int! * 1000 + parts[1].int! / 1000
 }
 

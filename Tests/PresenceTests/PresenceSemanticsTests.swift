@@ -6,10 +6,9 @@ import Testing
 
 @Suite("Presence semantics against a real redis-server")
 struct PresenceSemanticsTests {
-    @Test("a: connected and not disconnected, by the current incarnation of a node with a fresh heartbeat")
-    func aliveWhileConnected() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("a: connected and not disconnected, by the current incarnation of a node with a fresh heartbeat", arguments: Topology.allCases)
+    func aliveWhileConnected(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let running = try await startNode("node-a", client: client, address: "10.0.0.1:3000")
             try running.node.connected(socketID: "s1", userID: "u1", meta: ["room": "lobby"])
@@ -30,10 +29,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("a: a crashed node's sockets, however many, read dead once its TTL passes, with no sweeper")
-    func crashReadsDead() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("a: a crashed node's sockets, however many, read dead once its TTL passes, with no sweeper", arguments: Topology.allCases)
+    func crashReadsDead(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let running = try await startNode("crashy", client: client)
             let ids = (0..<5_000).map { "crash-\($0)" }
@@ -51,10 +49,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("b: a node restarting under the same id never revives its previous incarnation's sockets")
-    func restartDoesNotRevive() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("b: a node restarting under the same id never revives its previous incarnation's sockets", arguments: Topology.allCases)
+    func restartDoesNotRevive(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let first = try await startNode("pod-1", client: client)
             try first.node.connected(socketID: "old-1", userID: "u")
@@ -78,10 +75,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("c: a late disconnect from node A never removes the socket now held by node B")
-    func disconnectRace() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("c: a late disconnect from node A never removes the socket now held by node B", arguments: Topology.allCases)
+    func disconnectRace(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let a = try await startNode("A", client: client)
             let b = try await startNode("B", client: client)
@@ -117,10 +113,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("d: a heartbeat costs the same few commands with 0 and 10,000 sockets")
-    func heartbeatCost() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("d: a heartbeat costs the same few commands with 0 and 10,000 sockets", arguments: Topology.allCases)
+    func heartbeatCost(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
             func commandsPerHeartbeat(node: String, sockets: Int) async throws -> Int {
                 let events = (0..<sockets).map { SocketEvent.connect(socketID: "\(node)-\($0)", userID: nil, meta: [:], connectedAt: Date()) }
@@ -129,7 +124,7 @@ struct PresenceSemanticsTests {
                 for chunk in events.chunked(1000) { _ = await writer.apply(nodeID: node, incarnation: "i", events: Array(chunk)) }
                 let before = try await totalCalls(client)
                 _ = try await writer.heartbeat(heartbeat)
-                return try await totalCalls(client) - before - 1  // minus the INFO that measured
+                return try await totalCalls(client) - before - (try await primaryCount(client))  // minus the INFOs that measured
             }
             let empty = try await commandsPerHeartbeat(node: "empty", sockets: 0)
             let large = try await commandsPerHeartbeat(node: "large", sockets: 10_000)
@@ -138,10 +133,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("d: the amortized TTL refresh touches each socket about once per socket TTL")
-    func amortizedRefresh() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("d: the amortized TTL refresh touches each socket about once per socket TTL", arguments: Topology.allCases)
+    func amortizedRefresh(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             // 2,000 sockets, refresh period 4 s, heartbeat 200 ms: 100 sockets per heartbeat.
             let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(3), socketTTL: .seconds(4))
             let running = try await startNode("refresher", client: client, configuration: configuration)
@@ -163,10 +157,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("e: with no sweeper, everything a dead node left expires within its documented bound")
-    func everythingExpires() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("e: with no sweeper, everything a dead node left expires within its documented bound", arguments: Topology.allCases)
+    func everythingExpires(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1), socketTTL: .seconds(1), nodeRetention: .zero)
             let running = try await startNode("mortal", client: client, configuration: configuration)
             for i in 0..<300 { try running.node.connected(socketID: "m\(i)", userID: "u\(i % 7)", meta: ["i": "\(i)"]) }
@@ -192,10 +185,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("e: no key without a TTL after a full scenario")
-    func everyKeyHasTTL() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("e: no key without a TTL after a full scenario", arguments: Topology.allCases)
+    func everyKeyHasTTL(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             // The last node crashes too, leaving its keys to their TTLs.
             try await fullScenario(client).crash()
             let keys = try await allKeys(client)
@@ -267,10 +259,9 @@ struct PresenceSemanticsTests {
         }
     }
 
-    @Test("bad ids are rejected before Redis is touched")
-    func badIDs() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("bad ids are rejected before Redis is touched", arguments: Topology.allCases)
+    func badIDs(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             // A heartbeat far away, so that nothing but this test's calls can reach Redis meanwhile.
             let quiet = PresenceConfiguration(heartbeatInterval: .seconds(50), nodeTTL: .seconds(60))
@@ -290,17 +281,16 @@ struct PresenceSemanticsTests {
             #expect(throws: PresenceError.self) { try PresenceNode(nodeID: "bad\u{0}", client: client) }
             try await running.node.flush()
             #expect(running.node.socketCount == 0)
-            // Nothing ran in between but the INFO that took the first count.
-            #expect(try await totalCalls(client) - calls == 1)
+            // Nothing ran in between but the INFOs that took the first count (one per primary).
+            #expect(try await totalCalls(client) - calls == (try await primaryCount(client)))
             #expect(Set(try await allKeys(client)) == keysBefore)
             try await running.stop()
         }
     }
 
-    @Test("graceful shutdown leaves the registry: sockets dead at once, keys removed")
-    func gracefulLeave() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("graceful shutdown leaves the registry: sockets dead at once, keys removed", arguments: Topology.allCases)
+    func gracefulLeave(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let running = try await startNode("leaver", client: client)
             for i in 0..<50 { try running.node.connected(socketID: "l\(i)", userID: "lu") }
@@ -374,19 +364,31 @@ func fullScenario(_ client: RedisClient) async throws -> RunningNode {
     return a2
 }
 
-/// Commands executed so far (INFO commandstats, the INFO itself included).
+/// Commands executed so far on every primary (INFO commandstats, each INFO itself included: one
+/// per primary, see `primaryCount`).
 func totalCalls(_ client: RedisClient) async throws -> Int {
-    let info = try await client.send("INFO", "commandstats").string ?? ""
-    return info.split(separator: "\r\n").reduce(0) { sum, line in
-        guard let range = line.range(of: "calls=") else { return sum }
-        return sum + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+    var total = 0
+    for primary in try await client.primaryClients() {
+        let info = try await primary.send("INFO", "commandstats").string ?? ""
+        total += info.split(separator: "\r\n").reduce(0) { sum, line in
+            guard let range = line.range(of: "calls=") else { return sum }
+            return sum + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+        }
     }
+    return total
 }
 
-/// Calls of one command (INFO commandstats), inside scripts included.
+/// How many primaries serve the registry (1 on a standalone server).
+func primaryCount(_ client: RedisClient) async throws -> Int { try await client.primaryClients().count }
+
+/// Calls of one command on every primary (INFO commandstats), inside scripts included.
 func commandCalls(_ client: RedisClient, _ command: String) async throws -> Int {
-    let info = try await client.send("INFO", "commandstats").string ?? ""
-    guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_\(command):") }),
-          let range = line.range(of: "calls=") else { return 0 }
-    return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    var total = 0
+    for primary in try await client.primaryClients() {
+        let info = try await primary.send("INFO", "commandstats").string ?? ""
+        guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+              let range = line.range(of: "calls=") else { continue }
+        total += Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+    return total
 }

@@ -5,10 +5,9 @@ import Testing
 
 @Suite("Registry queries and the sweeper against a real redis-server")
 struct RegistryAndSweeperTests {
-    @Test("nodes, node sockets by page, user sockets and stats")
-    func queries() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("nodes, node sockets by page, user sockets and stats", arguments: Topology.allCases)
+    func queries(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let a = try await startNode("q-a", client: client, address: "a:1")
             let b = try await startNode("q-b", client: client, address: "b:1")
@@ -54,10 +53,9 @@ struct RegistryAndSweeperTests {
         }
     }
 
-    @Test("sweep removes only nodes dead longer than the grace, is idempotent, and safe when two run at once")
-    func sweep() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("sweep removes only nodes dead longer than the grace, is idempotent, and safe when two run at once", arguments: Topology.allCases)
+    func sweep(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let keys = PresenceKeys(prefix: "presence")
             let alive = try await startNode("keep", client: client)
@@ -96,10 +94,9 @@ struct RegistryAndSweeperTests {
         }
     }
 
-    @Test("after a restart under the same id, a sweep leaves the new incarnation's sockets alone and the old ones dead")
-    func sweepAfterRestart() async throws {
-        let server = try await RedisServer.start()
-        try await withClient(server) { (client: RedisClient) async throws in
+    @Test("after a restart under the same id, a sweep leaves the new incarnation's sockets alone and the old ones dead", arguments: Topology.allCases)
+    func sweepAfterRestart(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let first = try await startNode("phoenix", client: client)
             for i in 0..<20 { try first.node.connected(socketID: "p\(i)") }
@@ -129,19 +126,9 @@ struct RegistryAndSweeperTests {
         }
     }
 
-    @Test("f: the whole layout runs on Redis Cluster: no script or transaction crosses a slot")
-    func clusterSlots() async throws {
-        let server = try await RedisServer.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes-\(UUID().uuidString).conf"])
-        try await withClient(server) { (client: RedisClient) async throws in
-            _ = try await client.send("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
-            _ = try await eventually("the one-node cluster to be ok") {
-                try await client.send("CLUSTER", "INFO").string?.contains("cluster_state:ok") == true
-            }
-            // A cross-slot script is refused here, so the scenario below would fail if any were.
-            let crossSlot = RedisScript(name: "cross", source: "return redis.call('MGET', KEYS[1], KEYS[2])")
-            await #expect {
-                try await client.send("EVAL", crossSlot.source, "2", "{a}x", "{b}y")
-            } throws: { ($0 as? RedisError)?.message.hasPrefix("CROSSSLOT") == true }
+    @Test("f: the full scenario leaves the same registry on both topologies", arguments: Topology.allCases)
+    func fullScenarioReads(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
             let last = try await fullScenario(client)
             // The reads answer on the cluster too, with what the scenario left: only the restarted
             // full-a alive, holding fa-new of user1 (full-b was swept).

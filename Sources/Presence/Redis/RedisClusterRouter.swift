@@ -156,7 +156,15 @@ final class RedisClusterRouter: Sendable {
                             next.append(again)
                             attempt = max(attempt, again.attempts)
                         } else {
-                            for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
+                            // Out of attempts on a redirect or a cluster still settling: unavailable,
+                            // not an error about the command.
+                            for (position, reply) in zip(unit.positions, unitReplies) {
+                                if case .failure(let error) = reply, !error.isConnectivity {
+                                    results[position] = .failure(RedisError(.unavailable, "Redis Cluster did not settle after \(again.attempts) attempts: \(error.message)"))
+                                } else {
+                                    results[position] = reply
+                                }
+                            }
                         }
                     }
                 }

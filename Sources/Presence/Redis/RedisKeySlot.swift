@@ -1,8 +1,8 @@
 /// Redis Cluster's key → hash slot mapping: CRC16 (XMODEM) of the key's hash tag, modulo 16384.
-enum RedisKeySlot {
+public enum RedisKeySlot {
     /// The hash slot of `key`: only the part between the first `{` and the next `}` counts, when
     /// that part is not empty.
-    static func slot(_ key: String) -> Int {
+    public static func slot(_ key: String) -> Int {
         let bytes = Array(key.utf8)
         var tagged = bytes[...]
         if let open = bytes.firstIndex(of: UInt8(ascii: "{")),

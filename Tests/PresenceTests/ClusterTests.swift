@@ -1,0 +1,233 @@
+import Foundation
+import Glibc
+import Synchronization
+@testable import Presence
+import PresenceEmbedded
+import PresenceTestSupport
+import Testing
+
+/// Timings for the cluster tests: the node TTL outlasts a failover (node timeout 1 s, promotion
+/// about 3 s here) many times over, so that nodes stay alive while their heartbeats cannot land.
+private let clusterConfiguration = PresenceConfiguration(
+    heartbeatInterval: .milliseconds(500), nodeTTL: .seconds(30), socketTTL: .seconds(120), nodeRetention: .seconds(60))
+
+@Suite("Redis Cluster: failover, live reshard, partial availability, keys on every primary")
+struct ClusterTests {
+    /// `count` sockets on each of `nodes` nodes, users on, flushed: the expected registry.
+    private func populate(_ nodes: [RunningNode], count: Int) async throws -> [String: String] {
+        var expected: [String: String] = [:]  // socket → node
+        for running in nodes {
+            let id = running.node.nodeID
+            for i in 0..<count {
+                try running.node.connected(socketID: "\(id)-s\(i)", userID: "user\(i % 97)")
+                expected["\(id)-s\(i)"] = id
+            }
+            try await running.node.flush()
+        }
+        return expected
+    }
+
+    /// Whether every socket of `expected` reads alive on its node, right now.
+    private func complete(_ registry: PresenceRegistry, _ expected: [String: String]) async throws -> Bool {
+        let ids = Array(expected.keys)
+        for chunk in ids.chunked(1000) {
+            let sockets = try await registry.sockets(Array(chunk))
+            for (id, socket) in zip(chunk, sockets) where socket?.nodeID != expected[id] { return false }
+        }
+        return true
+    }
+
+    @Test("keys spread over every primary; the sweeper works on each of them")
+    func keysOnEveryPrimary() async throws {
+        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)
+        defer { cluster.stop() }
+        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+            let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            let keep = try await startNode("keeper", client: client, configuration: configuration)
+            let doomed = try await startNode("doomed", client: client, configuration: configuration)
+            let expected = try await populate([keep, doomed], count: 600)
+            let primaries = try await client.primaryClients()
+            #expect(primaries.count == 3)
+            for primary in primaries {
+                #expect(try await primary.send("DBSIZE").int ?? 0 > 100, "\(primary.configuration.endpoint) holds few keys")
+            }
+            #expect(try await complete(registry, expected))
+
+            await doomed.crash()
+            let info = try #require(try await registry.node("doomed"))
+            try await waitUntilRedisTime(client, passes: Int(info.expiresAt.timeIntervalSince1970 * 1000))
+            let report = try await Sweeper(client: client, configuration: configuration).sweep()
+            #expect(report.nodes.map(\.nodeID) == ["doomed"])
+            #expect(report.sockets == 600)
+            let left = try await allKeys(client)
+            #expect(!left.contains { $0.contains("doomed") })
+            #expect(try await registry.sockets(ofUser: "user1").allSatisfy { $0.nodeID == "keeper" })
+            #expect(try await complete(registry, expected.filter { $0.value == "keeper" }))
+            try await keep.stop()
+        }
+    }
+
+    @Test("SIGKILL of the registry's primary: its replica takes over, queries answer right or 503 meanwhile, the registry is complete within two heartbeats of ok")
+    func primaryFailover() async throws {
+        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 1)
+        defer { cluster.stop() }
+        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+            var nodes: [RunningNode] = []
+            for n in 0..<3 { nodes.append(try await startNode("fo-\(n)", client: client, configuration: clusterConfiguration)) }
+            let expected = try await populate(nodes, count: 1_000)
+            #expect(try await complete(registry, expected))
+            // Every replica has every write before the kill: what is lost then is only availability.
+            for primary in try await client.primaryClients() {
+                _ = try await primary.send("WAIT", "1", "5000")
+            }
+            let victim = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
+
+            // Readers meanwhile: an answer is right, or a RedisError (the API's 503); never a wrong
+            // "not alive", never another error.
+            let sample = Array(expected.keys.sorted().prefix(300))
+            let stop = Mutex(false)
+            let reader = Task { () -> (right: Int, unavailable: Int, wrong: [String], other: [String]) in
+                var tally = (right: 0, unavailable: 0, wrong: [String](), other: [String]())
+                while !stop.withLock({ $0 }) {
+                    do {
+                        let sockets = try await registry.sockets(sample)
+                        for (id, socket) in zip(sample, sockets) where socket?.nodeID != expected[id] { tally.wrong.append(id) }
+                        tally.right += 1
+                    } catch is RedisError {
+                        tally.unavailable += 1
+                    } catch {
+                        tally.other.append("\(error)")
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return tally
+            }
+            try cluster.kill(port: victim)
+            let promoted = try await cluster.waitForFailover(of: victim)
+            let ok = ContinuousClock.now
+            #expect(promoted != victim)
+            let (settled, slack) = try await measuringSchedulingSlack {
+                try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
+            }
+            stop.withLock { $0 = true }
+            let tally = await reader.value
+            let back = ContinuousClock.now - ok
+            print("failover: \(tally.right) right answers, \(tally.unavailable) unavailable, complete \(settled) after ok (slack \(slack))")
+            #expect(tally.wrong.isEmpty, "wrong answers for \(tally.wrong.prefix(5))")
+            #expect(tally.other.isEmpty, "\(tally.other.prefix(3))")
+            #expect(tally.right > 0)
+            #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2 + .seconds(1))
+            for running in nodes { try await running.stop() }
+        }
+    }
+
+    @Test("a live reshard of 1,000 slots while nodes report and clients look up: no error reaches a caller, no reply crosses, the registry stays exact")
+    func liveReshard() async throws {
+        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)
+        defer { cluster.stop() }
+        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+            var nodes: [RunningNode] = []
+            for n in 0..<3 { nodes.append(try await startNode("rs-\(n)", client: client, configuration: clusterConfiguration)) }
+            var expected = try await populate(nodes, count: 1_000)
+            let primaries = try cluster.primaries()
+            let stop = Mutex(false)
+            // Lookups throughout: every answer is the socket asked for, on its node.
+            let sample = Array(expected.keys.sorted().prefix(500))
+            let frozen = expected
+            let reader = Task { () -> (answers: Int, problems: [String]) in
+                var answers = 0
+                var problems: [String] = []
+                while !stop.withLock({ $0 }) {
+                    do {
+                        let sockets = try await registry.sockets(sample)
+                        for (id, socket) in zip(sample, sockets) where socket?.socketID != id || socket?.nodeID != frozen[id] {
+                            problems.append("\(id) read as \(socket.map { "\($0.socketID)@\($0.nodeID)" } ?? "nil")")
+                        }
+                        answers += 1
+                    } catch {
+                        problems.append("lookup failed: \(error)")
+                    }
+                }
+                return (answers, problems)
+            }
+            // Churn throughout: new sockets and disconnects on every node.
+            let churn = Task { () -> [String: String?] in
+                var changes: [String: String?] = [:]
+                var round = 0
+                while !stop.withLock({ $0 }) {
+                    for running in nodes {
+                        let id = running.node.nodeID
+                        try running.node.connected(socketID: "\(id)-new\(round)", userID: "late\(round % 11)")
+                        changes["\(id)-new\(round)"] = id
+                        _ = try running.node.disconnected(socketID: "\(id)-s\(500 + round)")
+                        changes["\(id)-s\(500 + round)"] = String?.none
+                        try await running.node.flush()
+                    }
+                    round += 1
+                }
+                return changes
+            }
+            try await cluster.reshard(slots: 1_000, from: primaries[0], to: primaries[1])
+            stop.withLock { $0 = true }
+            let (answers, problems) = await reader.value
+            let changes = try await churn.value
+            #expect(problems.isEmpty, "\(problems.prefix(5))")
+            #expect(answers > 0)
+            for (id, node) in changes { expected[id] = node }
+            for running in nodes { try await running.node.flush() }
+            #expect(try await complete(registry, expected.compactMapValues { $0 }))
+            let gone = expected.filter { $0.value == nil }.map(\.key)
+            #expect(try await registry.sockets(gone).allSatisfy { $0 == nil })
+            for running in nodes {
+                let id = running.node.nodeID
+                #expect(try await client.send("SCARD", clusterConfiguration.keys.nodeSockets(id)).int == expected.filter { $0.value == id }.count)
+            }
+            print("reshard: \(answers) lookups of \(sample.count) sockets answered, \(changes.count) changes written meanwhile")
+            for running in nodes { try await running.stop() }
+        }
+    }
+
+    @Test("partial availability: with one shard down, sockets on the other shards still answer; the others answer unavailable, never dead")
+    func partialAvailability() async throws {
+        // Without full coverage required, the other shards keep serving (operations.md).
+        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0, extraArguments: ["--cluster-require-full-coverage", "no"])
+        defer { cluster.stop() }
+        var configuration = try RedisConfiguration(url: cluster.seedURL)
+        configuration.connectTimeout = .milliseconds(300)
+        configuration.commandTimeout = .seconds(1)
+        try await withClient(configuration) { client in
+            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+            let running = try await startNode("partial", client: client, configuration: clusterConfiguration)
+            let expected = try await populate([running], count: 1_500)
+            let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
+            let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
+            let lost = Set(try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.socket($0))) == victim })
+            #expect(!lost.isEmpty && lost.count < expected.count)
+            try cluster.kill(port: victim)
+            // Wait for the cluster to notice (node timeout), then read one socket at a time.
+            try await eventually("the survivors to mark the shard failed") {
+                try cluster.primaries().contains(victim) == false
+            }
+            var answered = 0
+            var unavailable = 0
+            for id in expected.keys.sorted().prefix(300) {
+                do {
+                    let socket = try await registry.socket(id)
+                    #expect(!lost.contains(id), "\(id) on the dead shard answered \(String(describing: socket))")
+                    #expect(socket?.nodeID == "partial", "\(id) read as \(String(describing: socket))")
+                    answered += 1
+                } catch let error as RedisError {
+                    #expect(lost.contains(id), "\(id) on a live shard failed: \(error)")
+                    #expect(error.isConnectivity, "\(error)")
+                    unavailable += 1
+                }
+            }
+            print("partial availability: \(answered) answered, \(unavailable) unavailable (their shard is down)")
+            #expect(answered > 0 && unavailable > 0)
+            await running.crash()
+        }
+    }
+}
