@@ -12,8 +12,9 @@ let package = Package(
     products: [
         .library(name: "Presence", targets: ["Presence"]),
         .executable(name: "presence", targets: ["PresenceAPI"]),
-        // Child processes that are never signalled once reaped, and a private redis-server: for
-        // tools and tests (the example node's tests use it), not part of the Presence library.
+        // Child processes that are never signalled once reaped, a private redis-server and a local
+        // Redis Cluster: for tools and tests (the example node's tests use it), not part of the
+        // Presence library.
         .library(name: "PresenceEmbedded", targets: ["PresenceEmbedded"]),
     ],
     dependencies: [
@@ -41,7 +42,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Child processes and the embedded redis-server behind `presence serve` without --redis,
-        // also used by the tests to start their own servers. Kept out of the `Presence` library
+        // also used by the tests to start their own servers, and LocalRedisCluster (a Redis
+        // Cluster of local redis-servers driven by redis-cli, for tests, the demo and tools). Kept out of the `Presence` library
         // product, which holds only what an embedding server needs.
         .target(
             name: "PresenceEmbedded",

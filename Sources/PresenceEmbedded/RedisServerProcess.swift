@@ -34,18 +34,17 @@ public final class RedisServerProcess: Sendable {
     /// - Throws: ``LaunchError`` with its output when it exits before being ready.
     public static func launch(_ arguments: [String], readyMarker: String = "eady to accept connections") async throws -> RedisServerProcess {
         let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))") }
+        let output = try Spawn.outputPipe()
         let child: SpawnedProcess
         do {
-            child = try Spawn.process(argv, output: .pipe(read: fds[0], write: fds[1]))
+            child = try Spawn.process(argv, output: .pipe(read: output.read, write: output.write))
         } catch {
-            close(fds[0])
-            close(fds[1])
+            close(output.read)
+            close(output.write)
             throw error
         }
-        close(fds[1])
-        let (ready, log) = await waitForReady(fds[0], marker: readyMarker)
+        close(output.write)
+        let (ready, log) = await waitForReady(output.read, marker: readyMarker)
         let process = RedisServerProcess(process: child, startupLog: log)
         guard ready else {
             process.stop()

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Starts child processes the way presence needs: with a clean signal mask (threads of the
 /// concurrency pool block most signals and a child inherits that mask, so it would ignore
@@ -10,6 +11,27 @@ public enum Spawn {
         case pipe(read: Int32, write: Int32)
         /// A file, created or truncated.
         case file(String)
+    }
+
+    /// Held while a child is spawned and while a new pipe is made close-on-exec, so that no child
+    /// started by another thread inherits a pipe in between (Glibc's overlay has no `pipe2`). A
+    /// child holding another child's write end would keep that pipe open: its reader would never
+    /// see the end of the output (a redis-server exiting before ready, a finished redis-cli).
+    private static let lock = Mutex(())
+
+    /// A pipe for ``Output/pipe(read:write:)``, both ends close-on-exec: only the child it is given
+    /// to gets the write end (as its stdout and stderr), no other child started meanwhile.
+    /// - Throws: ``RedisServerProcess/LaunchError`` when `pipe()` fails.
+    public static func outputPipe() throws -> (read: Int32, write: Int32) {
+        try lock.withLock { _ in
+            var fds: [Int32] = [0, 0]
+            guard Glibc.pipe(&fds) == 0 else {
+                throw RedisServerProcess.LaunchError(description: "pipe() failed: \(String(cString: strerror(errno)))")
+            }
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+            return (fds[0], fds[1])
+        }
     }
 
     /// Starts `arguments[0]` (an absolute path) with `arguments`.
@@ -44,14 +66,14 @@ public enum Spawn {
         let cEnvironment = environment.map { $0.map { strdup("\($0)=\($1)") } + [nil] }
         defer { for entry in cEnvironment ?? [] { free(entry) } }
         var child: pid_t = 0
-        let result = cArguments.withUnsafeBufferPointer { argv in
+        let result = lock.withLock { _ in cArguments.withUnsafeBufferPointer { argv in
             if let cEnvironment {
                 return cEnvironment.withUnsafeBufferPointer { envp in
                     posix_spawn(&child, arguments[0], &actions, &attributes, argv.baseAddress!, envp.baseAddress!)
                 }
             }
             return posix_spawn(&child, arguments[0], &actions, &attributes, argv.baseAddress!, environ)
-        }
+        } }
         guard result == 0 else {
             throw RedisServerProcess.LaunchError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
         }
