@@ -87,10 +87,10 @@ struct ClusterTests {
             // Readers meanwhile: an answer is right, or a RedisError (the API's 503); never a wrong
             // "not alive", never another error.
             let sample = Array(expected.keys.sorted().prefix(300))
-            let stop = Mutex(false)
+            let stop = StopFlag()
             let reader = Task { () -> (right: Int, unavailable: Int, wrong: [String], other: [String]) in
                 var tally = (right: 0, unavailable: 0, wrong: [String](), other: [String]())
-                while !stop.withLock({ $0 }) {
+                while !stop.isSet {
                     do {
                         let sockets = try await registry.sockets(sample)
                         for (id, socket) in zip(sample, sockets) where socket?.nodeID != expected[id] { tally.wrong.append(id) }
@@ -111,7 +111,7 @@ struct ClusterTests {
             let (settled, slack) = try await measuringSchedulingSlack {
                 try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
             }
-            stop.withLock { $0 = true }
+            stop.set()
             let tally = await reader.value
             let back = ContinuousClock.now - ok
             print("failover: \(tally.right) right answers, \(tally.unavailable) unavailable, complete \(settled) after ok (slack \(slack))")
@@ -133,14 +133,15 @@ struct ClusterTests {
             for n in 0..<3 { nodes.append(try await startNode("rs-\(n)", client: client, configuration: clusterConfiguration)) }
             var expected = try await populate(nodes, count: 1_000)
             let primaries = try cluster.primaries()
-            let stop = Mutex(false)
-            // Lookups throughout: every answer is the socket asked for, on its node.
-            let sample = Array(expected.keys.sorted().prefix(500))
+            let stop = StopFlag()
+            // Lookups throughout of sockets the churn leaves alone (it disconnects s500 and up):
+            // every answer is the socket asked for, on its node.
+            let sample = nodes.flatMap { running in (0..<200).map { "\(running.node.nodeID)-s\($0)" } }
             let frozen = expected
             let reader = Task { () -> (answers: Int, problems: [String]) in
                 var answers = 0
                 var problems: [String] = []
-                while !stop.withLock({ $0 }) {
+                while !stop.isSet {
                     do {
                         let sockets = try await registry.sockets(sample)
                         for (id, socket) in zip(sample, sockets) where socket?.socketID != id || socket?.nodeID != frozen[id] {
@@ -157,7 +158,7 @@ struct ClusterTests {
             let churn = Task { () -> [String: String?] in
                 var changes: [String: String?] = [:]
                 var round = 0
-                while !stop.withLock({ $0 }) {
+                while !stop.isSet {
                     for running in nodes {
                         let id = running.node.nodeID
                         try running.node.connected(socketID: "\(id)-new\(round)", userID: "late\(round % 11)")
@@ -171,11 +172,12 @@ struct ClusterTests {
                 return changes
             }
             try await cluster.reshard(slots: 1_000, from: primaries[0], to: primaries[1])
-            stop.withLock { $0 = true }
+            stop.set()
             let (answers, problems) = await reader.value
             let changes = try await churn.value
             #expect(problems.isEmpty, "\(problems.prefix(5))")
             #expect(answers > 0)
+            #expect(client.metrics.redirectCount > 0, "the reshard never redirected a command: nothing was tested")
             for (id, node) in changes { expected[id] = node }
             for running in nodes { try await running.node.flush() }
             #expect(try await complete(registry, expected.compactMapValues { $0 }))
@@ -185,7 +187,7 @@ struct ClusterTests {
                 let id = running.node.nodeID
                 #expect(try await client.send("SCARD", clusterConfiguration.keys.nodeSockets(id)).int == expected.filter { $0.value == id }.count)
             }
-            print("reshard: \(answers) lookups of \(sample.count) sockets answered, \(changes.count) changes written meanwhile")
+            print("reshard: \(client.metrics.redirectCount) redirects followed, \(answers) lookups of \(sample.count) sockets answered, \(changes.count) changes written meanwhile")
             for running in nodes { try await running.stop() }
         }
     }
@@ -230,4 +232,11 @@ struct ClusterTests {
             await running.crash()
         }
     }
+}
+
+/// A flag a test raises to stop its background tasks.
+private final class StopFlag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    var isSet: Bool { raised.load(ordering: .relaxed) }
+    func set() { raised.store(true, ordering: .relaxed) }
 }

@@ -6,6 +6,7 @@ public final class RedisClientMetrics: Sendable {
     private let commands = Atomic<Int>(0)
     private let errors = Atomic<Int>(0)
     private let connectedFlag = Atomic<Bool>(false)
+    private let redirects = Atomic<Int>(0)
 
     init() {}
 
@@ -17,6 +18,11 @@ public final class RedisClientMetrics: Sendable {
     public var errorCount: Int { errors.load(ordering: .relaxed) }
     /// Whether a connection to Redis is currently established.
     public var isConnected: Bool { connectedFlag.load(ordering: .relaxed) }
+
+    /// Redis Cluster: commands sent again elsewhere after `MOVED` or `ASK`.
+    public var redirectCount: Int { redirects.load(ordering: .relaxed) }
+
+    func recordRedirect() { redirects.add(1, ordering: .relaxed) }
 
     func recordRoundTrip(commands count: Int) {
         roundTrips.add(1, ordering: .relaxed)

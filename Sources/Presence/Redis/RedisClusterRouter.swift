@@ -146,8 +146,9 @@ final class RedisClusterRouter: Sendable {
                         case .done, .doneAndRefresh:
                             for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
                             continue
-                        case .redirect: break
+                        case .redirect: metrics.recordRedirect()
                         case .ask(let target):
+                            metrics.recordRedirect()
                             if transaction { pause = true } else { again.ask = target }
                         case .retryAfterPause: pause = true
                         case .retryAfterRefresh: refreshNeeded = true
