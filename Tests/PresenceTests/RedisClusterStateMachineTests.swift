@@ -140,6 +140,23 @@ struct RedisClusterStateMachineTests {
         #expect(target(machine.route(RedisCommand("HSET", "c", "f", "v"))) == b)
     }
 
+    @Test("a transaction goes where its first key is, to the primary unless every command only reads")
+    func routesTransactions() throws {
+        func lead(_ commands: RedisCommand...) -> RedisCommand { Machine.routingCommand(ofTransaction: commands) }
+        let replicas = try machine(readFrom: .replicas, replicaChoice: 1)
+        // A keyless command first: the key after it decides (not the first primary, A).
+        #expect(target(replicas.route(lead(RedisCommand("TIME"), RedisCommand("HGET", "c", "f")))) == b2)
+        #expect(target(replicas.route(lead(RedisCommand("PING"), RedisCommand("HSET", "c", "f", "v")))) == b)
+        // A read first, then a write: the primary (a replica would refuse the write).
+        #expect(target(replicas.route(lead(RedisCommand("HGET", "c", "f"), RedisCommand("HSET", "c", "f", "v")))) == b)
+        #expect(target(replicas.route(lead(RedisCommand("HGET", "c", "f"), RedisCommand("HLEN", "c")))) == b2)
+        #expect(target(replicas.route(lead(RedisCommand("HSET", "foo", "f", "v")))) == c)
+        #expect(target(replicas.route(lead(RedisCommand("TIME").routed(by: "hello"), RedisCommand("HGET", "c", "f")))) == a1)
+        #expect(target(replicas.route(lead(RedisCommand("TIME")))) == a, "keyless: the first primary")
+        let primaries = try machine(readFrom: .primaries)
+        #expect(target(primaries.route(lead(RedisCommand("TIME"), RedisCommand("HGET", "c", "f")))) == b)
+    }
+
     @Test("no topology yet, or a slot no shard serves: the route fails with a clear unavailable error")
     func unroutable() throws {
         let fresh = Machine(configuration: .init(seeds: [seed]), replicaChoice: 0)

@@ -76,6 +76,15 @@ struct RedisClusterStateMachine {
         return .node(shard.primary, asking: false)
     }
 
+    /// The command a transaction is routed by: the slot of its first key (keyless commands such as
+    /// `TIME` may come first), to the primary unless every command only reads (a replica would
+    /// refuse the writes).
+    static func routingCommand(ofTransaction commands: [RedisCommand]) -> RedisCommand {
+        let lead = commands.first { !$0.isReadOnly } ?? commands[0]
+        guard let key = commands.lazy.compactMap(\.routingKeyOrFirst).first else { return lead }
+        return lead.routed(by: key)
+    }
+
     /// The primary serving `key`'s slot, for grouping work by node.
     func primary(of key: String) -> Endpoint? {
         topology?.shard(ofSlot: RedisKeySlot.slot(key))?.primary
