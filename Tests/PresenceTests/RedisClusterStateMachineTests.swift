@@ -205,18 +205,20 @@ struct RedisClusterStateMachineTests {
         #expect(machine.refreshDue(now: t0 + .milliseconds(100)))
     }
 
-    @Test("MOVED to an unknown node leaves the map and asks for a refresh")
+    @Test("MOVED to an unknown node leaves the map and retries once the topology is asked again")
     func movedToUnknownNode() throws {
         var machine = try machine()
         let before = machine.topology
         let verdict = machine.verdict(for: serverError("MOVED 7365 10.0.0.99:7000"), from: b)
-        #expect(verdict == .redirect)
+        // Not .redirect: the map still names B, which just refused the command.
+        #expect(verdict == .retryAfterRefresh)
+        #expect(target(machine.route(RedisCommand("HGET", "c", "f"))) == b)
         #expect(machine.topology == before)
         #expect(machine.refreshRequested)
         // A replica is no primary either (it may just have been promoted: a refresh learns it).
         var other = try self.machine()
         let otherVerdict = other.verdict(for: serverError("MOVED 7365 10.0.0.21:7000"), from: b)
-        #expect(otherVerdict == .redirect)
+        #expect(otherVerdict == .retryAfterRefresh)
         #expect(other.topology == before)
         #expect(other.refreshRequested)
     }

@@ -28,8 +28,8 @@ struct RedisClusterStateMachine {
         case ask(Endpoint)
         /// Send it again after a pause (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`).
         case retryAfterPause
-        /// Send it again once the topology has been asked again (the node was unreachable or is
-        /// no longer a primary; the command was not sent).
+        /// Send it again once the topology has been asked again (the node was unreachable, is no
+        /// longer a primary, or `MOVED` named a node the map does not know; the command did not run).
         case retryAfterRefresh
     }
 
@@ -100,10 +100,12 @@ struct RedisClusterStateMachine {
             let message = error.message
             if message.hasPrefix("MOVED ") {
                 guard let (slot, target) = Self.redirect(message, from: endpoint) else { return .done }
-                if topology?.moved(slot: slot, to: target) != true { refreshRequested = true }
                 // Several slots may have moved at once (a reshard, a failover): learn them all.
                 refreshRequested = true
-                return .redirect
+                // A target the map does not know as a primary (a promoted replica, a new node): the
+                // map still names the node that refused, so wait for the refresh rather than send
+                // it there again at once.
+                return topology?.moved(slot: slot, to: target) == true ? .redirect : .retryAfterRefresh
             }
             if message.hasPrefix("ASK ") {
                 guard let (_, target) = Self.redirect(message, from: endpoint) else { return .done }
