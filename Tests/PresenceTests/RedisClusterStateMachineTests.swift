@@ -398,7 +398,7 @@ struct RedisClusterStateMachineTests {
         #expect(fresh.lastRefresh == t0 + .milliseconds(100))
     }
 
-    @Test("a failed refresh keeps the map and is tried again after the spacing; with no map yet, at once")
+    @Test("a failed refresh keeps the map and is tried again after the spacing, a map known or not")
     func refreshAfterFailure() throws {
         var machine = try machine()
         let before = machine.topology
@@ -410,8 +410,11 @@ struct RedisClusterStateMachineTests {
         #expect(machine.refreshDue(now: t0 + .seconds(1) + .milliseconds(100)))
 
         var fresh = Machine(configuration: .init(seeds: [seed]), replicaChoice: 0)
-        fresh.refreshFailed(now: t0)
         #expect(fresh.refreshDue(now: t0))
+        fresh.refreshFailed(now: t0)
+        #expect(fresh.topology == nil)
+        #expect(!fresh.refreshDue(now: t0 + .milliseconds(99)))
+        #expect(fresh.refreshDue(now: t0 + .milliseconds(100)))
     }
 
     @Test("a topology with uncovered slots keeps asking for a refresh, spaced; a full one stops it")

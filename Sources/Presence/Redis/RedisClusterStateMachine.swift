@@ -146,9 +146,11 @@ struct RedisClusterStateMachine {
 
     /// Whether the topology should be asked for now: first use, something forced it (and the
     /// last refresh is at least ``minimumRefreshSpacing`` ago), or the periodic refresh is due.
+    /// A failed refresh is tried again after the spacing, a topology known or not: while no node
+    /// answers, calls fail fast instead of each waiting for every seed's connect timeout.
     func refreshDue(now: Instant) -> Bool {
-        guard let lastRefresh, topology != nil else { return true }
-        if refreshRequested { return now - lastRefresh >= Self.minimumRefreshSpacing }
+        guard let lastRefresh else { return true }
+        if refreshRequested || topology == nil { return now - lastRefresh >= Self.minimumRefreshSpacing }
         return now - lastRefresh >= refreshInterval
     }
 
