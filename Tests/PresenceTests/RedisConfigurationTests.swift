@@ -42,6 +42,67 @@ struct RedisConfigurationTests {
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis-sentinel:///m") }
     }
 
+    @Test("redis-cluster:// with seed nodes: the first is the endpoint; primaries by default")
+    func clusterURL() throws {
+        let configuration = try RedisConfiguration(url: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001")
+        let cluster = try #require(configuration.cluster)
+        #expect(cluster.seeds == [.tcp(host: "127.0.0.1", port: 7000), .tcp(host: "127.0.0.1", port: 7001)])
+        #expect(cluster.readFrom == .primaries)
+        #expect(cluster.refreshInterval == .seconds(10))
+        #expect(cluster.maximumAttempts == 6)
+        #expect(configuration.endpoint == .tcp(host: "127.0.0.1", port: 7000))
+        #expect(configuration.username == nil && configuration.password == nil)
+        #expect(configuration.database == 0)
+        #expect(configuration.sentinel == nil)
+    }
+
+    @Test("redis-cluster:// with user:password (used for every node) and read-from")
+    func clusterURLCredentials() throws {
+        let configuration = try RedisConfiguration(url: "redis-cluster://alice:s%40cret@h1:7000,h2:7001?read-from=replicas")
+        let cluster = try #require(configuration.cluster)
+        #expect(cluster.seeds == [.tcp(host: "h1", port: 7000), .tcp(host: "h2", port: 7001)])
+        #expect(cluster.readFrom == .replicas)
+        #expect(configuration.username == "alice")
+        #expect(configuration.password == "s@cret")
+        let passwordOnly = try RedisConfiguration(url: "redis-cluster://pw@h1:7000?read-from=primaries")
+        #expect(passwordOnly.username == nil && passwordOnly.password == "pw")
+        #expect(passwordOnly.cluster?.readFrom == .primaries)
+        #expect(passwordOnly.cluster?.seeds == [.tcp(host: "h1", port: 7000)])
+    }
+
+    @Test("redis-cluster:// seeds: port 6379 when missing, IPv6 in brackets")
+    func clusterURLSeeds() throws {
+        let configuration = try RedisConfiguration(url: "redis-cluster://h1,[::1]:7002,[fe80::2],h4:7004")
+        #expect(configuration.cluster?.seeds == [
+            .tcp(host: "h1", port: 6379), .tcp(host: "::1", port: 7002), .tcp(host: "fe80::2", port: 6379), .tcp(host: "h4", port: 7004),
+        ])
+        #expect(configuration.endpoint == .tcp(host: "h1", port: 6379))
+    }
+
+    @Test("redis-cluster:// refuses a bad parameter, an empty seed, a database and bad seeds", arguments: [
+        "redis-cluster://h1:7000?read-from=anywhere", "redis-cluster://h1:7000?db=1", "redis-cluster://h1:7000?read-from",
+        "redis-cluster://h1:7000,,h2:7001", "redis-cluster://h1:7000,", "redis-cluster://", "redis-cluster://u:p@",
+        "redis-cluster://h1:7000/0", "redis-cluster://h1:7000/", "redis-cluster://h1:7000,h2:7001/1?read-from=replicas",
+        "redis-cluster://h1:0", "redis-cluster://h1:7000,h2:port", "redis-cluster://[::1:7000",
+    ])
+    func malformedClusterURL(url: String) {
+        let error = #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains("invalid Redis URL") == true)
+    }
+
+    @Test("a refused redis-cluster:// URL names the problem and hides the password")
+    func clusterURLReasons() {
+        func message(_ url: String) -> String {
+            do { _ = try RedisConfiguration(url: url) } catch let error as RedisError { return error.message } catch { return "\(error)" }
+            return ""
+        }
+        #expect(message("redis-cluster://h1:7000?read-from=anywhere").contains("read-from=primaries|replicas"))
+        #expect(message("redis-cluster://h1:7000,,h2:7001").contains("an empty seed node"))
+        #expect(message("redis-cluster://h1:7000/0").contains("no /db"))
+        #expect(!message("redis-cluster://u:secret@h1:7000/0").contains("secret"))
+    }
+
     @Test("malformed URLs are refused with a reason", arguments: [
         "http://localhost", "redis://", "redis://host:0", "redis://host:99999", "redis://host/x",
         "redis://host:port", "unix://relative.sock", "unix:///a.sock?db=x", "redis://[::1", "redis://u:%zz@host",

@@ -93,6 +93,7 @@ final class RedisClusterRouter: Sendable {
         } else {
             units = commands.indices.map { [$0] }
         }
+        let transactionLead = transaction ? RedisClusterStateMachine.routingCommand(ofTransaction: commands) : nil
         var results = [Result<RedisValue, RedisError>?](repeating: nil, count: commands.count)
         var pending = units.map { Pending(positions: $0, attempts: 0, ask: nil) }
         while !pending.isEmpty {
@@ -107,7 +108,7 @@ final class RedisClusterRouter: Sendable {
             state.withLock { state in
                 for unit in pending {
                     let route = unit.ask.map { RedisClusterStateMachine.Route.node($0, asking: true) }
-                        ?? state.machine.route(commands[unit.positions[0]])
+                        ?? state.machine.route(transactionLead ?? commands[unit.positions[0]])
                     switch route {
                     case .fail(let error):
                         for position in unit.positions { results[position] = .failure(error) }

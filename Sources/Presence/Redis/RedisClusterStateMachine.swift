@@ -28,8 +28,8 @@ struct RedisClusterStateMachine {
         case ask(Endpoint)
         /// Send it again after a pause (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`).
         case retryAfterPause
-        /// Send it again once the topology has been asked again (the node was unreachable or is
-        /// no longer a primary; the command was not sent).
+        /// Send it again once the topology has been asked again (the node was unreachable, is no
+        /// longer a primary, or `MOVED` named a node the map does not know; the command did not run).
         case retryAfterRefresh
     }
 
@@ -76,6 +76,15 @@ struct RedisClusterStateMachine {
         return .node(shard.primary, asking: false)
     }
 
+    /// The command a transaction is routed by: the slot of its first key (keyless commands such as
+    /// `TIME` may come first), to the primary unless every command only reads (a replica would
+    /// refuse the writes).
+    static func routingCommand(ofTransaction commands: [RedisCommand]) -> RedisCommand {
+        let lead = commands.first { !$0.isReadOnly } ?? commands[0]
+        guard let key = commands.lazy.compactMap(\.routingKeyOrFirst).first else { return lead }
+        return lead.routed(by: key)
+    }
+
     /// The primary serving `key`'s slot, for grouping work by node.
     func primary(of key: String) -> Endpoint? {
         topology?.shard(ofSlot: RedisKeySlot.slot(key))?.primary
@@ -91,10 +100,12 @@ struct RedisClusterStateMachine {
             let message = error.message
             if message.hasPrefix("MOVED ") {
                 guard let (slot, target) = Self.redirect(message, from: endpoint) else { return .done }
-                if topology?.moved(slot: slot, to: target) != true { refreshRequested = true }
                 // Several slots may have moved at once (a reshard, a failover): learn them all.
                 refreshRequested = true
-                return .redirect
+                // A target the map does not know as a primary (a promoted replica, a new node): the
+                // map still names the node that refused, so wait for the refresh rather than send
+                // it there again at once.
+                return topology?.moved(slot: slot, to: target) == true ? .redirect : .retryAfterRefresh
             }
             if message.hasPrefix("ASK ") {
                 guard let (_, target) = Self.redirect(message, from: endpoint) else { return .done }
@@ -135,9 +146,11 @@ struct RedisClusterStateMachine {
 
     /// Whether the topology should be asked for now: first use, something forced it (and the
     /// last refresh is at least ``minimumRefreshSpacing`` ago), or the periodic refresh is due.
+    /// A failed refresh is tried again after the spacing, a topology known or not: while no node
+    /// answers, calls fail fast instead of each waiting for every seed's connect timeout.
     func refreshDue(now: Instant) -> Bool {
-        guard let lastRefresh, topology != nil else { return true }
-        if refreshRequested { return now - lastRefresh >= Self.minimumRefreshSpacing }
+        guard let lastRefresh else { return true }
+        if refreshRequested || topology == nil { return now - lastRefresh >= Self.minimumRefreshSpacing }
         return now - lastRefresh >= refreshInterval
     }
 
