@@ -121,7 +121,7 @@ public enum PresenceScripts {
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
         local owner = '\\31' .. incarnation .. '\\31' .. node
         local expiry
-        local touched, refreshed, superseded = {}, {}, {}
+        local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
         local i, k = 4, 0
         local count = #ARGV
@@ -139,6 +139,7 @@ public enum PresenceScripts {
                 local holder = previous[1]
                 if previous.err then
                     result = previous
+                    unserved[key] = previous
                 elseif holder and holder ~= node and tonumber(previous[3] or '0') > tonumber(b) then
                     result = -1
                     superseded[key] = true
@@ -167,7 +168,9 @@ public enum PresenceScripts {
             elseif code == 'a' then
                 local a, b = ARGV[i + 2], ARGV[i + 3]
                 i = i + 4
-                if superseded[b] then
+                if unserved[b] then
+                    result = unserved[b]  -- sent again after its connect, by the caller
+                elseif superseded[b] then
                     result = 0
                 else
                     expiry = expiry or ms(now + ttl) .. owner

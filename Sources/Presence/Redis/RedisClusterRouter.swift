@@ -24,6 +24,8 @@ final class RedisClusterRouter: Sendable {
         var clients: [NodeKey: RedisClient] = [:]
         var phase = Phase.idle
         var refresh: Task<Void, Never>?
+        /// A refresh was forced while one ran: run another after it.
+        var refreshAgain = false
     }
 
     private let configuration: RedisConfiguration
@@ -61,7 +63,7 @@ final class RedisClusterRouter: Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: cluster.refreshInterval)
                         if Task.isCancelled { break }
-                        await refresh(force: false)
+                        await refresh(force: false, wait: true)
                     }
                 }
                 for await client in started {
@@ -97,7 +99,8 @@ final class RedisClusterRouter: Sendable {
         var results = [Result<RedisValue, RedisError>?](repeating: nil, count: commands.count)
         var pending = units.map { Pending(positions: $0, attempts: 0, ask: nil) }
         while !pending.isEmpty {
-            await refresh(force: false)
+            // Only a client with no map waits for a refresh here; a due periodic one runs beside.
+            await refresh(force: false, wait: state.withLock { $0.machine.topology == nil })
             if Task.isCancelled {
                 let error = RedisError(.cancelled, "the call was cancelled before Redis answered it")
                 for unit in pending { for position in unit.positions { results[position] = .failure(error) } }
@@ -105,13 +108,20 @@ final class RedisClusterRouter: Sendable {
             }
             // Route every pending unit; group by node.
             var byNode: [NodeKey: [Pending]] = [:]
+            var unroutable: [Pending] = []
             state.withLock { state in
                 for unit in pending {
                     let route = unit.ask.map { RedisClusterStateMachine.Route.node($0, asking: true) }
                         ?? state.machine.route(transactionLead ?? commands[unit.positions[0]])
                     switch route {
                     case .fail(let error):
-                        for position in unit.positions { results[position] = .failure(error) }
+                        // No node serves the slot: ask the cluster once more (the map may be older
+                        // than a promotion), then answer unavailable rather than wait out a failover.
+                        if state.machine.topology != nil, unit.attempts == 0, state.machine.mayRetry(attempts: 1) {
+                            unroutable.append(Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil))
+                        } else {
+                            for position in unit.positions { results[position] = .failure(error) }
+                        }
                     case .node(let endpoint, _):
                         let replica = state.machine.topology?.shards.contains { $0.replicas.contains(endpoint) } ?? false
                         byNode[NodeKey(endpoint: endpoint, replica: replica && unit.ask == nil), default: []].append(unit)
@@ -133,10 +143,10 @@ final class RedisClusterRouter: Sendable {
                 return all
             }
             // Judge the replies.
-            var next: [Pending] = []
+            var next = unroutable
             var pause = false
-            var refreshNeeded = false
-            var attempt = 0
+            var refreshNeeded = !unroutable.isEmpty
+            var attempt = unroutable.map(\.attempts).max() ?? 0
             state.withLock { state in
                 for (key, units, replies) in answered {
                     for (unit, unitReplies) in zip(units, replies) {
@@ -173,7 +183,7 @@ final class RedisClusterRouter: Sendable {
             }
             pending = next
             if pending.isEmpty { break }
-            if refreshNeeded { await refresh(force: true) }
+            if refreshNeeded { await refresh(force: true, wait: true) }
             if pause || refreshNeeded {
                 try? await Task.sleep(for: RedisClusterStateMachine.pause(attempt: attempt, jitter: Double.random(in: 0.5...1)))
             }
@@ -222,14 +232,14 @@ final class RedisClusterRouter: Sendable {
     /// The primary serving each key's slot (refreshing the topology first when it is due); `nil`
     /// for a key no primary serves.
     func primaries(of keys: [String]) async -> [Endpoint?] {
-        if await waitUntilRunning() == nil { await refresh(force: false) }
+        if await waitUntilRunning() == nil { await refresh(force: false, wait: state.withLock { $0.machine.topology == nil }) }
         return state.withLock { state in keys.map { state.machine.primary(of: $0) } }
     }
 
     /// A client for each primary serving slots (for commands that must visit every node, such as `SCAN`).
     func primaryClients() async throws -> [RedisClient] {
         if let error = await waitUntilRunning() { throw error }
-        await refresh(force: false)
+        await refresh(force: false, wait: state.withLock { $0.machine.topology == nil })
         let primaries = state.withLock { $0.machine.topology?.primaries ?? [] }
         guard !primaries.isEmpty else { throw RedisError(.unavailable, "the Redis Cluster topology is not known (no node answered CLUSTER SHARDS)") }
         return try primaries.map { endpoint in
@@ -239,40 +249,56 @@ final class RedisClusterRouter: Sendable {
     }
 
     /// Asks the cluster for its topology when due (or now, when `force`, spaced by the state
-    /// machine's minimum). Concurrent callers share one refresh.
-    private func refresh(force: Bool) async {
+    /// machine's minimum), and waits for the answer only when `wait`: a caller whose slot is mapped
+    /// is not held up by a refresh that may have to try several nodes. Concurrent callers share one
+    /// refresh; a refresh forced while one runs is done again after it (the running one may have
+    /// read the cluster before the event that forced it).
+    private func refresh(force: Bool, wait: Bool) async {
         let task = state.withLock { state -> Task<Void, Never>? in
-            if let running = state.refresh { return running }
+            if let running = state.refresh {
+                if force { state.refreshAgain = true }
+                return running
+            }
             if force { state.machine.requestRefresh() }
             guard state.phase == .running, state.machine.refreshDue(now: .now) else { return nil }
             let candidates = state.machine.refreshCandidates(seeds: cluster.seeds)
             let task = Task { [self] in
-                let topology = await Self.ask(candidates, configuration: configuration)
-                self.state.withLock { current in
-                    switch topology {
-                    case .success(let topology):
-                        if topology != current.machine.topology {
-                            logger.info("Redis Cluster topology", metadata: [
-                                "primaries": "\(topology.primaries.map(\.description).joined(separator: ","))",
-                                "uncoveredSlots": "\(topology.uncoveredSlots)"])
+                let answer = await Self.ask(candidates, configuration: configuration)
+                let changed = self.state.withLock { current -> RedisClusterTopology? in
+                    defer {
+                        current.refresh = nil
+                        if current.refreshAgain {
+                            current.refreshAgain = false
+                            current.machine.requestRefresh()
                         }
-                        current.machine.refreshed(topology, now: .now)
-                    case .failure(let error):
-                        logger.warning("Redis Cluster topology refresh failed", metadata: ["error": "\(error.message)"])
-                        current.machine.refreshFailed(now: .now)
                     }
-                    current.refresh = nil
+                    switch answer {
+                    case .success(let (topology, endpoint)):
+                        let changed = topology != current.machine.topology ? topology : nil
+                        current.machine.refreshed(topology, now: .now, answeredBy: endpoint)
+                        return changed
+                    case .failure:
+                        current.machine.refreshFailed(now: .now)
+                        return nil
+                    }
+                }
+                if case .failure(let error) = answer {
+                    logger.warning("Redis Cluster topology refresh failed", metadata: ["error": "\(error.message)"])
+                } else if let changed {
+                    logger.info("Redis Cluster topology", metadata: [
+                        "primaries": "\(changed.primaries.map(\.description).joined(separator: ","))",
+                        "uncoveredSlots": "\(changed.uncoveredSlots)"])
                 }
             }
             state.refresh = task
             return task
         }
-        await task?.value
+        if wait { await task?.value }
     }
 
     /// `CLUSTER SHARDS` from the first candidate that answers, on a connection of its own, made on
     /// a thread of its own (hiredis blocks).
-    private static func ask(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<RedisClusterTopology, RedisError> {
+    private static func ask(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<(RedisClusterTopology, Endpoint), RedisError> {
         await withCheckedContinuation { continuation in
             let thread = Thread {
                 var failures: [String] = []
@@ -294,7 +320,7 @@ final class RedisClusterRouter: Sendable {
                             failures.append("\(candidate): no shard with an online primary")
                             continue
                         }
-                        continuation.resume(returning: .success(topology))
+                        continuation.resume(returning: .success((topology, candidate)))
                         return
                     } catch let error as RedisError {
                         failures.append("\(candidate): \(error.message)")

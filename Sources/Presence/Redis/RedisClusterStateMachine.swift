@@ -45,6 +45,9 @@ struct RedisClusterStateMachine {
     private(set) var topology: RedisClusterTopology?
     private(set) var lastRefresh: Instant?
     private(set) var refreshRequested = true
+    /// The node that answered the last refresh: asked first next time (a dead primary listed first
+    /// would make every refresh wait out its timeout).
+    private(set) var lastAnswered: Endpoint?
 
     init(configuration: RedisConfiguration.Cluster, replicaChoice: Int) {
         readFrom = configuration.readFrom
@@ -154,19 +157,19 @@ struct RedisClusterStateMachine {
         return now - lastRefresh >= refreshInterval
     }
 
-    /// The nodes to ask for the topology, best first: the known primaries, their replicas, then
+    /// The nodes to ask for the topology, best first: the one that answered last, the known primaries, their replicas, then
     /// the seeds (a whole new cluster behind the same seeds is still found).
     func refreshCandidates(seeds: [Endpoint]) -> [Endpoint] {
-        var candidates: [Endpoint] = []
-        for shard in topology?.shards ?? [] { candidates.append(shard.primary) }
-        for shard in topology?.shards ?? [] { candidates.append(contentsOf: shard.replicas) }
-        for seed in seeds where !candidates.contains(seed) { candidates.append(seed) }
+        var candidates: [Endpoint] = lastAnswered.map { [$0] } ?? []
+        let known = (topology?.shards ?? []).map(\.primary) + (topology?.shards ?? []).flatMap(\.replicas)
+        for endpoint in known + seeds where !candidates.contains(endpoint) { candidates.append(endpoint) }
         return candidates
     }
 
     /// A refresh answered.
-    mutating func refreshed(_ topology: RedisClusterTopology, now: Instant) {
+    mutating func refreshed(_ topology: RedisClusterTopology, now: Instant, answeredBy endpoint: Endpoint? = nil) {
         self.topology = topology
+        lastAnswered = endpoint
         lastRefresh = now
         refreshRequested = topology.uncoveredSlots > 0
     }

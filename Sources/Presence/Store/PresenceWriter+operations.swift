@@ -33,24 +33,30 @@ extension PresenceWriter {
             }
         }
         var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: operations.count)
-        let prefixReplies = await send(first, of: operations, groups: groups, header: header, prefix: prefix, into: &results)
+        var prefixReplies: [Result<RedisValue, RedisError>] = []
+        var together = prefix
+        if client.isCluster && !prefix.isEmpty && !operations.isEmpty {
+            // On a cluster the prefix (the set's additions) and the operations go to different
+            // nodes at once: send it first, so that no record is written that the set does not list.
+            prefixReplies = await client.pipeline(prefix)
+            if let error = Self.firstFailure(prefixReplies[...]) { return (prefixReplies, operations.map { _ in .failure(error) }) }
+            together = []
+        }
+        prefixReplies += await send(first, of: operations, groups: groups, header: header, prefix: together, into: &results)
         if !deferred.isEmpty {
-            var due: [Int] = []
-            for index in deferred {
-                switch results[index - 1] {
-                case .failure(let error): results[index] = .failure(error)
-                case .success(let value) where value.int == -1: results[index] = .success(.integer(0))
-                case .success: due.append(index)
-                }
-            }
-            _ = await send(due, of: operations, groups: groups, header: header, prefix: [], into: &results)
+            _ = await send(settle(deferred, &results), of: operations, groups: groups, header: header, prefix: [], into: &results)
         }
         var misrouted = operations.indices.filter { Self.isMisrouted(results[$0]) }
         var round = 0
         while !misrouted.isEmpty && round < Self.rerouteRounds {
             round += 1
-            // One call per operation, its own key declared: the cluster redirects each one.
-            _ = await send(misrouted, of: operations, groups: misrouted.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
+            // One call per operation, its own key declared: the cluster redirects each one. A user
+            // add waits for its connect's answer, as a deferred one does.
+            let adds = misrouted.filter { Self.followsConnect($0, in: operations) }
+            let others = misrouted.filter { !Self.followsConnect($0, in: operations) }
+            _ = await send(others, of: operations, groups: others.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
+            let due = settle(adds.filter { !Self.isMisrouted(results[$0 - 1]) }, &results)
+            _ = await send(due, of: operations, groups: due.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
             misrouted = misrouted.filter { Self.isMisrouted(results[$0]) }
         }
         for index in misrouted {
@@ -59,6 +65,26 @@ extension PresenceWriter {
             }
         }
         return (prefixReplies, results)
+    }
+
+    /// User adds whose connect (the operation before each) has answered: those to send (the
+    /// connect succeeded), the others settled in `results` (0 when it was superseded, its error
+    /// when it failed).
+    private func settle(_ adds: [Int], _ results: inout [Result<RedisValue, RedisError>]) -> [Int] {
+        var due: [Int] = []
+        for index in adds {
+            switch results[index - 1] {
+            case .failure(let error): results[index] = .failure(error)
+            case .success(let value) where value.int == -1: results[index] = .success(.integer(0))
+            case .success: due.append(index)
+            }
+        }
+        return due
+    }
+
+    /// Whether the operation at `index` is the user add of the connect right before it.
+    static func followsConnect(_ index: Int, in operations: [SocketOperation]) -> Bool {
+        index > 0 && operations[index].code == .userAdd && operations[index - 1].code == .connect && operations[index].b == operations[index - 1].key
     }
 
     /// Sends the operations at `indices` (in order) after `prefix` in one pipeline and writes their
