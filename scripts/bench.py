@@ -38,6 +38,59 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_cluster_port(taken=()):
+    """A free loopback port P whose cluster bus port P + 10000 is free too, neither of them one of
+    `taken` or their bus ports. Drawn below the kernel's ephemeral range when it leaves room, so that
+    no outgoing connection (wrk, clients, free_port()) can take either between this check and the
+    server's bind."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low, high = (10000, ephemeral - 10001) if ephemeral - 10001 > 11000 else (20000, 55535)
+    used = set(taken) | {t + 10000 for t in taken}
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port not in used and port + 10000 not in used and port_free(port) and port_free(port + 10000):
+            return port
+    raise SystemExit(f"bench: no free loopback port P in {low}–{high} with P + 10000 free too (cluster bus)")
+
+
+def redis_info(port, section):
+    """INFO `section` of the server on `port` as a dict of strings ({} when it does not answer)."""
+    try:
+        text = subprocess.run(["redis-cli", "-p", str(port), "INFO", section], capture_output=True, text=True,
+                              timeout=10).stdout
+    except subprocess.TimeoutExpired:
+        return {}
+    return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def redis_stats(ports):
+    """Redis's own work so far, summed over the servers on `ports`: CPU seconds (`used_cpu_sys` +
+    `used_cpu_user` of INFO cpu) and `total_commands_processed` (INFO stats; a script call counts
+    once, whatever it runs inside). Subtract two readings to get the work in between."""
+    cpu, commands = 0.0, 0
+    for port in ports:
+        info = {**redis_info(port, "cpu"), **redis_info(port, "stats")}
+        if "used_cpu_sys" not in info or "total_commands_processed" not in info:
+            raise SystemExit(f"bench: the Redis server on port {port} did not answer INFO")
+        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        commands += int(info["total_commands_processed"])
+    return {"cpu": cpu, "commands": commands}
+
+
 class Processes:
     """Every process started here, stopped on exit whatever happens."""
 
@@ -49,15 +102,123 @@ class Processes:
         self.started.append(process)
         return process
 
+    @staticmethod
+    def stop_one(process):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop(self, process):
+        """Stops one process started here (and forgets it)."""
+        self.stop_one(process)
+        self.started.remove(process)
+
     def stop_all(self):
         for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            self.stop_one(process)
+
+
+class LocalCluster:
+    """A private Redis Cluster on loopback for the cluster rows: `primaries` redis-servers in cluster
+    mode (node timeout 1 s, no diskless-sync delay, no persistence), each on a free port whose bus
+    port (+10000) is free too, joined with `redis-cli --cluster create` and ready once every node
+    reports `cluster_state:ok` and knows the others. No replicas: the rows measure throughput and
+    CPU, which replicas only add to. Use as a context manager: stopped on leaving, and in any case
+    by Processes.stop_all."""
+
+    def __init__(self, processes, directory, primaries=3):
+        self.processes, self.dir, self.size = processes, directory, primaries
+        self.ports, self.servers = [], []
+
+    @property
+    def url(self):
+        """The seed-node URL the cluster client takes: redis-cluster://127.0.0.1:P1,127.0.0.1:P2,…"""
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def cli(self, port, *command, timeout=10):
+        try:
+            return subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True, text=True,
+                                  timeout=timeout).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exception):
+        self.stop()
+
+    def start(self):
+        for _ in range(self.size):
+            self.ports.append(free_cluster_port(self.ports))
+        for port in self.ports:
+            self.servers.append(self.processes.start(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"cluster-{port}-nodes.conf", "--cluster-node-timeout", "1000",
+                 "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", self.dir,
+                 "--logfile", os.path.join(self.dir, f"cluster-{port}.log")]))
+        self.wait(lambda: all(self.cli(port, "PING") == "PONG" for port in self.ports), "the cluster's redis-servers")
+        create = subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                                 "--cluster-yes"], capture_output=True, text=True, timeout=120)
+        if create.returncode != 0:
+            raise SystemExit(f"bench: redis-cli --cluster create failed:\n{create.stdout[-2000:]}{create.stderr[-2000:]}")
+
+        def ready(port):
+            info = dict(line.split(":", 1) for line in self.cli(port, "CLUSTER", "INFO").splitlines() if ":" in line)
+            return (info.get("cluster_state", "").strip() == "ok" and info.get("cluster_slots_ok", "").strip() == "16384"
+                    and info.get("cluster_known_nodes", "").strip() == str(self.size))
+        self.wait(lambda: all(ready(port) for port in self.ports), "cluster_state:ok on every node")
+
+    def wait(self, condition, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(server.poll() is not None for server in self.servers):
+                break
+            if condition():
+                return
+            time.sleep(0.1)
+        logs = ""
+        for port in self.ports:
+            try:
+                with open(os.path.join(self.dir, f"cluster-{port}.log"), errors="replace") as f:
+                    logs += f"\n--- cluster-{port}.log (last lines) ---\n" + "".join(f.readlines()[-10:])
+            except OSError:
+                pass
+        raise SystemExit(f"bench: {what}: not within {timeout} s (or a server exited){logs}")
+
+    def primaries(self):
+        """Ports of the primaries, as CLUSTER NODES names them (not failed)."""
+        ports = []
+        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if len(fields) > 2 and "master" in fields[2].split(",") and "fail" not in fields[2]:
+                ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+        if len(ports) != self.size:
+            raise SystemExit(f"bench: the cluster names {len(ports)} primaries, not {self.size}")
+        return sorted(ports)
+
+    def stats(self):
+        """CPU seconds and commands processed, summed over every primary (see redis_stats)."""
+        return redis_stats(self.primaries())
+
+    def flushall(self):
+        for port in self.primaries():
+            if self.cli(port, "FLUSHALL") != "OK":
+                raise SystemExit(f"bench: FLUSHALL on the cluster node {port} failed")
+
+    def keys(self):
+        """Keys per primary, {port: DBSIZE}."""
+        return {port: int(self.cli(port, "DBSIZE") or 0) for port in self.primaries()}
+
+    def stop(self):
+        for server in self.servers:
+            self.processes.stop(server)
+        self.servers = []
 
 
 class Bench:
