@@ -94,8 +94,9 @@ def redis_info(port, section):
 
 def redis_stats(ports):
     """Redis's own work so far, summed over the servers on `ports`: CPU seconds (`used_cpu_sys` +
-    `used_cpu_user` of INFO cpu) and `total_commands_processed` (INFO stats; a script call counts
-    once, whatever it runs inside). Subtract two readings to get the work in between."""
+    `used_cpu_user` of INFO cpu) and `total_commands_processed` (INFO stats: a script call counts
+    once plus every command it runs, and each reading's INFO counts too). Subtract two readings to
+    get the work in between."""
     cpu, commands = 0.0, 0
     for port in ports:
         info = {**redis_info(port, "cpu"), **redis_info(port, "stats")}
