@@ -27,6 +27,21 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# What a row reports when the binaries refuse a redis-cluster:// URL (the client of issue 11 has not
+# landed in this build): the row fails with this and measures nothing against the cluster.
+CLUSTER_UNSUPPORTED = "the client does not support redis-cluster:// yet"
+
+
+class BenchError(SystemExit):
+    """A process of the bench failed. Uncaught, it ends the run like any SystemExit; the cluster rows
+    catch it to fail only their row."""
+
+
+def refuses_cluster_url(output):
+    """Whether a process's output is the URL parser refusing the redis-cluster:// scheme
+    ("invalid Redis URL '…': the scheme must be redis://, unix:// or redis-sentinel://")."""
+    return "invalid Redis URL 'redis-cluster://" in output and "scheme" in output
+
 
 def say(line=""):
     print(line, flush=True)
@@ -36,6 +51,60 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_cluster_port(taken=()):
+    """A free loopback port P whose cluster bus port P + 10000 is free too, neither of them one of
+    `taken` or their bus ports. Drawn below the kernel's ephemeral range when it leaves room, so that
+    no outgoing connection (wrk, clients, free_port()) can take either between this check and the
+    server's bind."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low, high = (10000, ephemeral - 10001) if ephemeral - 10001 > 11000 else (20000, 55535)
+    used = set(taken) | {t + 10000 for t in taken}
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port not in used and port + 10000 not in used and port_free(port) and port_free(port + 10000):
+            return port
+    raise SystemExit(f"bench: no free loopback port P in {low}–{high} with P + 10000 free too (cluster bus)")
+
+
+def redis_info(port, section):
+    """INFO `section` of the server on `port` as a dict of strings ({} when it does not answer)."""
+    try:
+        text = subprocess.run(["redis-cli", "-p", str(port), "INFO", section], capture_output=True, text=True,
+                              timeout=10).stdout
+    except subprocess.TimeoutExpired:
+        return {}
+    return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def redis_stats(ports):
+    """Redis's own work so far, summed over the servers on `ports`: CPU seconds (`used_cpu_sys` +
+    `used_cpu_user` of INFO cpu) and `total_commands_processed` (INFO stats: a script call counts
+    once plus every command it runs, and each reading's INFO counts too). Subtract two readings to
+    get the work in between."""
+    cpu, commands = 0.0, 0
+    for port in ports:
+        info = {**redis_info(port, "cpu"), **redis_info(port, "stats")}
+        if "used_cpu_sys" not in info or "total_commands_processed" not in info:
+            raise SystemExit(f"bench: the Redis server on port {port} did not answer INFO")
+        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        commands += int(info["total_commands_processed"])
+    return {"cpu": cpu, "commands": commands}
 
 
 class Processes:
@@ -49,15 +118,135 @@ class Processes:
         self.started.append(process)
         return process
 
+    @staticmethod
+    def stop_one(process):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop(self, process):
+        """Stops one process started here (and forgets it)."""
+        self.stop_one(process)
+        self.started.remove(process)
+
     def stop_all(self):
         for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            self.stop_one(process)
+
+
+class LocalCluster:
+    """A private Redis Cluster on loopback for the cluster rows: `primaries` redis-servers in cluster
+    mode (node timeout 1 s, no diskless-sync delay, no persistence), each on a free port whose bus
+    port (+10000) is free too, joined with `redis-cli --cluster create` and ready once every node
+    reports `cluster_state:ok` and knows the others. No replicas: the rows measure throughput and
+    CPU, which replicas only add to. Use as a context manager: stopped on leaving, and in any case
+    by Processes.stop_all."""
+
+    def __init__(self, processes, directory, primaries=3):
+        self.processes, self.dir, self.size = processes, directory, primaries
+        self.ports, self.servers = [], []
+
+    @property
+    def url(self):
+        """The seed-node URL the cluster client takes: redis-cluster://127.0.0.1:P1,127.0.0.1:P2,…"""
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def cli(self, port, *command, timeout=10):
+        try:
+            return subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True, text=True,
+                                  timeout=timeout).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exception):
+        self.stop()
+
+    def start(self):
+        for _ in range(self.size):
+            self.ports.append(free_cluster_port(self.ports))
+        for port in self.ports:
+            self.servers.append(self.processes.start(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"cluster-{port}-nodes.conf", "--cluster-node-timeout", "1000",
+                 "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", self.dir,
+                 "--logfile", os.path.join(self.dir, f"cluster-{port}.log")]))
+        self.wait(lambda: all(self.cli(port, "PING") == "PONG" for port in self.ports), "the cluster's redis-servers")
+        if self.size == 1:
+            # redis-cli --cluster create wants 3 primaries at least: one node takes every slot itself.
+            if self.cli(self.ports[0], "CLUSTER", "ADDSLOTSRANGE", "0", "16383") != "OK":
+                raise SystemExit("bench: CLUSTER ADDSLOTSRANGE 0 16383 failed on the one-node cluster")
+        else:
+            create = subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                                     "--cluster-yes"], capture_output=True, text=True, timeout=120)
+            if create.returncode != 0:
+                raise SystemExit(f"bench: redis-cli --cluster create failed:\n{create.stdout[-2000:]}{create.stderr[-2000:]}")
+
+        def ready(port):
+            info = dict(line.split(":", 1) for line in self.cli(port, "CLUSTER", "INFO").splitlines() if ":" in line)
+            return (info.get("cluster_state", "").strip() == "ok" and info.get("cluster_slots_ok", "").strip() == "16384"
+                    and info.get("cluster_known_nodes", "").strip() == str(self.size))
+        self.wait(lambda: all(ready(port) for port in self.ports), "cluster_state:ok on every node")
+
+    def wait(self, condition, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(server.poll() is not None for server in self.servers):
+                break
+            if condition():
+                return
+            time.sleep(0.1)
+        logs = ""
+        for port in self.ports:
+            try:
+                with open(os.path.join(self.dir, f"cluster-{port}.log"), errors="replace") as f:
+                    logs += f"\n--- cluster-{port}.log (last lines) ---\n" + "".join(f.readlines()[-10:])
+            except OSError:
+                pass
+        raise SystemExit(f"bench: {what}: not within {timeout} s (or a server exited){logs}")
+
+    def primaries(self):
+        """Ports of the primaries, as CLUSTER NODES names them (not failed)."""
+        ports = []
+        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if len(fields) > 2 and "master" in fields[2].split(",") and "fail" not in fields[2]:
+                ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+        if len(ports) != self.size:
+            raise SystemExit(f"bench: the cluster names {len(ports)} primaries, not {self.size}")
+        return sorted(ports)
+
+    def stats(self):
+        """CPU seconds and commands processed, summed over every primary (see redis_stats)."""
+        return redis_stats(self.primaries())
+
+    def flushall(self):
+        for port in self.primaries():
+            if self.cli(port, "FLUSHALL") != "OK":
+                raise SystemExit(f"bench: FLUSHALL on the cluster node {port} failed")
+
+    def owner(self, key):
+        """Port of the primary serving `key`'s slot (the others answer MOVED)."""
+        for port in self.primaries():
+            if not self.cli(port, "TYPE", key).startswith("MOVED"):
+                return port
+        raise SystemExit(f"bench: no primary of the cluster serves {key}")
+
+    def keys(self):
+        """Keys per primary, {port: DBSIZE}."""
+        return {port: int(self.cli(port, "DBSIZE") or 0) for port in self.primaries()}
+
+    def stop(self):
+        for server in self.servers:
+            self.processes.stop(server)
+        self.servers = []
 
 
 class Bench:
@@ -88,22 +277,40 @@ class Bench:
             return ""
 
     def start_server(self, node_ttl=600):
-        self.http_port = free_port()
-        self.base = f"http://127.0.0.1:{self.http_port}"
-        log = open(os.path.join(self.dir, f"serve-{self.http_port}.log"), "w")
-        self.server = self.processes.start(
-            [os.path.join(self.bin, "presence"), "serve", "--redis", self.redis_url, "--port", str(self.http_port),
-             "--node-ttl", str(node_ttl), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PRESENCE_WRITE_TOKEN": self.token, "PRESENCE_READ_TOKEN": "r" + self.token})
-        self.wait_for(lambda: self.http("GET", "/readyz")[0] == 200, "presence serve")
+        self.server, self.base = self.serve(self.redis_url, node_ttl)
+
+    def serve(self, redis_url, node_ttl=600):
+        """Starts `presence serve --redis redis_url` on a free port, tokens on; returns (process, base URL)
+        once /readyz answers 200. Raises BenchError if it exits first (with CLUSTER_UNSUPPORTED when it
+        refused a redis-cluster:// URL)."""
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log_path = os.path.join(self.dir, f"serve-{port}.log")
+        with open(log_path, "w") as log:
+            server = self.processes.start(
+                [os.path.join(self.bin, "presence"), "serve", "--redis", redis_url, "--port", str(port),
+                 "--node-ttl", str(node_ttl), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PRESENCE_WRITE_TOKEN": self.token, "PRESENCE_READ_TOKEN": "r" + self.token})
+        self.wait_for(lambda: self.http("GET", "/readyz", base=base)[0] == 200, f"presence serve --redis {redis_url}",
+                      process=server, log=log_path)
+        return server, base
 
     def stop_server(self):
         self.server.terminate()
         self.server.wait(timeout=15)
 
-    def wait_for(self, ready, what, timeout=30):
+    def wait_for(self, ready, what, timeout=30, process=None, log=None):
+        """Waits until ready() holds; fails with the logs after `timeout`, or at once, with its output
+        (the file `log`), when `process` (the one being waited for) has exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                with open(log, errors="replace") as f:
+                    output = f.read()
+                if refuses_cluster_url(output):
+                    say(f"    presence serve refused the URL: {output.strip().splitlines()[0]}")
+                    raise BenchError(CLUSTER_UNSUPPORTED)
+                raise BenchError(f"bench: {what} exited with status {process.returncode}:\n{output[-3000:]}")
             try:
                 if ready():
                     return
@@ -115,11 +322,11 @@ class Bench:
             if name.endswith(".log"):
                 with open(os.path.join(self.dir, name), errors="replace") as f:
                     logs += f"\n--- {name} (last lines) ---\n" + "".join(f.readlines()[-15:])
-        raise SystemExit(f"bench: {what} did not start within {timeout} s{logs}")
+        raise BenchError(f"bench: {what} did not start within {timeout} s{logs}")
 
-    def http(self, method, path, body=None):
+    def http(self, method, path, body=None, base=None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method,
+        request = urllib.request.Request((base or self.base) + path, data=data, method=method,
                                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -127,10 +334,12 @@ class Bench:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def presence_bench(self, *arguments):
-        """Runs a PresenceBench mode, echoing its lines; returns its RESULT lines as a dict."""
-        results = {}
-        process = subprocess.Popen([os.path.join(self.bin, "PresenceBench"), arguments[0], self.redis_url,
+    def presence_bench(self, *arguments, redis_url=None):
+        """Runs a PresenceBench mode against redis_url (default: the private redis-server), echoing its
+        lines; returns its RESULT lines as a dict. Raises BenchError when it fails (CLUSTER_UNSUPPORTED
+        when it refused a redis-cluster:// URL)."""
+        results, lines = {}, []
+        process = subprocess.Popen([os.path.join(self.bin, "PresenceBench"), arguments[0], redis_url or self.redis_url,
                                     *map(str, arguments[1:])], stdout=subprocess.PIPE, text=True)
         for line in process.stdout:
             line = line.rstrip("\n")
@@ -138,12 +347,16 @@ class Bench:
                 _, name, value = line.split(" ")
                 results[name] = float(value)
             else:
+                lines.append(line)
                 say(f"    {line}")
         if process.wait() != 0:
-            raise SystemExit(f"bench: PresenceBench {arguments[0]} failed")
+            output = "\n".join(lines)
+            if refuses_cluster_url(output):
+                raise BenchError(CLUSTER_UNSUPPORTED)
+            raise BenchError(f"bench: PresenceBench {arguments[0]} failed" + (f": {lines[-1]}" if lines else ""))
         return results
 
-    def wrk(self, path, script=None, threads=2, connections=64, seconds=10):
+    def wrk(self, path, script=None, threads=2, connections=64, seconds=10, base=None):
         command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
                    "-H", f"Authorization: Bearer {self.token}"]
         if script:
@@ -151,7 +364,7 @@ class Bench:
             with open(lua, "w") as f:
                 f.write(script)
             command += ["-s", lua]
-        output = subprocess.run(command + [self.base + path], capture_output=True, text=True).stdout
+        output = subprocess.run(command + [(base or self.base) + path], capture_output=True, text=True).stdout
         def latency(percent):
             match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
             value, unit = float(match.group(1)), match.group(2)
@@ -186,8 +399,10 @@ class Bench:
     # MARK: rows
 
     def row(self, number, figure, ours, reference, ratio, target, met, note=""):
-        self.rows.append((number, figure, ours, reference, ratio, target, "yes" if met else "**no**", note))
-        say(f"  => row {number}: {ours} vs {reference}: {ratio} (target {target}: {'met' if met else 'NOT met'})")
+        """A measured row; `met` None: informative, no target to meet."""
+        self.rows.append((number, figure, ours, reference, ratio, target, "—" if met is None else "yes" if met else "**no**", note))
+        verdict = "informative" if met is None else f"target {target}: {'met' if met else 'NOT met'}"
+        say(f"  => row {number}: {ours} vs {reference}: {ratio} ({verdict})")
 
     def failed_row(self, number, figure, what, target, note=""):
         """A row whose load produced error answers: no rate is reported, the row fails."""
@@ -264,40 +479,48 @@ class Bench:
                  f"median of {self.args.runs}; ours also makes each write conditional (a stale report never wins), "
                  "keeps a user index and node liveness, which the writer by hand lacks")
 
-    def load_sockets_over(self, nodes, count, prefix="socket"):
+    def load_sockets_over(self, nodes, count, prefix="socket", base=None):
         """`count` sockets (`prefix`-00000000 …, user ids on, 50,000 users) spread round robin over
-        `nodes` registered nodes, in batches of 1,000 events."""
+        `nodes` registered nodes, in batches of 1,000 events, through the server at `base` (default
+        the one on the private redis-server)."""
         for node in nodes:
-            self.http("PUT", f"/v1/nodes/{node}", {"address": "127.0.0.1:9"})
+            status, body = self.http("PUT", f"/v1/nodes/{node}", {"address": "127.0.0.1:9"}, base=base)
+            if status != 200:
+                raise BenchError(f"bench: registering node {node} failed: {status} {body[:200]!r}")
         for start in range(0, count, 1000):
             node = nodes[(start // 1000) % len(nodes)]
             events = [{"type": "connect", "socketId": f"{prefix}-{i:08d}", "userId": f"user-{i % 50000}"}
                       for i in range(start, min(start + 1000, count))]
-            status, body = self.http("POST", f"/v1/nodes/{node}/events", {"events": events})
+            status, body = self.http("POST", f"/v1/nodes/{node}/events", {"events": events}, base=base)
             if status != 200:
-                raise SystemExit(f"bench: loading sockets failed: {status} {body[:200]!r}")
+                raise BenchError(f"bench: loading sockets failed: {status} {body[:200]!r}")
 
     LOOKUP_NODES = 20
 
-    def load_lookup_sockets(self):
-        """The 100,000 live sockets rows 3 and 4 look up (socket-00000000 …) on 20 nodes, loaded
-        unless they still read alive (other rows flush Redis)."""
-        status, body = self.http("POST", "/v1/sockets/lookup", {"socketIds": ["socket-00000000", "socket-00099999"]})
+    def load_lookup_sockets(self, base=None):
+        """The 100,000 live sockets rows 3, 4 and 13 look up (socket-00000000 …) on 20 nodes, loaded
+        unless they still read alive (other rows flush Redis), through the server at `base`."""
+        status, body = self.http("POST", "/v1/sockets/lookup", {"socketIds": ["socket-00000000", "socket-00099999"]},
+                                 base=base)
         if status == 200 and all(s["alive"] for s in json.loads(body)["sockets"]):
             return
-        self.load_sockets_over([f"bench-node-{n}" for n in range(self.LOOKUP_NODES)], 100_000)
+        self.load_sockets_over([f"bench-node-{n}" for n in range(self.LOOKUP_NODES)], 100_000, base=base)
         say(f"    loaded 100,000 live sockets on {self.LOOKUP_NODES} nodes")
 
-    def row3(self):
-        say("== 3. GET /v1/sockets/{id}, wrk -t2 -c64 -d10s, 100,000 live sockets on 20 nodes, users and tokens on, random ids")
-        sockets = 100_000
-        self.load_lookup_sockets()
-        script = f"""
+    @staticmethod
+    def random_lookups(sockets):
+        """wrk script: GET /v1/sockets/socket-NNNNNNNN, ids drawn at random among the first `sockets`."""
+        return f"""
 math.randomseed(os.time())
 request = function()
   return wrk.format("GET", string.format("/v1/sockets/socket-%08d", math.random(0, {sockets - 1})))
 end
 """
+
+    def row3(self):
+        say("== 3. GET /v1/sockets/{id}, wrk -t2 -c64 -d10s, 100,000 live sockets on 20 nodes, users and tokens on, random ids")
+        self.load_lookup_sockets()
+        script = self.random_lookups(100_000)
         ours, reference = [], []
         for run in range(self.args.runs):
             reference.append(self.wrk("/healthz"))
@@ -468,6 +691,149 @@ end
                  f"{many / few:.2f}×", "≤ 1.2×", many <= 1.2 * few,
                  f"median of {self.args.runs} runs of 20 heartbeats per node, sizes interleaved")
 
+    # Row 12's target, from issue 11: Redis CPU per event on a 3-primary cluster at most this many
+    # times the same on one primary.
+    ROW12_RATIO = 1.5
+    CORE_EVENTS, CORE_USERS = 200_000, 10_000
+
+    def core_run(self, redis_url, servers):
+        """One `PresenceBench core` run of row 1's workload (200,000 connects then as many
+        disconnects, 10,000 users) against redis_url, with Redis's CPU and commands summed over the
+        server ports `servers()` names, read just before and after the process. Returns events/s,
+        Redis CPU µs per event and Redis commands per event. Outside the timed phase the process only
+        loads its scripts, FLUSHALLs, registers its node and heartbeats (under 0.1 % of the CPU)."""
+        before = redis_stats(servers())
+        result = self.presence_bench("core", self.CORE_EVENTS, self.CORE_USERS, redis_url=redis_url)
+        after = redis_stats(servers())
+        events = 2 * self.CORE_EVENTS
+        return {"events": result["events_per_second"], "cpu_us": (after["cpu"] - before["cpu"]) / events * 1e6,
+                "commands": (after["commands"] - before["commands"]) / events}
+
+    @staticmethod
+    def core_line(what, run):
+        return f"    {what}: {run['events']:,.0f} events/s, Redis CPU {run['cpu_us']:.2f} µs/event, {run['commands']:.3f} commands/event"
+
+    def row12(self):
+        say("== 12. connect+disconnect events/s and Redis CPU per event (INFO cpu over all primaries): "
+            "3-primary Redis Cluster beside one primary, row 1's load (PresenceBench core, 200,000 sockets, 10,000 users)")
+        figure = ("Redis CPU per connect+disconnect event and events/s, one PresenceNode → 3-primary Redis Cluster "
+                  "(redis-cluster://, no replicas) beside one primary (row 1's load)")
+        target = f"CPU/event ≤ {self.ROW12_RATIO:g}×"
+        standalone, one_slot_owner, clustered, refused = [], [], [], None
+
+        def medians(runs):
+            return {key: statistics.median(run[key] for run in runs) for key in ("events", "cpu_us", "commands")}
+
+        def measured_so_far():
+            text = ""
+            if standalone:
+                one = medians(standalone)
+                text = f"measured: one primary {one['events']:,.0f} events/s, {one['cpu_us']:.2f} µs/event"
+            if one_slot_owner:
+                spread = medians(one_slot_owner)
+                text += (f"; one cluster-mode server owning every slot {spread['events']:,.0f} events/s, "
+                         f"{spread['cpu_us']:.2f} µs/event ({spread['cpu_us'] / one['cpu_us']:.2f}×)")
+            return text + f" (medians of {len(standalone)})"
+
+        # One cluster-mode server owning all 16,384 slots, through redis:// (today's client talks to it):
+        # the writer already sends one script call per hash slot there, so this part of a cluster's
+        # cost is measured even before the cluster client lands. Informative; it is not the row's figure.
+        with LocalCluster(self.processes, self.dir, primaries=1) as single, LocalCluster(self.processes, self.dir) as cluster:
+            say(f"    cluster: {cluster.url} (3 primaries, no replicas); one-node cluster: 127.0.0.1:{single.ports[0]}")
+            for run in range(self.args.runs):
+                self.redis_cli("FLUSHALL")
+                standalone.append(self.core_run(self.redis_url, lambda: [self.redis_port]))
+                say(self.core_line("one primary", standalone[-1]))
+                single.flushall()
+                one_slot_owner.append(self.core_run(f"redis://127.0.0.1:{single.ports[0]}", single.primaries))
+                say(self.core_line("one cluster-mode server owning every slot (redis://)", one_slot_owner[-1]))
+                if refused:
+                    continue
+                cluster.flushall()
+                try:
+                    clustered.append(self.core_run(cluster.url, cluster.primaries))
+                except BenchError as error:
+                    # The figure cannot be measured; the references still are, so the run says what it can.
+                    refused = str(error).removeprefix("bench: ")
+                    continue
+                say(self.core_line("3-primary cluster", clustered[-1]) + f"; keys left per primary {cluster.keys()}")
+        if refused:
+            self.failed_row(12, figure, refused, target, measured_so_far())
+            return
+        one, spread, three = medians(standalone), medians(one_slot_owner), medians(clustered)
+        ratio = three["cpu_us"] / one["cpu_us"]
+        self.row(12, figure, f"{three['cpu_us']:.2f} µs/event; {three['events']:,.0f} events/s",
+                 f"{one['cpu_us']:.2f} µs/event; {one['events']:,.0f} events/s (one primary)",
+                 f"{ratio:.2f}× CPU/event; {three['events'] / one['events']:.2f}× events/s", target, ratio <= self.ROW12_RATIO,
+                 f"median of {self.args.runs}, alternating; CPU = Σ used_cpu_sys+used_cpu_user over the primaries around each "
+                 f"run; no replicas (they add work, not throughput); one cluster-mode server owning every slot: "
+                 f"{spread['cpu_us']:.2f} µs/event ({spread['cpu_us'] / one['cpu_us']:.2f}×); commands/event "
+                 f"{three['commands']:.2f} vs {one['commands']:.2f}; 3 redis-servers and the bench share the machine's "
+                 f"{os.cpu_count()} cores, so events/s is bound by the machine more than CPU/event is")
+
+    def row13(self):
+        say("== 13. GET /v1/sockets/{id}, wrk -t2 -c64 -d10s (row 3's load: 100,000 live sockets on 20 nodes, users and "
+            "tokens on, random ids) through presence serve --redis redis-cluster://… (3 primaries) beside one primary")
+        figure = ("GET /v1/sockets/{id} req/s through presence serve on a 3-primary Redis Cluster (redis-cluster://, no "
+                  "replicas) beside one primary (row 3's load; p99)")
+        target = "informative (issue 11: beside)"
+        self.load_lookup_sockets()
+        script = self.random_lookups(100_000)
+        standalone, clustered, refused = [], [], None
+
+        def timed_wrk(base, ports, registry=None):
+            """wrk as row 3, with Redis's CPU per request over `ports`, and on the registry slot's primary."""
+            before = {port: redis_stats([port])["cpu"] for port in ports}
+            result = self.wrk("/v1/sockets/x", script, base=base)
+            spent = {port: redis_stats([port])["cpu"] - before[port] for port in ports}
+            requests = max(result["requests"], 1)
+            result["cpu_us"] = sum(spent.values()) / requests * 1e6
+            result["registry_cpu_us"] = spent[registry] / requests * 1e6 if registry else result["cpu_us"]
+            return result
+
+        with LocalCluster(self.processes, self.dir) as cluster:
+            say(f"    cluster: {cluster.url} (3 primaries, no replicas)")
+            try:
+                server, base = self.serve(cluster.url)
+                self.load_lookup_sockets(base=base)
+            except BenchError as error:
+                # The figure cannot be measured; the reference still is, so the run says what it can.
+                refused, server = str(error).removeprefix("bench: "), None
+            if server:
+                registry = cluster.owner("presence:{registry}:nodes")
+                say(f"    keys per primary: {cluster.keys()}; the {{registry}} slot (every heartbeat, every lookup's "
+                    f"table read) is on {registry}")
+            for run in range(self.args.runs):
+                standalone.append(timed_wrk(self.base, [self.redis_port]))
+                line = (f"    one primary {standalone[-1]['rps']:,.0f} req/s p99 {standalone[-1]['p99']:.2f} ms, Redis CPU "
+                        f"{standalone[-1]['cpu_us']:.1f} µs/request, {self.failures(standalone[-1:])}")
+                if server:
+                    clustered.append(timed_wrk(base, cluster.primaries(), registry))
+                    line += (f"; 3-primary cluster {clustered[-1]['rps']:,.0f} req/s p99 {clustered[-1]['p99']:.2f} ms, Redis CPU "
+                             f"{clustered[-1]['cpu_us']:.1f} µs/request ({clustered[-1]['registry_cpu_us']:.1f} on the "
+                             f"registry's primary), {self.failures(clustered[-1:])}")
+                say(line)
+            if server:
+                self.processes.stop(server)
+        one = {key: statistics.median(r[key] for r in standalone) for key in ("rps", "p99", "cpu_us")}
+        measured = (f"one primary measured: {one['rps']:,.0f}/s, p99 {one['p99']:.1f} ms, Redis CPU {one['cpu_us']:.1f} µs/request "
+                    f"(median of {self.args.runs})")
+        if refused:
+            self.failed_row(13, figure, refused, target, measured)
+            return
+        # Every id is live, so every answer must be 200 (as row 3): an error answered fast is not a lookup.
+        if any(r["failures"] for r in standalone + clustered):
+            self.failed_row(13, figure, f"cluster {self.failures(clustered)}; one primary {self.failures(standalone)}", target,
+                            f"{self.args.runs} runs each; every answer must be 2xx")
+            return
+        three = {key: statistics.median(r[key] for r in clustered) for key in ("rps", "p99", "cpu_us", "registry_cpu_us")}
+        self.row(13, figure, f"{three['rps']:,.0f}/s, p99 {three['p99']:.1f} ms",
+                 f"{one['rps']:,.0f}/s, p99 {one['p99']:.1f} ms (one primary)",
+                 f"{three['rps'] / one['rps']:.2f}×; p99 {three['p99'] / one['p99']:.2f}×", target, None,
+                 f"median of {self.args.runs} each, alternating; two presence serve processes, one per Redis, same sockets, "
+                 f"nodes, users and tokens; Redis CPU per request {three['cpu_us']:.1f} µs over the primaries "
+                 f"({three['registry_cpu_us']:.1f} µs on the {{registry}} slot's primary) vs {one['cpu_us']:.1f} µs")
+
     def row2(self):
         say("== 2. the same events over HTTP: POST /v1/nodes/{id}/events, batches of 100 (wrk -t2 -c16 -d10s)")
         self.redis_cli("FLUSHALL")
@@ -612,24 +978,26 @@ error answers fails and reports no rate.
 - When: {started:%Y-%m-%d %H:%M} UTC, commit {commit}{' (with uncommitted changes)' if dirty else ''}, release build.
 - Machine: {self.machine()}.
 - Load average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}.
-- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7).
+- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13).
+  Rows 12 and 13: also a private Redis Cluster of 3 primaries and no replicas on loopback (`redis-cluster://`).
 
 {self.table()}
 
-How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10) and `Sources/PresenceBench` (rows 1,
-5, 6, 8, 11). What each figure costs and what limits it: `docs/performance.md`.
+How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13) and `Sources/PresenceBench` (rows 1,
+5, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`). What each figure costs and what
+limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
             f.write(text)
 
 
-ALL_ROWS = "1,9,3,4,10,2,5,6,7,8,11"
+ALL_ROWS = "1,9,3,4,10,2,5,6,7,8,11,12,13"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="folder of the release binaries presence and PresenceBench")
-    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1–4, 9); default 3")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1–4, 9–13); default 3")
     parser.add_argument("--rows", default=ALL_ROWS, help="rows to run, in order (default all)")
     parser.add_argument("--output", help="where the table goes (relative to the repository); default BENCHMARKS.md "
                                          "for a whole run, nowhere for a subset of rows")
@@ -646,7 +1014,7 @@ def main():
     try:
         bench.start_redis()
         for number in rows:
-            if number in (2, 3, 4, 7, 10) and not hasattr(bench, "server"):
+            if number in (2, 3, 4, 7, 10, 13) and not hasattr(bench, "server"):
                 bench.start_server()
             if number == 2 and not hasattr(bench, "row1_events"):
                 bench.row1()
