@@ -123,6 +123,55 @@ struct ClusterTests {
         }
     }
 
+    @Test("a failover that loses acknowledged writes: the nodes write again what lived in the failed-over slots, complete within two heartbeats of the failover being seen")
+    func failoverLosingWrites() async throws {
+        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 1)
+        defer { cluster.stop() }
+        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+            let running = try await startNode("lossy", client: client, configuration: clusterConfiguration)
+            var expected = try await populate([running], count: 500)
+            for primary in try await client.primaryClients() { _ = try await primary.send("WAIT", "1", "5000") }
+            let keys = clusterConfiguration.keys
+            let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(keys.nodeTable))
+            let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
+            let replica = try #require(try cluster.replica(of: victim))
+
+            // The replica stops, and the victim drops its link (what was already sent sits in the
+            // replica's socket buffer; nothing after reaches it): the victim alone holds what follows.
+            try cluster.pause(port: replica)
+            _ = try await cluster.command(on: victim, "CLIENT", "KILL", "TYPE", "replica")
+            for i in 0..<1_000 {
+                try running.node.connected(socketID: "late-\(i)", userID: "luser\(i % 31)")
+                expected["late-\(i)"] = "lossy"
+            }
+            try await running.node.flush()
+            let onVictim = try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(keys.socket($0))) == victim && $0.hasPrefix("late-") }
+            #expect(!onVictim.isEmpty)
+            try cluster.kill(port: victim)
+            try cluster.resume(port: replica)
+            let promoted = try await cluster.waitForFailover(of: victim)
+            #expect(promoted == replica)
+            // What the replica never received is gone from the cluster now.
+            let missing = try await registry.sockets(Array(onVictim.prefix(1000))).filter { $0 == nil }.count
+            // The client sees the failover once a command meets the dead node or a refresh runs.
+            _ = try await eventually("the client to see the failover") {
+                _ = try? await registry.sockets(Array(onVictim.prefix(50)))
+                return client.failovers.generation > 0
+            }
+            let seen = ContinuousClock.now
+            let (_, slack) = try await measuringSchedulingSlack {
+                try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
+            }
+            let back = ContinuousClock.now - seen
+            print("lost writes: \(missing) of \(onVictim.count) sockets on the failed primary were missing after the failover; complete \(back) after the client saw it (slack \(slack))")
+            #expect(missing > 0, "the failover lost nothing: the repair was not exercised")
+            #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2)
+            #expect(try await registry.sockets(ofUser: "luser1").count == expected.keys.filter { $0.hasPrefix("late-") && Int($0.dropFirst(5))! % 31 == 1 }.count + 0)
+            try await running.stop()
+        }
+    }
+
     @Test("a live reshard of 1,000 slots while nodes report and clients look up: no error reaches a caller, no reply crosses, the registry stays exact")
     func liveReshard() async throws {
         let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)

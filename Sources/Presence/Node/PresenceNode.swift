@@ -44,6 +44,8 @@ public final class PresenceNode: Service, Sendable {
         var wake: AsyncStream<Void>.Continuation?
         /// The instant a timer child will wake the loop at, if one is scheduled.
         var timer: ContinuousClock.Instant?
+        /// The client's failover generation this node has repaired up to.
+        var failoverGeneration: Int
     }
 
     /// Creates a node.
@@ -67,7 +69,7 @@ public final class PresenceNode: Service, Sendable {
         self.incarnation = PresenceID.newIncarnation()
         self.startedAt = Date()
         self.writer = PresenceWriter(client: client, configuration: configuration)
-        self.state = Mutex(State(machine: Machine(settings: .init(configuration: configuration))))
+        self.state = Mutex(State(machine: Machine(settings: .init(configuration: configuration)), failoverGeneration: client.failovers.generation))
         var logger = logger
         logger[metadataKey: "nodeId"] = "\(nodeID)"
         self.logger = logger
@@ -269,10 +271,31 @@ public final class PresenceNode: Service, Sendable {
                     "inRedis": "\(result.indexedSockets)", "local": "\(socketCount)",
                 ])
             }
+            if !answer.resync { repairFailovers() }
             settle(failing: [], recovered: answer.recovered)
         } catch {
             settle(failing: state.withLock { $0.machine.heartbeatFailed(now: .now, jitter: .random(in: 0..<1)) }, with: error)
         }
+    }
+
+    /// After a Redis Cluster failover, writes again, paced, the sockets whose keys live in the
+    /// slots that failed over: their records, user entries or set members may be missing on the
+    /// promoted replica. (A lost registration is the heartbeat's to see: it answers `new`.)
+    private func repairFailovers() {
+        let (generation, slots) = writer.client.failovers.slots(since: state.withLock { $0.failoverGeneration })
+        guard !slots.isEmpty else { return }
+        let keys = configuration.keys
+        let setLost = slots.contains(RedisKeySlot.slot(keys.nodeSockets(nodeID)))
+        let queued = state.withLock { state -> Int in
+            state.failoverGeneration = generation
+            return state.machine.writesMayBeLost({ id, socket in
+                setLost || slots.contains(RedisKeySlot.slot(keys.socket(id)))
+                    || socket.userID.map { slots.contains(RedisKeySlot.slot(keys.user($0))) } == true
+            }, now: .now, jitter: .random(in: 0..<1))
+        }
+        logger.warning("Redis Cluster failed over; writing again what its new primaries may lack, paced", metadata: [
+            "slots": "\(slots.count)", "sockets": "\(queued)",
+        ])
     }
 
     /// Fails and resumes flush waiters after an outcome; logs a recovery.

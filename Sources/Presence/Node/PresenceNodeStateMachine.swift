@@ -370,6 +370,28 @@ struct PresenceNodeStateMachine<Waiter> {
         return (recovered, false, false)
     }
 
+    /// Part of Redis failed over (a Redis Cluster shard's replica took over) and may have lost
+    /// the last writes it acknowledged: the sockets `affected` selects are written again, paced
+    /// like any recovery rewrite (after up to a quarter interval, `jitter` in 0..<1), then the set
+    /// is reconciled. Returns how many were queued.
+    @discardableResult
+    mutating func writesMayBeLost(_ affected: (String, LocalSocket) -> Bool, now: Instant, jitter: Double) -> Int {
+        let ids = sockets.compactMap { affected($0.key, $0.value) ? $0.key : nil }
+        if ids.isEmpty { return 0 }
+        let queued = Set(rewriteQueue)
+        let fresh = ids.filter { !queued.contains($0) }
+        if rewriteQueue.isEmpty {
+            rewritePaced = true
+            rewriteTotal = 0
+            rewriteLimit = settings.rewriteInitialBatchSize
+            rewriteNotBefore = now + settings.heartbeatInterval / 4 * jitter
+        }
+        rewriteQueue += fresh
+        rewriteTotal += fresh.count
+        reconcileWanted = true
+        return fresh.count
+    }
+
     /// A heartbeat failed (Redis unreachable, say): another goes after a short, growing, jittered
     /// pause (`jitter` in 0..<1), not a whole interval later, so that a Redis back from a restart
     /// is noticed, and repaired, within about a reconnect.

@@ -24,6 +24,9 @@ public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     /// Counters for monitoring.
     public let metrics: RedisClientMetrics
+    /// Redis Cluster: the slots whose primary failed over while this client ran (a node writes the
+    /// sockets in them again; see ``PresenceNode``). Never changes on a standalone server.
+    public let failovers = RedisFailovers()
     private let scripts: [RedisScript]
     private let queue = RedisRequestQueue()
     private let router: RedisClusterRouter?
@@ -41,8 +44,9 @@ public final class RedisClient: Service, Sendable {
         self.scripts = scripts
         self.metrics = metrics
         self.logger = logger
+        let failovers = self.failovers
         router = configuration.cluster.map {
-            RedisClusterRouter(configuration: configuration, cluster: $0, scripts: scripts, metrics: metrics, logger: logger)
+            RedisClusterRouter(configuration: configuration, cluster: $0, scripts: scripts, metrics: metrics, failovers: failovers, logger: logger)
         }
     }
 

@@ -34,11 +34,14 @@ final class RedisClusterRouter: Sendable {
     private let metrics: RedisClientMetrics
     private let logger: Logger
     private let state: Mutex<State>
+    /// Slots that failed over, for the nodes to write again what may have been lost.
+    let failovers: RedisFailovers
     private let started: AsyncStream<RedisClient>
     private let start: AsyncStream<RedisClient>.Continuation
 
-    init(configuration: RedisConfiguration, cluster: RedisConfiguration.Cluster, scripts: [RedisScript], metrics: RedisClientMetrics, logger: Logger) {
+    init(configuration: RedisConfiguration, cluster: RedisConfiguration.Cluster, scripts: [RedisScript], metrics: RedisClientMetrics, failovers: RedisFailovers, logger: Logger) {
         self.configuration = configuration
+        self.failovers = failovers
         self.cluster = cluster
         self.scripts = scripts
         self.metrics = metrics
@@ -275,7 +278,8 @@ final class RedisClusterRouter: Sendable {
                     switch answer {
                     case .success(let (topology, endpoint)):
                         let changed = topology != current.machine.topology ? topology : nil
-                        current.machine.refreshed(topology, now: .now, answeredBy: endpoint)
+                        let failedOver = current.machine.refreshed(topology, now: .now, answeredBy: endpoint)
+                        if !failedOver.isEmpty { failovers.record(failedOver) }
                         return changed
                     case .failure:
                         current.machine.refreshFailed(now: .now)

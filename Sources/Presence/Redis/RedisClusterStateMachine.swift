@@ -48,6 +48,8 @@ struct RedisClusterStateMachine {
     /// The node that answered the last refresh: asked first next time (a dead primary listed first
     /// would make every refresh wait out its timeout).
     private(set) var lastAnswered: Endpoint?
+    /// The primary that last served each slot, as refreshes saw it (not as `MOVED` patched it).
+    private var servedBy: [Endpoint?] = []
 
     init(configuration: RedisConfiguration.Cluster, replicaChoice: Int) {
         readFrom = configuration.readFrom
@@ -166,12 +168,26 @@ struct RedisClusterStateMachine {
         return candidates
     }
 
-    /// A refresh answered.
-    mutating func refreshed(_ topology: RedisClusterTopology, now: Instant, answeredBy endpoint: Endpoint? = nil) {
+    /// A refresh answered. Returns the slots that **failed over** since the last refresh that
+    /// saw them served: their primary is now another node, and the one that served them before is no
+    /// longer a primary (it failed, or was demoted). Writes acknowledged by the old primary just
+    /// before may be missing on the new one (replication is asynchronous); a slot merely moved by a
+    /// reshard, its old primary still a primary, lost nothing.
+    @discardableResult
+    mutating func refreshed(_ topology: RedisClusterTopology, now: Instant, answeredBy endpoint: Endpoint? = nil) -> [Int] {
+        var failedOver: [Int] = []
+        let primaries = Set(topology.primaries)
+        if servedBy.isEmpty { servedBy = Array(repeating: nil, count: RedisClusterTopology.slotCount) }
+        for slot in 0..<RedisClusterTopology.slotCount {
+            guard let owner = topology.shard(ofSlot: slot)?.primary else { continue }  // keep who served it last
+            if let before = servedBy[slot], before != owner, !primaries.contains(before) { failedOver.append(slot) }
+            servedBy[slot] = owner
+        }
         self.topology = topology
         lastAnswered = endpoint
         lastRefresh = now
         refreshRequested = topology.uncoveredSlots > 0
+        return failedOver
     }
 
     /// A refresh found no node that answered: keep the map, try again after the spacing.
