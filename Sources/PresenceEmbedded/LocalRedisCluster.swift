@@ -311,7 +311,7 @@ public final class LocalRedisCluster: Sendable {
     /// Moves `slots` hash slots, with their keys, from the primary on `from` to the primary on
     /// `to`: `redis-cli --cluster reshard 127.0.0.1:<from> --cluster-from <id> --cluster-to <id>
     /// --cluster-slots N --cluster-yes`, on a thread of its own, so callers can keep traffic going
-    /// meanwhile (it follows MOVED and ASK). Returns when redis-cli finished; the primaries know
+    /// meanwhile (their clients must follow MOVED and ASK). Returns when redis-cli finished; the primaries know
     /// the new owners then, replicas learn them by gossip a moment later (``waitUntilOK(timeout:)``
     /// waits until all agree). Not cancellable: `timeout` bounds it.
     /// - Throws: ``LocalRedisClusterError`` `commandFailed` with redis-cli's output (the cluster not

@@ -26,6 +26,7 @@ public struct LocalRedisClusterError: Error, CustomStringConvertible, Sendable {
         /// A node could not be started (its port taken, redis-server failing).
         public static var startFailed: Code { Code(.startFailed) }
 
+        /// The code's name (`timedOut`).
         public var description: String { base.rawValue }
     }
 
@@ -33,8 +34,9 @@ public struct LocalRedisClusterError: Error, CustomStringConvertible, Sendable {
     public let code: Code
     /// What happened.
     public let message: String
-    /// Where it was thrown.
+    /// The file it was thrown from (`#fileID`).
     public let file: String
+    /// The line it was thrown from.
     public let line: Int
 
     init(_ code: Code, _ message: String, file: String = #fileID, line: Int = #line) {
@@ -44,5 +46,6 @@ public struct LocalRedisClusterError: Error, CustomStringConvertible, Sendable {
         self.line = line
     }
 
+    /// The message.
     public var description: String { message }
 }

@@ -165,8 +165,15 @@ struct LocalRedisClusterTests {
 
     @Test("reshard moves 100 slots and their keys from one primary to another; every node agrees")
     func reshard() async throws {
-        let cluster = try await LocalRedisCluster.start()
+        // Also: a directory of the caller's, kept (only the node files go), and extra arguments.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lrc-reshard-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cluster = try await LocalRedisCluster.start(directory: directory, extraArguments: ["--cluster-node-timeout", "1500"])
         defer { cluster.stop() }
+        #expect(cluster.nodeTimeout == .milliseconds(1500))
+        #expect(try await cluster.command(on: cluster.ports[0], "CONFIG", "GET", "cluster-node-timeout") == "cluster-node-timeout\n1500")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("nodes-\(cluster.ports[0]).conf").path))
         let primaries = try cluster.primaries()
         let (from, to) = (primaries[0], primaries[1])
         func slots(of port: Int, _ ranges: [LocalRedisCluster.SlotRange]) -> Set<Int> {
@@ -213,6 +220,8 @@ struct LocalRedisClusterTests {
             let owner = view.first { $0.isPrimary && $0.owns(moved.min()!) }
             #expect(owner?.port == to, "node \(port)")
         }
+        cluster.stop()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 
     @Test("fewer than 3 primaries is refused before anything starts")
