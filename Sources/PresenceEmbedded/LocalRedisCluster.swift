@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Presence
 import Synchronization
 
 /// A Redis Cluster of redis-server processes on 127.0.0.1, started and stopped by this process:
@@ -214,26 +215,9 @@ public final class LocalRedisCluster: Sendable {
             .sorted { $0.slots.lowerBound < $1.slots.lowerBound }
     }
 
-    /// The hash slot of `key`: CRC16 (XMODEM) of its hash tag — the part between the first `{` and
-    /// the next `}`, when not empty — else of the whole key, modulo 16384. Pure.
-    ///
-    /// The same function as `RedisKeySlot` in the Presence module, which is internal to it (and its
-    /// folder belongs to the cluster client's branch); the tests check this one against the
-    /// servers' `CLUSTER KEYSLOT`. Call that one once it is public.
-    public static func slot(of key: String) -> Int {
-        let bytes = Array(key.utf8)
-        var tagged = bytes[...]
-        if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
-           let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1 {
-            tagged = bytes[(open + 1)..<close]
-        }
-        var crc: UInt16 = 0
-        for byte in tagged {
-            crc ^= UInt16(byte) << 8
-            for _ in 0..<8 { crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1 }
-        }
-        return Int(crc) % ClusterHealth.slotCount
-    }
+    /// The hash slot of `key` (`RedisKeySlot`, the client's own; the tests check it against the
+    /// servers' `CLUSTER KEYSLOT`).
+    public static func slot(of key: String) -> Int { RedisKeySlot.slot(key) }
 
     /// The node's id (`CLUSTER MYID`).
     /// - Throws: ``LocalRedisClusterError`` (`unknownPort`, or the command failing).
