@@ -13,15 +13,15 @@ public enum Topology: String, Sendable, CaseIterable, CustomStringConvertible {
 /// Runs `body` with a running client on a fresh Redis of `topology`, started for this call and
 /// stopped after it: a redis-server, or three cluster primaries on free loopback ports (their
 /// replicas are left out: failover has tests of its own).
-public func withRedis<T: Sendable>(_ topology: Topology, _ body: (RedisClient) async throws -> T) async throws -> T {
+public func withRedis<T: Sendable>(_ topology: Topology, _ body: @Sendable (RedisClient) async throws -> T) async throws -> T {
     switch topology {
     case .standalone:
         let server = try await RedisServer.start()
         defer { withExtendedLifetime(server) {} }
         return try await withClient(server, body)
     case .cluster:
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)
-        defer { cluster.stop() }
-        return try await withClient(try RedisConfiguration(url: cluster.seedURL), body)
+        return try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL), body)
+        }
     }
 }

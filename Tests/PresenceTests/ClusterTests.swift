@@ -39,246 +39,284 @@ struct ClusterTests {
 
     @Test("keys spread over every primary; the sweeper works on each of them")
     func keysOnEveryPrimary() async throws {
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)
-        defer { cluster.stop() }
-        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
-            let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
-            let registry = PresenceRegistry(client: client, configuration: configuration)
-            let keep = try await startNode("keeper", client: client, configuration: configuration)
-            let doomed = try await startNode("doomed", client: client, configuration: configuration)
-            let expected = try await populate([keep, doomed], count: 600)
-            let primaries = try await client.primaryClients()
-            #expect(primaries.count == 3)
-            for primary in primaries {
-                #expect(try await primary.send("DBSIZE").int ?? 0 > 100, "\(primary.configuration.endpoint) holds few keys")
-            }
-            #expect(try await complete(registry, expected))
+        try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+                let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
+                let registry = PresenceRegistry(client: client, configuration: configuration)
+                let keep = try await startNode("keeper", client: client, configuration: configuration)
+                let doomed = try await startNode("doomed", client: client, configuration: configuration)
+                let expected = try await populate([keep, doomed], count: 600)
+                let primaries = try await client.primaryClients()
+                #expect(primaries.count == 3)
+                for primary in primaries {
+                    #expect(try await primary.send("DBSIZE").int ?? 0 > 100, "\(primary.configuration.endpoint) holds few keys")
+                }
+                #expect(try await complete(registry, expected))
 
-            await doomed.crash()
-            let info = try #require(try await registry.node("doomed"))
-            try await waitUntilRedisTime(client, passes: Int(info.expiresAt.timeIntervalSince1970 * 1000))
-            let report = try await Sweeper(client: client, configuration: configuration).sweep()
-            #expect(report.nodes.map(\.nodeID) == ["doomed"])
-            #expect(report.sockets == 600)
-            let left = try await allKeys(client)
-            #expect(!left.contains { $0.contains("doomed") })
-            #expect(try await registry.sockets(ofUser: "user1").allSatisfy { $0.nodeID == "keeper" })
-            #expect(try await complete(registry, expected.filter { $0.value == "keeper" }))
-            try await keep.stop()
+                await doomed.crash()
+                let info = try #require(try await registry.node("doomed"))
+                try await waitUntilRedisTime(client, passes: Int(info.expiresAt.timeIntervalSince1970 * 1000))
+                let report = try await Sweeper(client: client, configuration: configuration).sweep()
+                #expect(report.nodes.map(\.nodeID) == ["doomed"])
+                #expect(report.sockets == 600)
+                let left = try await allKeys(client)
+                #expect(!left.contains { $0.contains("doomed") })
+                #expect(try await registry.sockets(ofUser: "user1").allSatisfy { $0.nodeID == "keeper" })
+                #expect(try await complete(registry, expected.filter { $0.value == "keeper" }))
+                try await keep.stop()
+            }
         }
     }
 
     @Test("SIGKILL of the registry's primary: its replica takes over, queries answer right or 503 meanwhile, the registry is complete within two heartbeats of ok")
     func primaryFailover() async throws {
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 1)
-        defer { cluster.stop() }
-        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
-            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
-            var nodes: [RunningNode] = []
-            for n in 0..<3 { nodes.append(try await startNode("fo-\(n)", client: client, configuration: clusterConfiguration)) }
-            let expected = try await populate(nodes, count: 1_000)
-            #expect(try await complete(registry, expected))
-            // Every replica has every write before the kill: what is lost then is only availability.
-            for primary in try await client.primaryClients() {
-                _ = try await primary.send("WAIT", "1", "5000")
-            }
-            let victim = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
-
-            // Readers meanwhile: an answer is right, or a RedisError (the API's 503); never a wrong
-            // "not alive", never another error.
-            let sample = Array(expected.keys.sorted().prefix(300))
-            let stop = StopFlag()
-            let reader = Task { () -> (right: Int, unavailable: Int, wrong: [String], other: [String]) in
-                var tally = (right: 0, unavailable: 0, wrong: [String](), other: [String]())
-                while !stop.isSet {
-                    do {
-                        let sockets = try await registry.sockets(sample)
-                        for (id, socket) in zip(sample, sockets) where socket?.nodeID != expected[id] { tally.wrong.append(id) }
-                        tally.right += 1
-                    } catch is RedisError {
-                        tally.unavailable += 1
-                    } catch {
-                        tally.other.append("\(error)")
-                    }
-                    try? await Task.sleep(for: .milliseconds(20))
+        try await withLocalCluster(replicasPerPrimary: 1) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                var nodes: [RunningNode] = []
+                for n in 0..<3 { nodes.append(try await startNode("fo-\(n)", client: client, configuration: clusterConfiguration)) }
+                let expected = try await populate(nodes, count: 1_000)
+                #expect(try await complete(registry, expected))
+                // Every replica has every write before the kill: what is lost then is only availability.
+                for primary in try await client.primaryClients() {
+                    _ = try await primary.send("WAIT", "1", "5000")
                 }
-                return tally
+                let victim = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
+
+                // Readers meanwhile: an answer is right, or a RedisError (the API's 503); never a wrong
+                // "not alive", never another error.
+                let sample = Array(expected.keys.sorted().prefix(300))
+                let stop = StopFlag()
+                let reader = Task { () -> (right: Int, unavailable: Int, wrong: [String], other: [String]) in
+                    var tally = (right: 0, unavailable: 0, wrong: [String](), other: [String]())
+                    while !stop.isSet {
+                        do {
+                            let sockets = try await registry.sockets(sample)
+                            for (id, socket) in zip(sample, sockets) where socket?.nodeID != expected[id] { tally.wrong.append(id) }
+                            tally.right += 1
+                        } catch is RedisError {
+                            tally.unavailable += 1
+                        } catch {
+                            tally.other.append("\(error)")
+                        }
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                    return tally
+                }
+                try cluster.kill(port: victim)
+                let promoted = try await cluster.waitForFailover(of: victim)
+                let ok = ContinuousClock.now
+                #expect(promoted != victim)
+                let (settled, slack) = try await measuringSchedulingSlack {
+                    try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
+                }
+                stop.set()
+                let tally = await reader.value
+                let back = ContinuousClock.now - ok
+                print("failover: \(tally.right) right answers, \(tally.unavailable) unavailable, complete \(settled) after ok (slack \(slack))")
+                #expect(tally.wrong.isEmpty, "wrong answers for \(tally.wrong.prefix(5))")
+                #expect(tally.other.isEmpty, "\(tally.other.prefix(3))")
+                #expect(tally.right > 0)
+                #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2 + .seconds(1))
+                for running in nodes { try await running.stop() }
             }
-            try cluster.kill(port: victim)
-            let promoted = try await cluster.waitForFailover(of: victim)
-            let ok = ContinuousClock.now
-            #expect(promoted != victim)
-            let (settled, slack) = try await measuringSchedulingSlack {
-                try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
-            }
-            stop.set()
-            let tally = await reader.value
-            let back = ContinuousClock.now - ok
-            print("failover: \(tally.right) right answers, \(tally.unavailable) unavailable, complete \(settled) after ok (slack \(slack))")
-            #expect(tally.wrong.isEmpty, "wrong answers for \(tally.wrong.prefix(5))")
-            #expect(tally.other.isEmpty, "\(tally.other.prefix(3))")
-            #expect(tally.right > 0)
-            #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2 + .seconds(1))
-            for running in nodes { try await running.stop() }
         }
     }
 
     @Test("a failover that loses acknowledged writes: the nodes write again what lived in the failed-over slots, complete within two heartbeats of the failover being seen")
     func failoverLosingWrites() async throws {
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 1)
-        defer { cluster.stop() }
-        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
-            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
-            let running = try await startNode("lossy", client: client, configuration: clusterConfiguration)
-            var expected = try await populate([running], count: 500)
-            for primary in try await client.primaryClients() { _ = try await primary.send("WAIT", "1", "5000") }
-            let keys = clusterConfiguration.keys
-            let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(keys.nodeTable))
-            let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
-            let replica = try #require(try cluster.replica(of: victim))
+        try await withLocalCluster(replicasPerPrimary: 1) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                let running = try await startNode("lossy", client: client, configuration: clusterConfiguration)
+                var expected = try await populate([running], count: 500)
+                for primary in try await client.primaryClients() { _ = try await primary.send("WAIT", "1", "5000") }
+                let keys = clusterConfiguration.keys
+                let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(keys.nodeTable))
+                let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
+                let replica = try #require(try cluster.replica(of: victim))
 
-            // The replica stops, and the victim drops its link (what was already sent sits in the
-            // replica's socket buffer; nothing after reaches it): the victim alone holds what follows.
-            try cluster.pause(port: replica)
-            _ = try await cluster.command(on: victim, "CLIENT", "KILL", "TYPE", "replica")
-            for i in 0..<1_000 {
-                try running.node.connected(socketID: "late-\(i)", userID: "luser\(i % 31)")
-                expected["late-\(i)"] = "lossy"
+                // The replica stops, and the victim drops its link (what was already sent sits in the
+                // replica's socket buffer; nothing after reaches it): the victim alone holds what follows.
+                try cluster.pause(port: replica)
+                _ = try await cluster.command(on: victim, "CLIENT", "KILL", "TYPE", "replica")
+                for i in 0..<1_000 {
+                    try running.node.connected(socketID: "late-\(i)", userID: "luser\(i % 31)")
+                    expected["late-\(i)"] = "lossy"
+                }
+                try await running.node.flush()
+                let onVictim = try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(keys.socket($0))) == victim && $0.hasPrefix("late-") }
+                #expect(!onVictim.isEmpty)
+                try cluster.kill(port: victim)
+                try cluster.resume(port: replica)
+                let promoted = try await cluster.waitForFailover(of: victim)
+                #expect(promoted == replica)
+                // What the replica never received is gone from the cluster now.
+                let missing = try await registry.sockets(Array(onVictim.prefix(1000))).filter { $0 == nil }.count
+                // The client sees the failover once a command meets the dead node or a refresh runs.
+                _ = try await eventually("the client to see the failover") {
+                    _ = try? await registry.sockets(Array(onVictim.prefix(50)))
+                    return client.failovers.generation > 0
+                }
+                let seen = ContinuousClock.now
+                let (_, slack) = try await measuringSchedulingSlack {
+                    try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
+                }
+                let back = ContinuousClock.now - seen
+                print("lost writes: \(missing) of \(onVictim.count) sockets on the failed primary were missing after the failover; complete \(back) after the client saw it (slack \(slack))")
+                #expect(missing > 0, "the failover lost nothing: the repair was not exercised")
+                #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2)
+                #expect(try await registry.sockets(ofUser: "luser1").count == expected.keys.filter { $0.hasPrefix("late-") && Int($0.dropFirst(5))! % 31 == 1 }.count + 0)
+                try await running.stop()
             }
-            try await running.node.flush()
-            let onVictim = try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(keys.socket($0))) == victim && $0.hasPrefix("late-") }
-            #expect(!onVictim.isEmpty)
-            try cluster.kill(port: victim)
-            try cluster.resume(port: replica)
-            let promoted = try await cluster.waitForFailover(of: victim)
-            #expect(promoted == replica)
-            // What the replica never received is gone from the cluster now.
-            let missing = try await registry.sockets(Array(onVictim.prefix(1000))).filter { $0 == nil }.count
-            // The client sees the failover once a command meets the dead node or a refresh runs.
-            _ = try await eventually("the client to see the failover") {
-                _ = try? await registry.sockets(Array(onVictim.prefix(50)))
-                return client.failovers.generation > 0
+        }
+    }
+
+    @Test("--read-from replicas: lookups read replicas (READONLY), writes and scripts go to primaries; a dead replica's reads fall back to its primary")
+    func readFromReplicas() async throws {
+        try await withLocalCluster(replicasPerPrimary: 1) { cluster in
+            var reads = try RedisConfiguration(url: cluster.seedURL + "?read-from=replicas")
+            reads.connectTimeout = .milliseconds(300)
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { writes in
+                try await withClient(reads) { client in
+                    let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                    let running = try await startNode("rr", client: writes, configuration: clusterConfiguration)
+                    let expected = try await populate([running], count: 600)
+                    for primary in try await writes.primaryClients() { _ = try await primary.send("WAIT", "1", "5000") }
+                    func hmgetCalls(_ port: Int) async throws -> Int {
+                        let info = try await cluster.command(on: port, "INFO", "commandstats")
+                        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_hmget:") }),
+                              let range = line.range(of: "calls=") else { return 0 }
+                        return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+                    }
+                    let primaries = try cluster.primaries()
+                    let replicas = try primaries.map { try #require(try cluster.replica(of: $0)) }
+                    let before = try await (primaries + replicas).asyncMap(hmgetCalls)
+                    #expect(try await complete(registry, expected))
+                    let after = try await (primaries + replicas).asyncMap(hmgetCalls)
+                    let delta = zip(after, before).map { $0 - $1 }
+                    print("read-from replicas: hmget calls per node \(delta), redirects \(client.metrics.redirectCount)")
+                    #expect(delta.prefix(primaries.count).allSatisfy { $0 == 0 }, "primaries answered reads: \(delta)")
+                    #expect(delta.suffix(replicas.count).reduce(0, +) >= expected.count)
+                    // A write through the replica-reading client still lands on a primary.
+                    #expect(try await client.send("SET", "rr-written", "1").string == "OK")
+                    #expect(try await writes.send("GET", "rr-written").string == "1")
+
+                    try cluster.kill(port: replicas[0])
+                    #expect(try await complete(registry, expected), "reads of the dead replica's shard did not fall back to its primary")
+                    try await running.stop()
+                }
             }
-            let seen = ContinuousClock.now
-            let (_, slack) = try await measuringSchedulingSlack {
-                try await eventually("every socket alive on its node again") { try await complete(registry, expected) }
-            }
-            let back = ContinuousClock.now - seen
-            print("lost writes: \(missing) of \(onVictim.count) sockets on the failed primary were missing after the failover; complete \(back) after the client saw it (slack \(slack))")
-            #expect(missing > 0, "the failover lost nothing: the repair was not exercised")
-            #expect(back <= clusterConfiguration.heartbeatInterval * 2 + slack * 2)
-            #expect(try await registry.sockets(ofUser: "luser1").count == expected.keys.filter { $0.hasPrefix("late-") && Int($0.dropFirst(5))! % 31 == 1 }.count + 0)
-            try await running.stop()
         }
     }
 
     @Test("a live reshard of 1,000 slots while nodes report and clients look up: no error reaches a caller, no reply crosses, the registry stays exact")
     func liveReshard() async throws {
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0)
-        defer { cluster.stop() }
-        try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
-            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
-            var nodes: [RunningNode] = []
-            for n in 0..<3 { nodes.append(try await startNode("rs-\(n)", client: client, configuration: clusterConfiguration)) }
-            var expected = try await populate(nodes, count: 1_000)
-            let primaries = try cluster.primaries()
-            let stop = StopFlag()
-            // Lookups throughout of sockets the churn leaves alone (it disconnects s500 and up):
-            // every answer is the socket asked for, on its node.
-            let sample = nodes.flatMap { running in (0..<200).map { "\(running.node.nodeID)-s\($0)" } }
-            let frozen = expected
-            let reader = Task { () -> (answers: Int, problems: [String]) in
-                var answers = 0
-                var problems: [String] = []
-                while !stop.isSet {
-                    do {
-                        let sockets = try await registry.sockets(sample)
-                        for (id, socket) in zip(sample, sockets) where socket?.socketID != id || socket?.nodeID != frozen[id] {
-                            problems.append("\(id) read as \(socket.map { "\($0.socketID)@\($0.nodeID)" } ?? "nil")")
+        try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                var nodes: [RunningNode] = []
+                for n in 0..<3 { nodes.append(try await startNode("rs-\(n)", client: client, configuration: clusterConfiguration)) }
+                var expected = try await populate(nodes, count: 1_000)
+                let primaries = try cluster.primaries()
+                let stop = StopFlag()
+                // Lookups throughout of sockets the churn leaves alone (it disconnects s500 and up):
+                // every answer is the socket asked for, on its node.
+                let sample = nodes.flatMap { running in (0..<200).map { "\(running.node.nodeID)-s\($0)" } }
+                let frozen = expected
+                let reader = Task { () -> (answers: Int, problems: [String]) in
+                    var answers = 0
+                    var problems: [String] = []
+                    while !stop.isSet {
+                        do {
+                            let sockets = try await registry.sockets(sample)
+                            for (id, socket) in zip(sample, sockets) where socket?.socketID != id || socket?.nodeID != frozen[id] {
+                                problems.append("\(id) read as \(socket.map { "\($0.socketID)@\($0.nodeID)" } ?? "nil")")
+                            }
+                            answers += 1
+                        } catch {
+                            problems.append("lookup failed: \(error)")
                         }
-                        answers += 1
-                    } catch {
-                        problems.append("lookup failed: \(error)")
                     }
+                    return (answers, problems)
                 }
-                return (answers, problems)
-            }
-            // Churn throughout: new sockets and disconnects on every node.
-            let churn = Task { () -> [String: String?] in
-                var changes: [String: String?] = [:]
-                var round = 0
-                while !stop.isSet {
-                    for running in nodes {
-                        let id = running.node.nodeID
-                        try running.node.connected(socketID: "\(id)-new\(round)", userID: "late\(round % 11)")
-                        changes["\(id)-new\(round)"] = id
-                        _ = try running.node.disconnected(socketID: "\(id)-s\(500 + round)")
-                        changes["\(id)-s\(500 + round)"] = String?.none
-                        try await running.node.flush()
+                // Churn throughout: new sockets and disconnects on every node.
+                let churn = Task { () -> [String: String?] in
+                    var changes: [String: String?] = [:]
+                    var round = 0
+                    while !stop.isSet {
+                        for running in nodes {
+                            let id = running.node.nodeID
+                            try running.node.connected(socketID: "\(id)-new\(round)", userID: "late\(round % 11)")
+                            changes["\(id)-new\(round)"] = id
+                            _ = try running.node.disconnected(socketID: "\(id)-s\(500 + round)")
+                            changes["\(id)-s\(500 + round)"] = String?.none
+                            try await running.node.flush()
+                        }
+                        round += 1
                     }
-                    round += 1
+                    return changes
                 }
-                return changes
+                try await cluster.reshard(slots: 1_000, from: primaries[0], to: primaries[1])
+                stop.set()
+                let (answers, problems) = await reader.value
+                let changes = try await churn.value
+                #expect(problems.isEmpty, "\(problems.prefix(5))")
+                #expect(answers > 0)
+                #expect(client.metrics.redirectCount > 0, "the reshard never redirected a command: nothing was tested")
+                for (id, node) in changes { expected[id] = node }
+                for running in nodes { try await running.node.flush() }
+                #expect(try await complete(registry, expected.compactMapValues { $0 }))
+                let gone = expected.filter { $0.value == nil }.map(\.key)
+                #expect(try await registry.sockets(gone).allSatisfy { $0 == nil })
+                for running in nodes {
+                    let id = running.node.nodeID
+                    #expect(try await client.send("SCARD", clusterConfiguration.keys.nodeSockets(id)).int == expected.filter { $0.value == id }.count)
+                }
+                print("reshard: \(client.metrics.redirectCount) redirects followed, \(answers) lookups of \(sample.count) sockets answered, \(changes.count) changes written meanwhile")
+                for running in nodes { try await running.stop() }
             }
-            try await cluster.reshard(slots: 1_000, from: primaries[0], to: primaries[1])
-            stop.set()
-            let (answers, problems) = await reader.value
-            let changes = try await churn.value
-            #expect(problems.isEmpty, "\(problems.prefix(5))")
-            #expect(answers > 0)
-            #expect(client.metrics.redirectCount > 0, "the reshard never redirected a command: nothing was tested")
-            for (id, node) in changes { expected[id] = node }
-            for running in nodes { try await running.node.flush() }
-            #expect(try await complete(registry, expected.compactMapValues { $0 }))
-            let gone = expected.filter { $0.value == nil }.map(\.key)
-            #expect(try await registry.sockets(gone).allSatisfy { $0 == nil })
-            for running in nodes {
-                let id = running.node.nodeID
-                #expect(try await client.send("SCARD", clusterConfiguration.keys.nodeSockets(id)).int == expected.filter { $0.value == id }.count)
-            }
-            print("reshard: \(client.metrics.redirectCount) redirects followed, \(answers) lookups of \(sample.count) sockets answered, \(changes.count) changes written meanwhile")
-            for running in nodes { try await running.stop() }
         }
     }
 
     @Test("partial availability: with one shard down, sockets on the other shards still answer; the others answer unavailable, never dead")
     func partialAvailability() async throws {
         // Without full coverage required, the other shards keep serving (operations.md).
-        let cluster = try await LocalRedisCluster.start(primaries: 3, replicasPerPrimary: 0, extraArguments: ["--cluster-require-full-coverage", "no"])
-        defer { cluster.stop() }
-        var configuration = try RedisConfiguration(url: cluster.seedURL)
-        configuration.connectTimeout = .milliseconds(300)
-        configuration.commandTimeout = .seconds(1)
-        try await withClient(configuration) { client in
-            let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
-            let running = try await startNode("partial", client: client, configuration: clusterConfiguration)
-            let expected = try await populate([running], count: 1_500)
-            let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
-            let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
-            let lost = Set(try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.socket($0))) == victim })
-            #expect(!lost.isEmpty && lost.count < expected.count)
-            try cluster.kill(port: victim)
-            // Wait for the cluster to notice (node timeout), then read one socket at a time.
-            try await eventually("the survivors to mark the shard failed") {
-                try cluster.primaries().contains(victim) == false
-            }
-            var answered = 0
-            var unavailable = 0
-            for id in expected.keys.sorted().prefix(300) {
-                do {
-                    let socket = try await registry.socket(id)
-                    #expect(!lost.contains(id), "\(id) on the dead shard answered \(String(describing: socket))")
-                    #expect(socket?.nodeID == "partial", "\(id) read as \(String(describing: socket))")
-                    answered += 1
-                } catch let error as RedisError {
-                    #expect(lost.contains(id), "\(id) on a live shard failed: \(error)")
-                    #expect(error.isConnectivity, "\(error)")
-                    unavailable += 1
+        try await withLocalCluster(replicasPerPrimary: 0, extraArguments: ["--cluster-require-full-coverage", "no"]) { cluster in
+            var configuration = try RedisConfiguration(url: cluster.seedURL)
+            configuration.connectTimeout = .milliseconds(300)
+            configuration.commandTimeout = .seconds(1)
+            try await withClient(configuration) { client in
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                let running = try await startNode("partial", client: client, configuration: clusterConfiguration)
+                let expected = try await populate([running], count: 1_500)
+                let registryPrimary = try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.nodeTable))
+                let victim = try #require(try cluster.primaries().first { $0 != registryPrimary })
+                let lost = Set(try expected.keys.filter { try cluster.primary(ofSlot: RedisKeySlot.slot(clusterConfiguration.keys.socket($0))) == victim })
+                #expect(!lost.isEmpty && lost.count < expected.count)
+                try cluster.kill(port: victim)
+                // Wait for the cluster to notice (node timeout), then read one socket at a time.
+                try await eventually("the survivors to mark the shard failed") {
+                    try cluster.primaries().contains(victim) == false
                 }
+                var answered = 0
+                var unavailable = 0
+                for id in expected.keys.sorted().prefix(300) {
+                    do {
+                        let socket = try await registry.socket(id)
+                        #expect(!lost.contains(id), "\(id) on the dead shard answered \(String(describing: socket))")
+                        #expect(socket?.nodeID == "partial", "\(id) read as \(String(describing: socket))")
+                        answered += 1
+                    } catch let error as RedisError {
+                        #expect(lost.contains(id), "\(id) on a live shard failed: \(error)")
+                        #expect(error.isConnectivity, "\(error)")
+                        unavailable += 1
+                    }
+                }
+                print("partial availability: \(answered) answered, \(unavailable) unavailable (their shard is down)")
+                #expect(answered > 0 && unavailable > 0)
+                await running.crash()
             }
-            print("partial availability: \(answered) answered, \(unavailable) unavailable (their shard is down)")
-            #expect(answered > 0 && unavailable > 0)
-            await running.crash()
         }
     }
 }

@@ -67,7 +67,7 @@ struct RedisClusterTopologyTests {
         #expect(topology.uncoveredSlots == 8192)
     }
 
-    @Test("a replica still loading (or failed) is not used for reads")
+    @Test("a replica still loading is used for reads only when none is online; a failed one never")
     func loadingReplica() throws {
         let reply = RedisValue.array([
             Reply.shard(slots: [(0, 16383)], nodes: [
@@ -79,6 +79,15 @@ struct RedisClusterTopologyTests {
         ])
         let topology = try RedisClusterTopology.parse(shards: reply, seedHost: "seed.invalid")
         #expect(topology.shards == [.init(primary: .tcp(host: "10.0.0.1", port: 7000), replicas: [.tcp(host: "10.0.0.12", port: 7000)])])
+        // With no replica online, a loading one (Redis 7.0: offset 0, as a synced empty one) serves.
+        let onlyLoading = RedisValue.array([
+            Reply.shard(slots: [(0, 16383)], nodes: [
+                Reply.node(id: "a", ip: "10.0.0.1", endpoint: "10.0.0.1", port: 7000, role: "master"),
+                Reply.node(id: "a1", ip: "10.0.0.11", endpoint: "10.0.0.11", port: 7000, role: "replica", health: "loading"),
+                Reply.node(id: "a3", ip: "10.0.0.13", endpoint: "10.0.0.13", port: 7000, role: "replica", health: "failed"),
+            ]),
+        ])
+        #expect(try RedisClusterTopology.parse(shards: onlyLoading, seedHost: "x").shards[0].replicas == [.tcp(host: "10.0.0.11", port: 7000)])
     }
 
     @Test("an endpoint of '?' or empty falls back to the ip, then to the seed's host")

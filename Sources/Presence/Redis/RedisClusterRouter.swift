@@ -115,7 +115,7 @@ final class RedisClusterRouter: Sendable {
             state.withLock { state in
                 for unit in pending {
                     let route = unit.ask.map { RedisClusterStateMachine.Route.node($0, asking: true) }
-                        ?? state.machine.route(transactionLead ?? commands[unit.positions[0]])
+                        ?? state.machine.route(transactionLead ?? commands[unit.positions[0]], replicaAllowed: !unit.primaryOnly)
                     switch route {
                     case .fail(let error):
                         // No node serves the slot: ask the cluster once more (the map may be older
@@ -153,9 +153,11 @@ final class RedisClusterRouter: Sendable {
             state.withLock { state in
                 for (key, units, replies) in answered {
                     for (unit, unitReplies) in zip(units, replies) {
-                        let verdict = state.machine.verdict(for: Self.judged(unitReplies), from: key.endpoint)
+                        var verdict = state.machine.verdict(for: Self.judged(unitReplies), from: key.endpoint)
+                        // A read that may or may not have run is safe to send again.
+                        if verdict == .doneAndRefresh, unit.positions.allSatisfy({ commands[$0].isReadOnly }) { verdict = .retryAfterRefresh }
                         let retry = state.machine.mayRetry(attempts: unit.attempts + 1)
-                        var again = Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil)
+                        var again = Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil, primaryOnly: unit.primaryOnly)
                         switch verdict {
                         case .done, .doneAndRefresh:
                             for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
@@ -164,8 +166,12 @@ final class RedisClusterRouter: Sendable {
                         case .ask(let target):
                             metrics.recordRedirect()
                             if transaction { pause = true } else { again.ask = target }
-                        case .retryAfterPause: pause = true
-                        case .retryAfterRefresh: refreshNeeded = true
+                        case .retryAfterPause:
+                            pause = true
+                            if key.replica { again.primaryOnly = true }
+                        case .retryAfterRefresh:
+                            refreshNeeded = true
+                            if key.replica { again.primaryOnly = true }
                         }
                         if retry {
                             next.append(again)
@@ -198,6 +204,8 @@ final class RedisClusterRouter: Sendable {
         var positions: [Int]
         var attempts: Int
         var ask: Endpoint?
+        /// A replica failed to answer it: read from the primary instead.
+        var primaryOnly = false
     }
 
     /// One node's share: single commands pipelined (each `ASK`ed one behind `ASKING`), or a

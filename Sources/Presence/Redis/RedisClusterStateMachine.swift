@@ -61,7 +61,8 @@ struct RedisClusterStateMachine {
     // MARK: Routing
 
     /// The node for `command` (by its routing key's slot; keyless commands go to the first primary).
-    func route(_ command: RedisCommand) -> Route {
+    /// `replicaAllowed: false` sends a read to the primary (after its replica failed to answer).
+    func route(_ command: RedisCommand, replicaAllowed: Bool = true) -> Route {
         guard let topology else {
             return .fail(RedisError(.unavailable, "the Redis Cluster topology is not known yet (no seed node answered CLUSTER SHARDS)"))
         }
@@ -75,7 +76,7 @@ struct RedisClusterStateMachine {
         guard let shard = topology.shard(ofSlot: slot) else {
             return .fail(RedisError(.unavailable, "no Redis Cluster primary serves hash slot \(slot) (cluster down or failing over)"))
         }
-        if readFrom == .replicas, command.isReadOnly, !shard.replicas.isEmpty {
+        if readFrom == .replicas, replicaAllowed, command.isReadOnly, !shard.replicas.isEmpty {
             return .node(shard.replicas[replicaChoice % shard.replicas.count], asking: false)
         }
         return .node(shard.primary, asking: false)

@@ -68,6 +68,7 @@ struct RedisClusterTopology: Sendable, Equatable {
             }
             var primary: Endpoint?
             var replicas: [Endpoint] = []
+            var loading: [Endpoint] = []
             for node in fields["nodes"]?.array ?? [] {
                 let info = pairs(node)
                 guard let port = info["port"]?.int, port > 0 else { continue }
@@ -78,12 +79,16 @@ struct RedisClusterTopology: Sendable, Equatable {
                 let online = info["health"]?.string == "online"
                 switch info["role"]?.string {
                 case "master": if online { primary = endpoint }
-                case "replica", "slave": if online { replicas.append(endpoint) }
+                case "replica", "slave":
+                    if online { replicas.append(endpoint) } else if info["health"]?.string == "loading" { loading.append(endpoint) }
                 default: break
                 }
             }
             guard let primary else { continue }
-            shards.append(Shard(primary: primary, replicas: replicas))
+            // Redis 7.0 calls a replica `loading` while its replication offset is 0, which a
+            // synced replica of an empty primary is: used when no replica is `online` (one that
+            // really loads answers LOADING, and its reads go to the primary).
+            shards.append(Shard(primary: primary, replicas: replicas.isEmpty ? loading : replicas))
             ranges.append(slots)
         }
         return RedisClusterTopology(shards: shards, ranges: ranges)
