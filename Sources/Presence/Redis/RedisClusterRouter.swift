@@ -101,6 +101,9 @@ final class RedisClusterRouter: Sendable {
         let transactionLead = transaction ? RedisClusterStateMachine.routingCommand(ofTransaction: commands) : nil
         var results = [Result<RedisValue, RedisError>?](repeating: nil, count: commands.count)
         var pending = units.map { Pending(positions: $0, attempts: 0, ask: nil) }
+        // Retries end at this instant, whatever attempts remain: a caller waits about one command
+        // timeout for a cluster that is failing over, then gets its error (the API's 503).
+        let deadline = ContinuousClock.now + configuration.commandTimeout
         while !pending.isEmpty {
             // Only a client with no map waits for a refresh here; a due periodic one runs beside.
             await refresh(force: false, wait: state.withLock { $0.machine.topology == nil })
@@ -120,7 +123,7 @@ final class RedisClusterRouter: Sendable {
                     case .fail(let error):
                         // No node serves the slot: ask the cluster once more (the map may be older
                         // than a promotion), then answer unavailable rather than wait out a failover.
-                        if state.machine.topology != nil, unit.attempts == 0, state.machine.mayRetry(attempts: 1) {
+                        if state.machine.topology != nil, unit.attempts == 0, state.machine.mayRetry(attempts: 1), ContinuousClock.now < deadline {
                             unroutable.append(Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil))
                         } else {
                             for position in unit.positions { results[position] = .failure(error) }
@@ -156,7 +159,7 @@ final class RedisClusterRouter: Sendable {
                         var verdict = state.machine.verdict(for: Self.judged(unitReplies), from: key.endpoint)
                         // A read that may or may not have run is safe to send again.
                         if verdict == .doneAndRefresh, unit.positions.allSatisfy({ commands[$0].isReadOnly }) { verdict = .retryAfterRefresh }
-                        let retry = state.machine.mayRetry(attempts: unit.attempts + 1)
+                        let retry = state.machine.mayRetry(attempts: unit.attempts + 1) && ContinuousClock.now < deadline
                         var again = Pending(positions: unit.positions, attempts: unit.attempts + 1, ask: nil, primaryOnly: unit.primaryOnly)
                         switch verdict {
                         case .done, .doneAndRefresh:
@@ -308,42 +311,74 @@ final class RedisClusterRouter: Sendable {
         if wait { await task?.value }
     }
 
-    /// `CLUSTER SHARDS` from the first candidate that answers, on a connection of its own, made on
-    /// a thread of its own (hiredis blocks).
+    /// `CLUSTER SHARDS` from the first candidate that answers, on connections of its own made on
+    /// threads of their own (hiredis blocks): the best candidate alone first (usually the node
+    /// that answered last time: one connection per refresh), then all the others at once, so that
+    /// dead or frozen nodes cost one short timeout, not one each.
     private static func ask(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<(RedisClusterTopology, Endpoint), RedisError> {
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                var failures: [String] = []
-                for candidate in candidates {
-                    var target = configuration
-                    target.endpoint = candidate
-                    target.cluster = nil
-                    target.requirePrimary = false
-                    target.connectTimeout = min(configuration.connectTimeout, .milliseconds(500))
-                    target.commandTimeout = min(configuration.commandTimeout, .seconds(1))
-                    do {
-                        let connection = try RedisConnection.connect(target, scripts: [])
-                        connection.append(RedisCommand("CLUSTER", "SHARDS"))
-                        let reply = try connection.readReply().get()
-                        var host = "127.0.0.1"
-                        if case .tcp(let known, _) = candidate { host = known }
-                        let topology = try RedisClusterTopology.parse(shards: reply, seedHost: host)
-                        guard !topology.shards.isEmpty else {
-                            failures.append("\(candidate): no shard with an online primary")
-                            continue
+        guard let best = candidates.first else {
+            return .failure(RedisError(.unavailable, "no Redis Cluster node to ask for the topology"))
+        }
+        if case .success(let answer) = await race([best], configuration: configuration) { return .success(answer) }
+        return await race(candidates, configuration: configuration)
+    }
+
+    /// Asks every candidate at once; the first answer wins.
+    private static func race(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<(RedisClusterTopology, Endpoint), RedisError> {
+        final class Race: @unchecked Sendable {
+            // Guarded by `lock`.
+            let lock = NSLock()
+            var continuation: CheckedContinuation<Result<(RedisClusterTopology, Endpoint), RedisError>, Never>?
+            var failures: [String] = []
+            var remaining: Int
+            init(remaining: Int) { self.remaining = remaining }
+        }
+        return await withCheckedContinuation { continuation in
+            let race = Race(remaining: candidates.count)
+            race.continuation = continuation
+            for candidate in candidates {
+                let thread = Thread {
+                    let answer = askOne(candidate, configuration: configuration)
+                    race.lock.lock()
+                    defer { race.lock.unlock() }
+                    race.remaining -= 1
+                    switch answer {
+                    case .success(let topology):
+                        race.continuation?.resume(returning: .success((topology, candidate)))
+                        race.continuation = nil
+                    case .failure(let error):
+                        race.failures.append("\(candidate): \(error.message)")
+                        if race.remaining == 0 {
+                            race.continuation?.resume(returning: .failure(RedisError(
+                                .unavailable, "no Redis Cluster node answered CLUSTER SHARDS: \(race.failures.joined(separator: "; "))")))
+                            race.continuation = nil
                         }
-                        continuation.resume(returning: .success((topology, candidate)))
-                        return
-                    } catch let error as RedisError {
-                        failures.append("\(candidate): \(error.message)")
-                    } catch {
-                        failures.append("\(candidate): \(error)")
                     }
                 }
-                continuation.resume(returning: .failure(RedisError(.unavailable, "no Redis Cluster node answered CLUSTER SHARDS: \(failures.joined(separator: "; "))")))
+                thread.name = "presence-redis-topology"
+                thread.start()
             }
-            thread.name = "presence-redis-topology"
-            thread.start()
+        }
+    }
+
+    private static func askOne(_ candidate: Endpoint, configuration: RedisConfiguration) -> Result<RedisClusterTopology, RedisError> {
+        var target = configuration
+        target.endpoint = candidate
+        target.cluster = nil
+        target.requirePrimary = false
+        target.connectTimeout = min(configuration.connectTimeout, .milliseconds(500))
+        target.commandTimeout = min(configuration.commandTimeout, .milliseconds(500))
+        do {
+            let connection = try RedisConnection.connect(target, scripts: [])
+            connection.append(RedisCommand("CLUSTER", "SHARDS"))
+            let reply = try connection.readReply().get()
+            var host = "127.0.0.1"
+            if case .tcp(let known, _) = candidate { host = known }
+            let topology = try RedisClusterTopology.parse(shards: reply, seedHost: host)
+            guard !topology.shards.isEmpty else { return .failure(RedisError(.unavailable, "no shard with an online primary")) }
+            return .success(topology)
+        } catch {
+            return .failure(error)
         }
     }
 
