@@ -34,20 +34,29 @@ func benchLogger(_ label: String) -> Logger {
 }
 
 extension RedisClient {
-    /// Commands Redis has executed since its stats were reset, scripts' inner calls included.
+    /// Commands Redis has executed since its stats were reset, scripts' inner calls included
+    /// (summed over a cluster's primaries).
     func executedCommands() async throws -> Int {
-        let info = try await send("INFO", "commandstats").string ?? ""
-        return info.split(separator: "\r\n").reduce(0) { sum, line in
-            guard let range = line.range(of: "calls=") else { return sum }
-            return sum + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+        var total = 0
+        for primary in try await primaryClients() {
+            let info = try await primary.send("INFO", "commandstats").string ?? ""
+            total += info.split(separator: "\r\n").reduce(0) { sum, line in
+                guard let range = line.range(of: "calls=") else { return sum }
+                return sum + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+            }
         }
+        return total
     }
 
-    /// Redis `used_memory`, bytes.
+    /// Redis `used_memory`, bytes (summed over a cluster's primaries).
     func usedMemory() async throws -> Int {
-        let info = try await send("INFO", "memory").string ?? ""
-        let line = info.split(separator: "\r\n").first { $0.hasPrefix("used_memory:") } ?? ""
-        return Int(line.dropFirst("used_memory:".count)) ?? 0
+        var total = 0
+        for primary in try await primaryClients() {
+            let info = try await primary.send("INFO", "memory").string ?? ""
+            let line = info.split(separator: "\r\n").first { $0.hasPrefix("used_memory:") } ?? ""
+            total += Int(line.dropFirst("used_memory:".count)) ?? 0
+        }
+        return total
     }
 }
 

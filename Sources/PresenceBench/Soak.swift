@@ -105,12 +105,14 @@ func soak(_ arguments: BenchArguments) async throws {
             ghosts += listed.subtracting(local.keys).count
         }
         var records = 0
-        var cursor = "0"
-        repeat {
-            let page = try await reader.send("SCAN", cursor, "MATCH", "presence:s:*", "COUNT", "1000").array ?? []
-            cursor = page.first?.string ?? "0"
-            records += page.last?.array?.count ?? 0
-        } while cursor != "0"
+        for primary in try await reader.primaryClients() {
+            var cursor = "0"
+            repeat {
+                let page = try await primary.send("SCAN", cursor, "MATCH", "presence:s:*", "COUNT", "1000").array ?? []
+                cursor = page.first?.string ?? "0"
+                records += page.last?.array?.count ?? 0
+            } while cursor != "0"
+        }
         let total = truth.reduce(0) { $0 + $1.count }
         ghosts += max(0, records - total)
         say("duration \(seconds) s, \(events) events (\(events / max(seconds, 1))/s), errors \(errors + clients.reduce(0) { $0 + $1.metrics.errorCount })")
