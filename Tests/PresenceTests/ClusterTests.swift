@@ -295,6 +295,65 @@ struct ClusterTests {
         }
     }
 
+    @Test("a slot migrating mid-batch: a call of several operations is not run on the importing node by ASK; each operation lands where its key is")
+    func askWithSeveralOperations() async throws {
+        try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL)) { client in
+                let keys = clusterConfiguration.keys
+                let writer = PresenceWriter(client: client, configuration: clusterConfiguration)
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                // Two sockets whose records share a slot.
+                let slot = RedisKeySlot.slot(keys.socket("m0"))
+                let twins = Array((1..<1_000_000).lazy.map { "m\($0)" }.filter { RedisKeySlot.slot(keys.socket($0)) == slot }.prefix(2))
+                let (twin, other) = (twins[0], twins[1])
+                let running = try await startNode("asker", client: client, configuration: clusterConfiguration)
+                try running.node.connected(socketID: "m0")
+                try running.node.connected(socketID: twin)
+                try running.node.connected(socketID: other)
+                try await running.node.flush()
+                // The slot starts migrating; m0's record moves, the twin's stays on the source.
+                let source = try cluster.primary(ofSlot: slot)
+                let target = try #require(try cluster.primaries().first { $0 != source })
+                let sourceID = try await cluster.nodeID(port: source)
+                let targetID = try await cluster.nodeID(port: target)
+                _ = try await cluster.command(on: target, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID)
+                _ = try await cluster.command(on: source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", targetID)
+                _ = try await cluster.command(on: source, "MIGRATE", "127.0.0.1", String(target), keys.socket("m0"), "0", "5000")
+                // Whether a node holds a key itself (ASKING: the importing node answers for its copy;
+                // the migrating one answers ASK for a key it no longer has).
+                func holds(_ port: Int, _ key: String) async throws -> Bool {
+                    try await withClient(RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))) { node in
+                        let replies = await node.pipeline([RedisCommand("ASKING"), RedisCommand("EXISTS", key)])
+                        if case .failure(let error) = replies[1], error.message.hasPrefix("ASK") { return false }
+                        return try replies[1].get().int == 1
+                    }
+                }
+                #expect(try await holds(target, keys.socket("m0")))
+                #expect(try await !holds(source, keys.socket("m0")))
+                #expect(try await holds(source, keys.socket(twin)))
+                // One call: the first (declared) key answers ASK at the source; the twin is not moved.
+                _ = try running.node.disconnected(socketID: "m0")
+                _ = try running.node.disconnected(socketID: twin)
+                try await running.node.flush()
+                #expect(try await registry.sockets(["m0", twin]) == [nil, nil])
+                #expect(try await !holds(source, keys.socket(twin)), "the twin's record survived on the source")
+                #expect(try await !holds(target, keys.socket(twin)))
+                // A new key of the slot goes to the importing node; one still on the source is
+                // updated there, not copied (a copy would make the migration fail on BUSYKEY).
+                let outcomes = await writer.apply(nodeID: "asker", incarnation: running.node.incarnation, events: [
+                    .connect(socketID: "m0", userID: nil, meta: [:], connectedAt: Date()),
+                    .connect(socketID: other, userID: nil, meta: ["again": "1"], connectedAt: Date()),
+                ])
+                #expect(try outcomes.map { try $0.get() } == [.created, .updated])
+                #expect(try await holds(target, keys.socket("m0")))
+                #expect(try await holds(source, keys.socket(other)))
+                #expect(try await !holds(target, keys.socket(other)), "a copy of a record still on the source was made on the importing node")
+                #expect(try await registry.socket(other)?.meta == ["again": "1"])
+                await running.crash()
+            }
+        }
+    }
+
     @Test("partial availability: with one shard down, sockets on the other shards still answer; the others answer unavailable, never dead")
     func partialAvailability() async throws {
         // Without full coverage required, the other shards keep serving (operations.md).

@@ -167,6 +167,10 @@ final class RedisClusterRouter: Sendable {
                             continue
                         case .redirect: metrics.recordRedirect()
                         case .ask(let target):
+                            if !transaction, !commands[unit.positions[0]].followsAsk {
+                                for (position, reply) in zip(unit.positions, unitReplies) { results[position] = reply }
+                                continue
+                            }
                             metrics.recordRedirect()
                             if transaction { pause = true } else { again.ask = target }
                         case .retryAfterPause:

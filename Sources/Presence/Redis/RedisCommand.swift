@@ -10,6 +10,9 @@ public struct RedisCommand: Sendable, Hashable {
     @usableFromInline var lengths: [Int]
     /// Set by ``routed(by:)``: route by this key instead of the command's own.
     var routingKey: String?
+    /// Cleared by ``answeringAsk()``: a cluster's `ASK` comes back to the caller instead of being
+    /// followed.
+    var followsAsk = true
 
     /// Creates a command from its name and arguments, e.g. `RedisCommand("HGET", key, field)`.
     public init(_ name: String, _ arguments: String...) {
@@ -106,6 +109,16 @@ public struct RedisCommand: Sendable, Hashable {
     public func routed(by key: String) -> RedisCommand {
         var command = self
         command.routingKey = key
+        return command
+    }
+
+    /// The same command, but a Redis Cluster's `ASK` reply is returned rather than followed: for a
+    /// script that touches more keys than it declares, where `ASKING` would let the importing node
+    /// serve keys of the migrating slot that have not moved yet (it would read and write empty
+    /// copies of them).
+    public func answeringAsk() -> RedisCommand {
+        var command = self
+        command.followsAsk = false
         return command
     }
 

@@ -100,7 +100,9 @@ extension PresenceWriter {
             var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, "1", operations[call[0]].key)
             command.append(contentsOf: header)
             for index in call { operations[index].append(to: &command) }
-            commands.append(command)
+            // Only the first key is declared: an ASK for it says nothing of the others, so a call of
+            // several operations comes back, and they go again one by one (each ASK then is right).
+            commands.append(call.count > 1 ? command.answeringAsk() : command)
         }
         if commands.isEmpty { return [] }
         let replies = await client.pipeline(commands)
@@ -131,6 +133,7 @@ extension PresenceWriter {
     static func isMisrouted(_ result: Result<RedisValue, RedisError>) -> Bool {
         guard case .failure(let error) = result, error.code == .server else { return false }
         return error.message.contains("non local key") || error.message.contains("cluster is down")
+            || error.message.contains("slot not served")
             || error.message.hasPrefix("MOVED") || error.message.hasPrefix("ASK") || error.message.hasPrefix("TRYAGAIN")
             || error.message.hasPrefix("CLUSTERDOWN")
     }
