@@ -46,6 +46,8 @@ public final class PresenceNode: Service, Sendable {
         var timer: ContinuousClock.Instant?
         /// The client's failover generation this node has repaired up to.
         var failoverGeneration: Int
+        /// On a Redis Cluster: what was disconnected lately, deleted again after a failover.
+        var recentDisconnects = RecentDisconnects()
     }
 
     /// Creates a node.
@@ -99,7 +101,13 @@ public final class PresenceNode: Service, Sendable {
     @discardableResult
     public func disconnected(socketID: String) throws -> Bool {
         try PresenceID.validate(socketID, field: "socketId")
-        let (held, wake) = state.withLock { state in (state.machine.disconnected(socketID), state.wake) }
+        let cluster = writer.client.isCluster
+        let (held, wake) = state.withLock { state in
+            let userID = state.machine.sockets[socketID]?.userID
+            let held = state.machine.disconnected(socketID)
+            if held && cluster { state.recentDisconnects.append(socketID, userID: userID, at: .now) }
+            return (held, state.wake)
+        }
         if held { wake?.yield() }
         return held
     }
@@ -271,7 +279,7 @@ public final class PresenceNode: Service, Sendable {
                     "inRedis": "\(result.indexedSockets)", "local": "\(socketCount)",
                 ])
             }
-            if !answer.resync { repairFailovers() }
+            await repairFailovers(rewritingAll: answer.resync)
             settle(failing: [], recovered: answer.recovered)
         } catch {
             settle(failing: state.withLock { $0.machine.heartbeatFailed(now: .now, jitter: .random(in: 0..<1)) }, with: error)
@@ -279,23 +287,41 @@ public final class PresenceNode: Service, Sendable {
     }
 
     /// After a Redis Cluster failover, writes again, paced, the sockets whose keys live in the
-    /// slots that failed over: their records, user entries or set members may be missing on the
-    /// promoted replica. (A lost registration is the heartbeat's to see: it answers `new`.)
-    private func repairFailovers() {
-        let (generation, slots) = writer.client.failovers.slots(since: state.withLock { $0.failoverGeneration })
-        guard !slots.isEmpty else { return }
-        let keys = configuration.keys
-        let setLost = slots.contains(RedisKeySlot.slot(keys.nodeSockets(nodeID)))
-        let queued = state.withLock { state -> Int in
+    /// slots that failed over (their records, user entries or set members may be missing on the
+    /// promoted replica), unless `rewritingAll` (a resync rewrites every socket anyway); and deletes
+    /// again, conditionally, the sockets disconnected lately whose keys lived there (a lost deletion
+    /// would leave a record alive outside the node's set). The work is computed outside the lock.
+    private func repairFailovers(rewritingAll: Bool) async {
+        let seen = state.withLock { $0.failoverGeneration }
+        let (generation, slots) = writer.client.failovers.slots(since: seen)
+        guard generation != seen, !slots.isEmpty else { return }
+        let (local, recent) = state.withLock { state in
             state.failoverGeneration = generation
-            return state.machine.writesMayBeLost({ id, socket in
-                setLost || slots.contains(RedisKeySlot.slot(keys.socket(id)))
-                    || socket.userID.map { slots.contains(RedisKeySlot.slot(keys.user($0))) } == true
-            }, now: .now, jitter: .random(in: 0..<1))
+            return (state.machine.sockets.mapValues(\.userID), Array(state.recentDisconnects.current(now: .now)))
         }
-        logger.warning("Redis Cluster failed over; writing again what its new primaries may lack, paced", metadata: [
-            "slots": "\(slots.count)", "sockets": "\(queued)",
+        let keys = configuration.keys
+        func inFailedSlots(_ socketID: String, _ userID: String?) -> Bool {
+            slots.contains(RedisKeySlot.slot(keys.socket(socketID))) || userID.map { slots.contains(RedisKeySlot.slot(keys.user($0))) } == true
+        }
+        var queued = 0
+        if !rewritingAll {
+            let setLost = slots.contains(RedisKeySlot.slot(keys.nodeSockets(nodeID)))
+            let affected = Set(local.compactMap { setLost || inFailedSlots($0.key, $0.value) ? $0.key : nil })
+            queued = state.withLock { $0.machine.writesMayBeLost({ id, _ in affected.contains(id) }, now: .now, jitter: .random(in: 0..<1)) }
+        }
+        let gone = Array(Set(recent.compactMap { local[$0.socketID] == nil && inFailedSlots($0.socketID, $0.userID) ? $0.socketID : nil }))
+        logger.warning("Redis Cluster failed over; writing again what its new primaries may lack", metadata: [
+            "slots": "\(slots.count)", "rewrite": "\(queued)", "deleteAgain": "\(gone.count)",
         ])
+        if gone.isEmpty { return }
+        do {
+            _ = try await writer.removeSockets(nodeID: nodeID, incarnation: incarnation, socketIDs: gone)
+            // One that came back meanwhile may have lost its new record to this: write it again.
+            let back = Set(gone)
+            state.withLock { _ = $0.machine.writesMayBeLost({ id, _ in back.contains(id) }, now: .now, jitter: 0) }
+        } catch {
+            logger.warning("deleting again what a failover may have restored failed; its keys expire by their TTL", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Fails and resumes flush waiters after an outcome; logs a recovery.
