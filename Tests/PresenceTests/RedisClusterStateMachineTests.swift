@@ -443,4 +443,27 @@ struct RedisClusterStateMachineTests {
         let fresh = Machine(configuration: .init(seeds: [seed]), replicaChoice: 0)
         #expect(fresh.refreshCandidates(seeds: [seedX, seedY, seedX]) == [seedX, seedY])
     }
+
+    @Test("failovers: a slot whose primary was replaced by a node that was not one is reported once; a reshard, or a lagging view naming the old primary again, is not")
+    func failovers() throws {
+        var machine = try machine()
+        // A's replica a1 takes over A's slots; A is gone.
+        let promoted = RedisValue.array([
+            Reply.shard(slots: [(0, 5460)], nodes: [Reply.node(id: "a1", ip: "10.0.0.11", endpoint: "10.0.0.11", port: 7000, role: "master")]),
+            Reply.shard(slots: [(5461, 5999), (6100, 10922)], nodes: [Reply.node(id: "b", ip: "10.0.0.2", endpoint: "10.0.0.2", port: 7000, role: "master")]),
+            Reply.shard(slots: [(10923, 16383), (6000, 6099)], nodes: [Reply.node(id: "c", ip: "10.0.0.3", endpoint: "10.0.0.3", port: 7000, role: "master")]),
+        ])
+        let failedOver = machine.refreshed(try RedisClusterTopology.parse(shards: promoted, seedHost: "x"), now: t0 + .seconds(1))
+        #expect(failedOver == Array(0...5460))
+        // A node that lags still names A: ignored; the fresh view again: nothing new.
+        #expect(machine.refreshed(try topology(), now: t0 + .seconds(2)).isEmpty)
+        #expect(machine.refreshed(try RedisClusterTopology.parse(shards: promoted, seedHost: "x"), now: t0 + .seconds(3)).isEmpty)
+        // A reshard: slots 6000-6099 move from C to B, and C is still a primary.
+        let resharded = RedisValue.array([
+            Reply.shard(slots: [(0, 5460)], nodes: [Reply.node(id: "a1", ip: "10.0.0.11", endpoint: "10.0.0.11", port: 7000, role: "master")]),
+            Reply.shard(slots: [(5461, 10922)], nodes: [Reply.node(id: "b", ip: "10.0.0.2", endpoint: "10.0.0.2", port: 7000, role: "master")]),
+            Reply.shard(slots: [(10923, 16383)], nodes: [Reply.node(id: "c", ip: "10.0.0.3", endpoint: "10.0.0.3", port: 7000, role: "master")]),
+        ])
+        #expect(machine.refreshed(try RedisClusterTopology.parse(shards: resharded, seedHost: "x"), now: t0 + .seconds(4)).isEmpty)
+    }
 }

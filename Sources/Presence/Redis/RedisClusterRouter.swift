@@ -129,7 +129,7 @@ final class RedisClusterRouter: Sendable {
                             for position in unit.positions { results[position] = .failure(error) }
                         }
                     case .node(let endpoint, _):
-                        let replica = state.machine.topology?.shards.contains { $0.replicas.contains(endpoint) } ?? false
+                        let replica = state.machine.topology?.replicas.contains(endpoint) ?? false
                         byNode[NodeKey(endpoint: endpoint, replica: replica && unit.ask == nil), default: []].append(unit)
                     }
                 }
@@ -317,14 +317,25 @@ final class RedisClusterRouter: Sendable {
 
     /// `CLUSTER SHARDS` from the first candidate that answers, on connections of its own made on
     /// threads of their own (hiredis blocks): the best candidate alone first (usually the node
-    /// that answered last time: one connection per refresh), then all the others at once, so that
-    /// dead or frozen nodes cost one short timeout, not one each.
+    /// that answered last time: one connection per refresh), then the others three at a time, so
+    /// that dead or frozen nodes cost a short timeout per three, not one each.
     private static func ask(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<(RedisClusterTopology, Endpoint), RedisError> {
         guard let best = candidates.first else {
             return .failure(RedisError(.unavailable, "no Redis Cluster node to ask for the topology"))
         }
-        if case .success(let answer) = await race([best], configuration: configuration) { return .success(answer) }
-        return await race(candidates, configuration: configuration)
+        var failures: [String] = []
+        switch await race([best], configuration: configuration) {
+        case .success(let answer): return .success(answer)
+        case .failure(let error): failures.append(error.message)
+        }
+        // Then three at a time: a struggling cluster is not met with a connection per node at once.
+        for group in Array(candidates.dropFirst()).chunked(3) {
+            switch await race(Array(group), configuration: configuration) {
+            case .success(let answer): return .success(answer)
+            case .failure(let error): failures.append(error.message)
+            }
+        }
+        return .failure(RedisError(.unavailable, failures.joined(separator: "; ")))
     }
 
     /// Asks every candidate at once; the first answer wins.

@@ -50,6 +50,10 @@ struct RedisClusterStateMachine {
     private(set) var lastAnswered: Endpoint?
     /// The primary that last served each slot, as refreshes saw it (not as `MOVED` patched it).
     private var servedBy: [Endpoint?] = []
+    /// Primaries that failed over, and when: a stale view naming one owner again is ignored for
+    /// ``retirement``.
+    private var retired: [Endpoint: Instant] = [:]
+    static let retirement: Duration = .seconds(60)
 
     init(configuration: RedisConfiguration.Cluster, replicaChoice: Int) {
         readFrom = configuration.readFrom
@@ -179,9 +183,16 @@ struct RedisClusterStateMachine {
         var failedOver: [Int] = []
         let primaries = Set(topology.primaries)
         if servedBy.isEmpty { servedBy = Array(repeating: nil, count: RedisClusterTopology.slotCount) }
+        retired = retired.filter { now - $0.value < Self.retirement }
         for slot in 0..<RedisClusterTopology.slotCount {
             guard let owner = topology.shard(ofSlot: slot)?.primary else { continue }  // keep who served it last
-            if let before = servedBy[slot], before != owner, !primaries.contains(before) { failedOver.append(slot) }
+            // A node that lags the cluster may still call a failed-over primary the owner: that is
+            // not a second failover.
+            if retired[owner] != nil { continue }
+            if let before = servedBy[slot], before != owner, !primaries.contains(before) {
+                failedOver.append(slot)
+                retired[before] = now
+            }
             servedBy[slot] = owner
         }
         self.topology = topology

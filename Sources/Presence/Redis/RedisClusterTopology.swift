@@ -15,9 +15,12 @@ struct RedisClusterTopology: Sendable, Equatable {
     private(set) var shards: [Shard]
     /// Slot → index in ``shards``; -1 where no shard serves the slot.
     private var owners: [Int16]
+    /// Every replica, for telling a replica's connection from a primary's in O(1).
+    let replicas: Set<Endpoint>
 
     init(shards: [Shard], ranges: [[ClosedRange<Int>]]) {
         self.shards = shards
+        replicas = Set(shards.flatMap(\.replicas))
         owners = Array(repeating: -1, count: Self.slotCount)
         for (index, slots) in ranges.enumerated() {
             for range in slots where range.lowerBound >= 0 && range.upperBound < Self.slotCount {

@@ -15,8 +15,10 @@ extension PresenceWriter {
     /// not serve (a slot moved or migrating) are sent again one by one, routed by their own key,
     /// so that the client follows `MOVED` and `ASK`.
     /// - Returns: the prefix's replies and one result per operation.
+    /// - Parameter ordered: the prefix must have run before any operation (on a cluster they go
+    ///   to different nodes, so this costs a round trip there).
     func run(
-        _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = []
+        _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = [], ordered: Bool = false
     ) async -> (prefix: [Result<RedisValue, RedisError>], operations: [Result<RedisValue, RedisError>]) {
         if operations.isEmpty && prefix.isEmpty { return ([], []) }
         let header = [nodeID, incarnation ?? "", String(configuration.socketKeyTTLMilliseconds)]
@@ -35,7 +37,7 @@ extension PresenceWriter {
         var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: operations.count)
         var prefixReplies: [Result<RedisValue, RedisError>] = []
         var together = prefix
-        if client.isCluster && !prefix.isEmpty && !operations.isEmpty {
+        if ordered && client.isCluster && !prefix.isEmpty && !operations.isEmpty {
             // On a cluster the prefix (the set's additions) and the operations go to different
             // nodes at once: send it first, so that no record is written that the set does not list.
             prefixReplies = await client.pipeline(prefix)

@@ -92,7 +92,8 @@ public struct PresenceWriter: Sendable {
     }
 
     /// Applies socket events of one node incarnation in order: one pipeline, plus a second one
-    /// when the batch holds disconnects.
+    /// when the batch holds disconnects. On a Redis Cluster the set's additions go first, and a
+    /// user add whose connect lives on another node waits for it: up to four round trips.
     ///
     /// Socket records change exactly in event order. The node's socket set and the user index
     /// follow each socket's last event in the batch. The set stays a superset of the node's socket
@@ -141,7 +142,7 @@ public struct PresenceWriter: Sendable {
             for socketID in sockets { operations.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID)) }
         }
         let (indexReplies, replies) = await run(
-            operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []))
+            operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true)
         var userFailure: RedisError?
         for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove {
             if case .failure(let error) = reply { userFailure = error; break }
