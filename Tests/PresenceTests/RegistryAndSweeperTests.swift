@@ -115,6 +115,40 @@ struct RegistryAndSweeperTests {
         }
     }
 
+    @Test("sweep --orphans: the socket set of a node the table lost, silent past the node TTL, goes with its records; a live node's stays", arguments: Topology.allCases)
+    func sweepOrphans(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let keys = PresenceKeys(prefix: "presence")
+            let alive = try await startNode("stays", client: client)
+            let lost = try await startNode("lost", client: client)
+            for i in 0..<300 { try alive.node.connected(socketID: "st\(i)", userID: "su\(i % 5)") }
+            for i in 0..<400 { try lost.node.connected(socketID: "lo\(i)", userID: "lu\(i % 5)") }
+            try await alive.node.flush()
+            try await lost.node.flush()
+            await lost.crash()
+            // Its table entry and record are gone (pruned, or lost with a shard); its set's TTL says
+            // its last heartbeat was longer ago than the node TTL.
+            _ = try await client.send("HDEL", keys.nodeTable, "lost")
+            _ = try await client.send("DEL", keys.node("lost"))
+            let silent = fastConfiguration.socketKeyTTLMilliseconds - fastConfiguration.nodeTTLMilliseconds - 1_000
+            _ = try await client.send("PEXPIRE", keys.nodeSockets("lost"), String(silent))
+            let sweeper = Sweeper(client: client, configuration: fastConfiguration)
+            #expect(try await sweeper.sweep().nodes.isEmpty)
+            #expect(try await sweeper.sweep(grace: .seconds(5), orphans: true).nodes.isEmpty)
+            let dry = try await sweeper.sweep(dryRun: true, orphans: true)
+            #expect(dry.nodes.map(\.nodeID) == ["lost"] && dry.sockets == 400)
+            let report = try await sweeper.sweep(orphans: true)
+            #expect(report.nodes.map(\.nodeID) == ["lost"])
+            #expect(report.sockets == 400 && report.nodes.allSatisfy(\.forgotten))
+            let left = try await allKeys(client)
+            #expect(!left.contains { $0.contains("{lo") || $0.contains("{lost}") })
+            #expect(try await registry.sockets(ofUser: "lu1").isEmpty)
+            #expect(try await registry.sockets((0..<300).map { "st\($0)" }).allSatisfy { $0?.nodeID == "stays" })
+            try await alive.stop()
+        }
+    }
+
     @Test("a replica is refused by the sweeper with the primary named")
     func sweepRefusesReplica() async throws {
         let primary = try await RedisServer.start()

@@ -6,9 +6,10 @@ import Foundation
 /// One pass walks the liveness table with `HSCAN` and each dead node's socket set with `SSCAN`,
 /// in pages of ``PresenceConfiguration/batchSize``, deleting conditionally: running it twice, or two
 /// sweepers at once, is safe, and a node that comes back meanwhile is left alone (it rewrites its
-/// sockets itself, as after any absence). Then it `SCAN`s every primary (each shard of a Redis
-/// Cluster) for socket sets of nodes the table no longer lists (pruned, or lost with a failed
-/// over shard) that no heartbeat has refreshed for longer than the node TTL plus the grace.
+/// sockets itself, as after any absence). On request it also `SCAN`s every primary (each shard of
+/// a Redis Cluster) for socket sets of nodes the table no longer lists (pruned, or lost with a
+/// failed-over shard) that no heartbeat has refreshed for longer than the node TTL plus the grace:
+/// a pass over every key, so not by default.
 public struct Sweeper: Sendable {
     /// The client; it must have been created with ``PresenceScripts/all``.
     public let client: RedisClient
@@ -50,8 +51,9 @@ public struct Sweeper: Sendable {
     /// - Parameters:
     ///   - grace: only nodes dead for longer than this are removed.
     ///   - dryRun: report without changing anything.
+    ///   - orphans: also sweep socket sets of nodes the table no longer lists (`SCAN` of every key).
     /// - Throws: ``RedisError`` (unreachable, replica…); what was removed before stays removed.
-    public func sweep(grace: Duration = .zero, dryRun: Bool = false) async throws -> Report {
+    public func sweep(grace: Duration = .zero, dryRun: Bool = false, orphans sweepOrphans: Bool = false) async throws -> Report {
         let time = NodeTable.milliseconds(try await client.send(RedisCommand("TIME").routed(by: keys.nodeTable)))
         var dead: [(String, NodeTable.Entry)] = []
         var cursor = "0"
@@ -78,6 +80,7 @@ public struct Sweeper: Sendable {
             }
             report.nodes.append(swept)
         }
+        guard sweepOrphans else { return report }
         let listed = Set(dead.map(\.0))
         for node in try await orphans(grace: grace) where !listed.contains(node.nodeID) {
             var swept = node
@@ -147,6 +150,9 @@ public struct Sweeper: Sendable {
             cursor = next
             removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
         } while cursor != "0"
+        // Its last member's SREM removed the set already, unless a member stayed (another
+        // incarnation's record, which is dead too: the node has no table entry).
+        if try await client.send(RedisCommand("EXISTS", index)).int == 0 { return (removed, true) }
         guard try await isOrphan(node, grace: grace).0 else { return (removed, false) }
         _ = try await client.send(RedisCommand("DEL", index))
         return (removed, true)

@@ -16,6 +16,9 @@ struct SweepCommand: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print what would be removed; change nothing.")
     var dryRun = false
 
+    @Flag(help: "Also SCAN every primary for socket sets of nodes the table no longer lists (costs a pass over every key; for after a failover or a lost table).")
+    var orphans = false
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -25,7 +28,7 @@ struct SweepCommand: AsyncParsableCommand {
         let report: Sweeper.Report
         do {
             report = try await redisOptions.withClient { client in
-                try await Sweeper(client: client, configuration: configuration).sweep(grace: .milliseconds(Int(grace * 1000)), dryRun: dryRun)
+                try await Sweeper(client: client, configuration: configuration).sweep(grace: .milliseconds(Int(grace * 1000)), dryRun: dryRun, orphans: orphans)
             }
         } catch let error as ValidationError { throw error } catch { throw CommandFailure(error) }
         if json {
