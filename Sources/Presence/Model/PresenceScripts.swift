@@ -224,14 +224,8 @@ public enum PresenceScripts {
             end
         end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
-        -- PEXPIRE GT (Redis 7, which also added REDIS_VERSION_NUM) does it in one command.
-        local greater = redis.REDIS_VERSION_NUM ~= nil
         for key in pairs(touched) do
-            if greater then
-                if call('PEXPIRE', key, ttl, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttl) end
-            elseif call('PTTL', key) < ttl then
-                call('PEXPIRE', key, ttl)
-            end
+            if call('PEXPIRE', key, ttl, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttl) end
         end
         return results
         """)
