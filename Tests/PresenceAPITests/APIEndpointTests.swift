@@ -253,7 +253,7 @@ struct APIEndpointTests {
         reads.sentinel?.preferReplica = true
         reads.clientName = "presence-read"
         let client = RedisClient(configuration: writes, scripts: PresenceScripts.all, logger: testLogger())
-        let readClient = RedisClient(configuration: reads, logger: testLogger())
+        let readClient = RedisClient(configuration: reads, scripts: PresenceScripts.all, logger: testLogger())
         let app = buildApplication(client: client, readClient: readClient, options: testOptions(nodeTTL: .seconds(30)), logger: testLogger())
         try await app.test(.router) { http in
             #expect(try await http.send(.put, "/v1/nodes/rn").status == .ok)

@@ -238,6 +238,46 @@ struct ClusterTests {
         }
     }
 
+    @Test("scripts flushed on every primary are loaded again per primary (NOSCRIPT); a call before run() fails clearly; a cancelled call ends")
+    func scriptsAndLifecycle() async throws {
+        try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            var configuration = try RedisConfiguration(url: cluster.seedURL)
+            configuration.connectTimeout = .milliseconds(300)
+            // Never run: the call fails within the connect timeout, naming the cause.
+            let idle = RedisClient(configuration: configuration, scripts: PresenceScripts.all, logger: quietLogger())
+            await #expect {
+                try await idle.send("GET", "x")
+            } throws: { ($0 as? RedisError)?.code == .notRunning }
+
+            try await withClient(configuration) { client in
+                let registry = PresenceRegistry(client: client, configuration: clusterConfiguration)
+                let running = try await startNode("flushed", client: client, configuration: clusterConfiguration)
+                var expected = try await populate([running], count: 300)
+                for primary in try await client.primaryClients() { _ = try await primary.send("SCRIPT", "FLUSH") }
+                for i in 0..<300 {
+                    try running.node.connected(socketID: "after-\(i)", userID: "au\(i % 3)")
+                    expected["after-\(i)"] = "flushed"
+                }
+                try await running.node.flush()
+                #expect(try await complete(registry, expected))
+
+                // A call cancelled while the cluster is frozen ends as cancelled or unavailable,
+                // within the command timeout, not after every retry.
+                for port in try cluster.primaries() { try cluster.pause(port: port) }
+                let started = ContinuousClock.now
+                let call = Task { try await client.send("GET", "anything") }
+                try await Task.sleep(for: .milliseconds(100))
+                call.cancel()
+                let result = await call.result
+                let took = ContinuousClock.now - started
+                for node in cluster.nodes { try cluster.resume(port: node.port) }
+                #expect(throws: RedisError.self) { try result.get() }
+                #expect(took <= configuration.commandTimeout + .seconds(1))
+                await running.crash()
+            }
+        }
+    }
+
     @Test("a live reshard of 1,000 slots while nodes report and clients look up: no error reaches a caller, no reply crosses, the registry stays exact")
     func liveReshard() async throws {
         try await withLocalCluster(replicasPerPrimary: 0) { cluster in

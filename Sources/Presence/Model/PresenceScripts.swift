@@ -241,6 +241,31 @@ public enum PresenceScripts {
         return redis.call('SCARD', KEYS[1])
         """)
 
+    /// A lookup in one round trip, where one server holds every key (not on a Redis Cluster, whose
+    /// records and table live on different primaries): the records of the sockets in ARGV (`HMGET n
+    /// i u t m` each), `TIME`, and the table entries of the nodes they name. KEYS: the table.
+    /// Returns `{seconds, microseconds, record…, names, entries}`. Flagged `no-writes`, so a
+    /// replica runs it too, and `allow-cross-slot-keys`, so a single cluster-mode server does.
+    public static let lookup = RedisScript(name: "presence_lookup", source: """
+        #!lua flags=no-writes,allow-cross-slot-keys
+        local call = redis.call
+        local clock = call('TIME')
+        local out = {clock[1], clock[2]}
+        local named, order = {}, {}
+        for i = 1, #ARGV do
+            local record = call('HMGET', ARGV[i], 'n', 'i', 'u', 't', 'm')
+            out[i + 2] = record
+            local node = record[1]
+            if node and not named[node] then
+                named[node] = true
+                order[#order + 1] = node
+            end
+        end
+        out[#ARGV + 3] = order
+        if #order > 0 then out[#ARGV + 4] = call('HMGET', KEYS[1], unpack(order)) else out[#ARGV + 4] = {} end
+        return out
+        """)
+
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup]
 }

@@ -30,9 +30,11 @@ public struct PresenceRegistry: Sendable {
         try await sockets([socketID])[0]
     }
 
-    /// Looks up to 1,000 sockets: their records in one pipelined round trip, then `TIME` and the
-    /// table entries of the nodes those records name (`HMGET`) in a second (skipped when no record
-    /// exists). One entry per id, in order, `nil` where the socket is not alive.
+    /// Looks up to 1,000 sockets. On one server (standalone or Sentinel): one round trip, a
+    /// read-only script that reads the records, `TIME` and the table entries of the nodes they
+    /// name. On a Redis Cluster: the records in one pipelined round trip, then `TIME` and the table
+    /// entries (`HMGET`) from the table's primary in a second (skipped when no record exists). One
+    /// entry per id, in order, `nil` where the socket is not alive.
     /// - Throws: ``PresenceError`` for a malformed id or too many ids (nothing is sent), ``RedisError``.
     public func sockets(_ socketIDs: [String]) async throws -> [PresenceSocket?] {
         guard socketIDs.count <= Self.maximumBatch else {
@@ -40,6 +42,15 @@ public struct PresenceRegistry: Sendable {
         }
         for id in socketIDs { try PresenceID.validate(id, field: "socketId") }
         if socketIDs.isEmpty { return [] }
+        if !client.isCluster, let reply = try await lookupScript(socketIDs) {
+            guard let parts = reply.array, parts.count == socketIDs.count + 4, let names = parts[socketIDs.count + 2].array else {
+                throw PresenceError(.corruptData, "unexpected \(PresenceScripts.lookup.name) reply")
+            }
+            let table = NodeTable(time: .array([parts[0], parts[1]]), nodes: names.compactMap(\.string), values: parts[socketIDs.count + 3])
+            return try zip(socketIDs, parts[2..<socketIDs.count + 2]).map { id, record in
+                try Self.liveSocket(id: id, fields: record, table: table)
+            }
+        }
         let replies = await client.pipeline(socketIDs.map { RedisCommand("HMGET", keys.socket($0), "n", "i", "u", "t", "m") })
         let records = try replies.map { try $0.get() }
         var named = Set<String>()
@@ -50,6 +61,16 @@ public struct PresenceRegistry: Sendable {
         let table = try await entries(of: Array(named))
         return try zip(socketIDs, records).map { id, record in
             try Self.liveSocket(id: id, fields: record, table: table)
+        }
+    }
+
+    /// The one-round-trip lookup's reply; `nil` when the client was made without the script
+    /// (``PresenceScripts/lookup``), for the two-round-trip path.
+    private func lookupScript(_ socketIDs: [String]) async throws -> RedisValue? {
+        do {
+            return try await client.send(PresenceScripts.lookup.call(keys: [keys.nodeTable], arguments: socketIDs.map(keys.socket)))
+        } catch let error as RedisError where error.code == .noScript {
+            return nil
         }
     }
 

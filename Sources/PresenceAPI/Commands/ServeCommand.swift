@@ -107,7 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
             reads.sentinel?.preferReplica = true
             reads.cluster?.readFrom = .replicas
             reads.clientName = "presence-read"
-            readClient = RedisClient(configuration: reads, logger: Logger(label: "presence.redis.read"))
+            readClient = RedisClient(configuration: reads, scripts: PresenceScripts.all, logger: Logger(label: "presence.redis.read"))
             logger.notice("queries are answered from a replica: they may lag the primary by the replication delay")
         }
         let app = buildApplication(client: client, readClient: readClient, options: options, logger: logger, services: services)
