@@ -47,6 +47,8 @@ public struct RedisConfiguration: Sendable, Hashable {
             /// Read-only commands go to a replica of their slot (`READONLY` on that connection),
             /// falling back to the primary when the shard has no reachable replica. Replica reads
             /// may lag the primary by the replication delay. Writes and scripts always go to primaries.
+            /// Give writers (``PresenceNode``, ``PresenceWriter``, ``Sweeper``) a client of their own
+            /// that reads from primaries: their checks read back what they just wrote.
             case replicas
         }
 
