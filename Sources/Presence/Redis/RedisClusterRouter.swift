@@ -340,36 +340,10 @@ final class RedisClusterRouter: Sendable {
 
     /// Asks every candidate at once; the first answer wins.
     private static func race(_ candidates: [Endpoint], configuration: RedisConfiguration) async -> Result<(RedisClusterTopology, Endpoint), RedisError> {
-        final class Race: @unchecked Sendable {
-            // Guarded by `lock`.
-            let lock = NSLock()
-            var continuation: CheckedContinuation<Result<(RedisClusterTopology, Endpoint), RedisError>, Never>?
-            var failures: [String] = []
-            var remaining: Int
-            init(remaining: Int) { self.remaining = remaining }
-        }
-        return await withCheckedContinuation { continuation in
-            let race = Race(remaining: candidates.count)
-            race.continuation = continuation
+        await withCheckedContinuation { continuation in
+            let race = TopologyRace(continuation, runners: candidates.count)
             for candidate in candidates {
-                let thread = Thread {
-                    let answer = askOne(candidate, configuration: configuration)
-                    race.lock.lock()
-                    defer { race.lock.unlock() }
-                    race.remaining -= 1
-                    switch answer {
-                    case .success(let topology):
-                        race.continuation?.resume(returning: .success((topology, candidate)))
-                        race.continuation = nil
-                    case .failure(let error):
-                        race.failures.append("\(candidate): \(error.message)")
-                        if race.remaining == 0 {
-                            race.continuation?.resume(returning: .failure(RedisError(
-                                .unavailable, "no Redis Cluster node answered CLUSTER SHARDS: \(race.failures.joined(separator: "; "))")))
-                            race.continuation = nil
-                        }
-                    }
-                }
+                let thread = Thread { race.finished(candidate, askOne(candidate, configuration: configuration)) }
                 thread.name = "presence-redis-topology"
                 thread.start()
             }
