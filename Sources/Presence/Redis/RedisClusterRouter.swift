@@ -199,7 +199,12 @@ final class RedisClusterRouter: Sendable {
             }
             pending = next
             if pending.isEmpty { break }
-            if refreshNeeded { await refresh(force: true, wait: true) }
+            if refreshNeeded {
+                // A refresh forced within the spacing of the last one would not run: wait for it.
+                let delay = state.withLock { $0.machine.refreshDelay(now: .now) }
+                if delay > .zero, ContinuousClock.now + delay < deadline { try? await Task.sleep(for: delay) }
+                await refresh(force: true, wait: true)
+            }
             if pause || refreshNeeded {
                 try? await Task.sleep(for: RedisClusterStateMachine.pause(attempt: attempt, jitter: Double.random(in: 0.5...1)))
             }

@@ -164,6 +164,12 @@ struct RedisClusterStateMachine {
         return now - lastRefresh >= refreshInterval
     }
 
+    /// How long until a forced refresh may run (the spacing after the last one).
+    func refreshDelay(now: Instant) -> Duration {
+        guard let lastRefresh else { return .zero }
+        return max(.zero, Self.minimumRefreshSpacing - (now - lastRefresh))
+    }
+
     /// The nodes to ask for the topology, best first: the one that answered last, the known primaries, their replicas, then
     /// the seeds (a whole new cluster behind the same seeds is still found).
     func refreshCandidates(seeds: [Endpoint]) -> [Endpoint] {
