@@ -24,20 +24,31 @@ public final class SentinelCluster: Sendable {
         var ports: [Int] = []
         var sentinels: [RedisServerProcess] = []
         for index in 0..<3 {
-            let port = try RedisServer.freePort()
-            let file = directory.appendingPathComponent("sentinel-\(index).conf")
-            try """
-                port \(port)
-                bind 127.0.0.1
-                dir \(directory.path)
-                sentinel monitor \(masterName) 127.0.0.1 \(primary.port) 2
-                sentinel down-after-milliseconds \(masterName) 1000
-                sentinel failover-timeout \(masterName) 4000
-                sentinel parallel-syncs \(masterName) 1
+            // A port found free may be taken before the sentinel binds it (another test's process or
+            // an outgoing connection): try another, as RedisServer.start does.
+            var attempt = 0
+            while true {
+                attempt += 1
+                let port = try RedisServer.freePort()
+                let file = directory.appendingPathComponent("sentinel-\(index).conf")
+                try """
+                    port \(port)
+                    bind 127.0.0.1
+                    dir \(directory.path)
+                    sentinel monitor \(masterName) 127.0.0.1 \(primary.port) 2
+                    sentinel down-after-milliseconds \(masterName) 1000
+                    sentinel failover-timeout \(masterName) 4000
+                    sentinel parallel-syncs \(masterName) 1
 
-                """.write(to: file, atomically: true, encoding: .utf8)
-            sentinels.append(try await RedisServerProcess.launch([file.path, "--sentinel"], readyMarker: "+monitor master"))
-            ports.append(port)
+                    """.write(to: file, atomically: true, encoding: .utf8)
+                do {
+                    sentinels.append(try await RedisServerProcess.launch([file.path, "--sentinel"], readyMarker: "+monitor master"))
+                    ports.append(port)
+                    break
+                } catch where attempt < 5 {
+                    continue
+                }
+            }
         }
         let cluster = SentinelCluster(primary: primary, replica: replica, sentinelPorts: ports, sentinels: sentinels, directory: directory)
         try await cluster.waitUntilSettled()
