@@ -158,6 +158,16 @@ public final class PresenceNode: Service, Sendable {
                         wake.yield()
                     }
                 }
+                if writer.client.isCluster {
+                    // A failover is repaired as soon as the client sees it, not at the next heartbeat.
+                    let failovers = writer.client.failovers.changes()
+                    group.addTask {
+                        for await _ in failovers {
+                            await self.repairFailovers(rewritingAll: false)
+                            wake.yield()
+                        }
+                    }
+                }
                 for await _ in wakeups { startActions(in: &group, wake: wake) }
                 group.cancelAll()
             }
@@ -292,13 +302,16 @@ public final class PresenceNode: Service, Sendable {
     /// again, conditionally, the sockets disconnected lately whose keys lived there (a lost deletion
     /// would leave a record alive outside the node's set). The work is computed outside the lock.
     private func repairFailovers(rewritingAll: Bool) async {
-        let seen = state.withLock { $0.failoverGeneration }
-        let (generation, slots) = writer.client.failovers.slots(since: seen)
-        guard generation != seen, !slots.isEmpty else { return }
-        let (local, recent) = state.withLock { state in
+        let failovers = writer.client.failovers
+        // Claimed under the lock: the heartbeat and the failover listener may both get here.
+        let claimed = state.withLock { state -> (Set<Int>, [String: String?], [RecentDisconnects.Entry])? in
+            let (generation, slots) = failovers.slots(since: state.failoverGeneration)
+            guard generation != state.failoverGeneration else { return nil }
             state.failoverGeneration = generation
-            return (state.machine.sockets.mapValues(\.userID), Array(state.recentDisconnects.current(now: .now)))
+            if slots.isEmpty { return nil }
+            return (slots, state.machine.sockets.mapValues(\.userID), Array(state.recentDisconnects.current(now: .now)))
         }
+        guard let (slots, local, recent) = claimed else { return }
         let keys = configuration.keys
         func inFailedSlots(_ socketID: String, _ userID: String?) -> Bool {
             slots.contains(RedisKeySlot.slot(keys.socket(socketID))) || userID.map { slots.contains(RedisKeySlot.slot(keys.user($0))) } == true

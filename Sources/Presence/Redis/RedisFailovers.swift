@@ -8,6 +8,8 @@ public final class RedisFailovers: Sendable {
         var generation = 0
         /// Slot → the generation of its latest failover.
         var slots: [Int: Int] = [:]
+        var listeners: [Int: AsyncStream<Int>.Continuation] = [:]
+        var nextListener = 0
     }
 
     private let log = Mutex(Log())
@@ -20,14 +22,30 @@ public final class RedisFailovers: Sendable {
     /// The slots that failed over after `generation`, and the generation to ask from next time.
     public func slots(since generation: Int) -> (generation: Int, slots: Set<Int>) {
         log.withLock { log in
-            (log.generation, Set(log.slots.compactMap { $0.value > generation ? $0.key : nil }))
+            guard log.generation != generation else { return (generation, []) }
+            return (log.generation, Set(log.slots.compactMap { $0.value > generation ? $0.key : nil }))
         }
     }
 
+    /// Each new generation, as it is recorded (the latest only, when a listener lags), until the
+    /// listening task ends.
+    public func changes() -> AsyncStream<Int> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .bufferingNewest(1))
+        let id = log.withLock { log in
+            defer { log.nextListener += 1 }
+            log.listeners[log.nextListener] = continuation
+            return log.nextListener
+        }
+        continuation.onTermination = { [weak self] _ in self?.log.withLock { _ = $0.listeners.removeValue(forKey: id) } }
+        return stream
+    }
+
     func record(_ slots: [Int]) {
-        log.withLock { log in
+        let (generation, listeners) = log.withLock { log in
             log.generation += 1
             for slot in slots { log.slots[slot] = log.generation }
+            return (log.generation, Array(log.listeners.values))
         }
+        for listener in listeners { listener.yield(generation) }
     }
 }
