@@ -56,9 +56,9 @@ extension PresenceWriter {
             // add waits for its connect's answer, as a deferred one does.
             let adds = misrouted.filter { Self.followsConnect($0, in: operations) }
             let others = misrouted.filter { !Self.followsConnect($0, in: operations) }
-            _ = await send(others, of: operations, groups: others.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
+            _ = await send(others, of: operations, groups: groups, header: header, prefix: [], into: &results, alone: true)
             let due = settle(adds.filter { !Self.isMisrouted(results[$0 - 1]) }, &results)
-            _ = await send(due, of: operations, groups: due.map { _ in -1 }, header: header, prefix: [], into: &results, alone: true)
+            _ = await send(due, of: operations, groups: groups, header: header, prefix: [], into: &results, alone: true)
             misrouted = misrouted.filter { Self.isMisrouted(results[$0]) }
         }
         for index in misrouted {
