@@ -32,8 +32,10 @@ public final class RedisServerProcess: Sendable {
     /// Starts redis-server with `arguments` (logging to stdout) and waits until its output shows
     /// `readyMarker` (by default, that it accepts connections), reading it rather than polling.
     /// - Throws: ``LaunchError`` with its output when it exits before being ready.
-    public static func launch(_ arguments: [String], readyMarker: String = "eady to accept connections") async throws -> RedisServerProcess {
-        let argv = [try executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
+    /// - Parameter server: the server binary (`redis-server` on PATH by default; a `valkey-server`
+    ///   path works too).
+    public static func launch(_ arguments: [String], readyMarker: String = "eady to accept connections", server: String? = nil) async throws -> RedisServerProcess {
+        let argv = [try server ?? executable()] + arguments + ["--daemonize", "no", "--logfile", ""]
         let output = try Spawn.outputPipe()
         let child: SpawnedProcess
         do {

@@ -22,12 +22,12 @@ public final class RedisServer: Sendable {
 
 
     /// Starts a server; `port` reuses a port (to restart a stopped server at the same address).
-    public static func start(_ extraArguments: [String] = [], port: Int? = nil, directory: URL? = nil) async throws -> RedisServer {
+    public static func start(_ extraArguments: [String] = [], port: Int? = nil, directory: URL? = nil, server: String? = nil) async throws -> RedisServer {
         var lastError: (any Error)?
         for _ in 0..<5 {
             let chosen = try port ?? freePort()
             do {
-                return try await RedisServer(port: chosen, extraArguments: extraArguments, directory: directory)
+                return try await RedisServer(port: chosen, extraArguments: extraArguments, directory: directory, server: server)
             } catch {
                 lastError = error
                 if port != nil { break }
@@ -36,7 +36,7 @@ public final class RedisServer: Sendable {
         throw lastError!
     }
 
-    private init(port: Int, extraArguments: [String], directory: URL?) async throws {
+    private init(port: Int, extraArguments: [String], directory: URL?, server: String?) async throws {
         self.port = port
         let directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("presence-test-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -45,7 +45,7 @@ public final class RedisServer: Sendable {
         process = try await RedisServerProcess.launch([
             "--port", String(port), "--bind", "127.0.0.1", "--unixsocket", directory.appendingPathComponent("redis.sock").path,
             "--save", "", "--appendonly", "no", "--dir", directory.path,
-        ] + extraArguments)
+        ] + extraArguments, server: server)
     }
 
     public static func freePort() throws -> Int {
