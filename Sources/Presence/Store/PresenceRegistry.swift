@@ -157,9 +157,7 @@ public struct PresenceRegistry: Sendable {
         let start = cursor ?? "0"
         guard let position = UInt64(start) else { throw PresenceError(.invalidID, "cursor must be a cursor returned by a previous page") }
         let page = try await client.send(RedisCommand("SSCAN", keys.nodeSockets(nodeID), String(position), "COUNT", String(limit)))
-        guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
-            throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
-        }
+        let (next, members) = try page.scanPage("SSCAN")
         let ids = Array(Set(members.compactMap(\.string))).sorted()
         var live: [PresenceSocket] = []
         for chunk in ids.chunked(Self.maximumBatch) {

@@ -236,9 +236,7 @@ public struct PresenceWriter: Sendable {
         var members = Set<String>()
         repeat {
             let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
-            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let listed = parts[1].array else {
-                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
-            }
+            let (next, listed) = try page.scanPage("SSCAN")
             cursor = next
             for member in listed { if let id = member.string { members.insert(id) } }
         } while cursor != "0"
@@ -256,9 +254,7 @@ public struct PresenceWriter: Sendable {
         var removedTotal = 0
         repeat {
             let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
-            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
-                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
-            }
+            let (next, members) = try page.scanPage("SSCAN")
             cursor = next
             let stale = members.compactMap(\.string).filter { !keep($0) }
             removedTotal += try await removeSockets(nodeID: nodeID, incarnation: nil, socketIDs: stale)

@@ -59,9 +59,7 @@ public struct Sweeper: Sendable {
         var cursor = "0"
         repeat {
             let page = try await client.send(RedisCommand("HSCAN", keys.nodeTable, cursor, "COUNT", String(configuration.batchSize)))
-            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let fields = parts[1].array else {
-                throw PresenceError(.corruptData, "unexpected HSCAN reply \(page)")
-            }
+            let (next, fields) = try page.scanPage("HSCAN")
             cursor = next
             for (node, value) in RedisValue.array(fields).fieldMap {
                 if let entry = NodeTable.entry(value), entry.expiresAt + grace.milliseconds <= time {
@@ -101,9 +99,7 @@ public struct Sweeper: Sendable {
             var cursor = "0"
             repeat {
                 let page = try await primary.send(RedisCommand("SCAN", cursor, "MATCH", prefix + "*" + tail, "COUNT", String(configuration.batchSize)))
-                guard let parts = page.array, parts.count == 2, let next = parts[0].string, let listed = parts[1].array else {
-                    throw PresenceError(.corruptData, "unexpected SCAN reply \(page)")
-                }
+                let (next, listed) = try page.scanPage("SCAN")
                 cursor = next
                 let nodes = listed.compactMap(\.string).filter { $0.hasPrefix(head) && $0.hasSuffix(tail) }
                     .map { String($0.dropFirst(head.count).dropLast(tail.count)) }
@@ -144,9 +140,7 @@ public struct Sweeper: Sendable {
         repeat {
             guard try await isOrphan(node, grace: grace).0 else { return (removed, false) }  // it came back
             let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
-            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
-                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
-            }
+            let (next, members) = try page.scanPage("SSCAN")
             cursor = next
             removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
         } while cursor != "0"
@@ -179,9 +173,7 @@ public struct Sweeper: Sendable {
             ])
             guard try replies[0].get().string == entry.raw else { return (removed, false) }  // it came back
             let page = try replies[1].get()
-            guard let parts = page.array, parts.count == 2, let next = parts[0].string, let members = parts[1].array else {
-                throw PresenceError(.corruptData, "unexpected SSCAN reply \(page)")
-            }
+            let (next, members) = try page.scanPage("SSCAN")
             cursor = next
             // Only the dead incarnation's records: a node restarted meanwhile keeps its new ones.
             removed += try await writer.removeSockets(nodeID: node, incarnation: entry.incarnation, socketIDs: members.compactMap(\.string))
