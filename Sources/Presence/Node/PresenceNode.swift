@@ -320,7 +320,11 @@ public final class PresenceNode: Service, Sendable {
         if !rewritingAll {
             let setLost = slots.contains(RedisKeySlot.slot(keys.nodeSockets(nodeID)))
             let affected = Set(local.compactMap { setLost || inFailedSlots($0.key, $0.value) ? $0.key : nil })
-            queued = state.withLock { $0.machine.writesMayBeLost({ id, _ in affected.contains(id) }, now: .now, jitter: .random(in: 0..<1)) }
+            let wake: AsyncStream<Void>.Continuation?
+            (queued, wake) = state.withLock { state in
+                (state.machine.writesMayBeLost({ id, _ in affected.contains(id) }, now: .now, jitter: .random(in: 0..<1)), state.wake)
+            }
+            wake?.yield()  // the rewrite starts now, not after the deletions below
         }
         let gone = Array(Set(recent.compactMap { local[$0.socketID] == nil && inFailedSlots($0.socketID, $0.userID) ? $0.socketID : nil }))
         logger.warning("Redis Cluster failed over; writing again what its new primaries may lack", metadata: [
