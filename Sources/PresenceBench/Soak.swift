@@ -108,7 +108,7 @@ func soak(_ arguments: BenchArguments) async throws {
         for primary in try await reader.primaryClients() {
             var cursor = "0"
             repeat {
-                let page = try await primary.send("SCAN", cursor, "MATCH", "presence:s:*", "COUNT", "1000").array ?? []
+                let page = try await primary.send("SCAN", cursor, "MATCH", "presence:r:*", "COUNT", "1000").array ?? []
                 cursor = page.first?.string ?? "0"
                 records += page.last?.array?.count ?? 0
             } while cursor != "0"

@@ -269,7 +269,7 @@ struct APIEndpointTests {
             try await withClient(cluster.primary) { (primary: RedisClient) async throws in
                 let list = try await primary.send("CLIENT", "LIST").string ?? ""
                 #expect(!list.contains("name=presence-read "))
-                #expect(try await primary.send("EXISTS", "presence:s:{rs}").int == 1)
+                #expect(try await primary.send("EXISTS", "presence:r:{rs}").int == 1)
             }
         }
     }

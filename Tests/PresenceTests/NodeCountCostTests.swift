@@ -87,7 +87,7 @@ struct NodeCountCostTests {
                 .connect(socketID: "s2", userID: nil, meta: [:], connectedAt: Date()),
             ])
             // A record naming a node that is not registered reads dead.
-            _ = try await client.send("HSET", fastConfiguration.keys.socket("orphan"), "n", "nowhere", "i", "x", "t", "1")
+            _ = try await client.send("SET", fastConfiguration.keys.socket("orphan"), "nowhere\u{1F}x\u{1F}1\u{1F}\u{1F}")
             let fullReads = try await commandCalls(client, "hgetall")
             let found = try await registry.sockets(["s1", "s2", "orphan", "unknown"])
             #expect(found.map { $0?.nodeID } == ["holder", "holder", nil, nil])

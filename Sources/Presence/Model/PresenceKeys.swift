@@ -16,9 +16,9 @@ public struct PresenceKeys: Sendable, Hashable {
     /// Set of the socket ids a node reported; hash-tagged by node.
     public func nodeSockets(_ nodeID: String) -> String { "\(prefix):{\(nodeID)}:sockets" }
 
-    /// Hash with one socket's record: `n` node, `i` incarnation, `t` connectedAt, `u` user, `m` meta.
-    public func socket(_ socketID: String) -> String { "\(prefix):s:{\(socketID)}" }
+    /// String with one socket's record (``SocketRecord``): `node␟incarnation␟connectedAtµs␟user␟meta`.
+    public func socket(_ socketID: String) -> String { "\(prefix):r:{\(socketID)}" }
 
-    /// Hash `socket id → "expiresAtMs␟incarnation␟node"`: one user's sockets.
+    /// Hash `"socket id␟incarnation" → "expiresAtMs␟node"`: one user's sockets.
     public func user(_ userID: String) -> String { "\(prefix):u:{\(userID)}" }
 }

@@ -92,34 +92,36 @@ public enum PresenceScripts {
     /// operation whose key is not (a stale slot map, a slot migrating away) is skipped and answered
     /// with that error, for the caller to send again to the right node. KEYS: the first
     /// operation's key only, so that a cluster redirects a call sent to the wrong node at once.
-    /// ARGV: node id, incarnation (`""`: any, for removals only), ttl ms, then per operation its
+    /// ARGV: node id, incarnation (`""`: any, for disconnects only), ttl ms, then per operation its
     /// code, its key and its arguments. Returns one value per operation.
-    /// - `c` connect (socket key; user `""` none, connectedAt µs, meta JSON `""` none):
-    ///   writes the record unless another node holds it with a later connectedAt (a stale report
-    ///   must not displace the newer connection, or that node's coming disconnect would delete
-    ///   it). Returns 1 when the socket was not already held by this incarnation, 0 when it was
-    ///   (record replaced), -1 when ignored as stale.
-    /// - `d` disconnect (socket key; no arguments): deletes the record only if this node (and
-    ///   incarnation, when given) holds it. Returns `{incarnation, user}` of the deleted record, or nil.
-    /// - `a` user add (user key; socket id, socket key): the entry `expiresAtMs␟incarnation␟node`;
-    ///   the latest connect wins, and a connect of that socket key superseded earlier in the same
-    ///   call writes nothing (returns 0): a stale report must not take the user entry either.
-    ///   `f` user refresh (user key; socket id): the same entry, only where this incarnation still
-    ///   holds it, so a refresh never takes back a socket that reconnected elsewhere. Return 1.
-    /// - `r` user remove (user key; socket id): only where this node (and incarnation) holds it.
-    ///   Returns 1 when removed, else 0.
+    /// - `c` connect (record key; the ``SocketRecord`` value, its connectedAt µs): writes the
+    ///   record unless another node holds it with a later connectedAt (a stale report must not
+    ///   displace the newer connection, or that node's coming disconnect would delete it). Returns
+    ///   1 when the socket was not already held by this incarnation, 0 when it was (record
+    ///   replaced), -1 when ignored as stale.
+    /// - `d` disconnect (record key): deletes the record only if this node (and incarnation, when
+    ///   given) holds it. Returns the deleted record's value, or nil.
+    /// - `a` user add (user key; field `socket␟incarnation`, record key): the entry
+    ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
+    ///   writes nothing (returns 0): a stale report must not add a user entry either.
+    ///   `f` user refresh (user key; field): the same entry, only where it still exists, so a
+    ///   refresh never brings back an entry removed meanwhile. Return 1.
+    /// - `r` user remove (user key; field): `HDEL`. The field names the incarnation, so this
+    ///   removes no other node's entry. Returns 1 when removed, else 0.
     /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A
     /// refreshed key holding more than 8 entries is also pruned of expired ones, 32 a call (the
     /// scan cursor is kept in field `\u{1}c`, removed when a pass completes), so stale entries of
     /// crashed nodes go even when no sweeper runs.
     ///
     /// Written for the Lua VM's cost, which is most of this script's (callgrind, `scripts/profile-redis`):
-    /// no table built per operation, `redis.call` held in a local.
+    /// no table built per operation, one server call per operation where it can, values built by
+    /// the caller.
     public static let events = RedisScript(name: "presence_events", source: "#!lua flags=allow-cross-slot-keys\n" + now + """
 
-        local call, pcall = redis.call, redis.pcall
+        local call, pcall, match = redis.call, redis.pcall, string.match
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-        local owner = '\\31' .. incarnation .. '\\31' .. node
+        local mine = node .. '\\31' .. incarnation .. '\\31'
+        if incarnation == '' then mine = node .. '\\31' end
         local expiry
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
@@ -131,78 +133,65 @@ public enum PresenceScripts {
             local key = ARGV[i + 1]
             local result = 1
             if code == 'c' then
-                local a, b, c = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-                i = i + 5
+                local record, at = ARGV[i + 2], ARGV[i + 3]
+                i = i + 4
                 -- The first access of each operation is a pcall: a key this node does not serve
                 -- answers an error for that operation alone.
-                local previous = pcall('HMGET', key, 'n', 'i', 't', 'u', 'm')
-                local holder = previous[1]
-                if previous.err then
+                local previous = pcall('GET', key)
+                if type(previous) == 'table' then
                     result = previous
                     unserved[key] = previous
-                elseif holder and holder ~= node and tonumber(previous[3] or '0') > tonumber(b) then
-                    result = -1
-                    superseded[key] = true
+                elseif previous then
+                    local holder, held, t = match(previous, '^([^\\31]*)\\31([^\\31]*)\\31(%d*)')
+                    if holder ~= node and tonumber(t or '0') > tonumber(at) then
+                        result = -1
+                        superseded[key] = true
+                    else
+                        call('SET', key, record, 'PX', ttl)
+                        if holder == node and held == incarnation then result = 0 end
+                    end
                 else
-                    if a ~= '' then
-                        if c ~= '' then call('HSET', key, 'n', node, 'i', incarnation, 't', b, 'u', a, 'm', c)
-                        else call('HSET', key, 'n', node, 'i', incarnation, 't', b, 'u', a) end
-                    elseif c ~= '' then call('HSET', key, 'n', node, 'i', incarnation, 't', b, 'm', c)
-                    else call('HSET', key, 'n', node, 'i', incarnation, 't', b) end
-                    if a == '' and previous[4] then call('HDEL', key, 'u') end
-                    if c == '' and previous[5] then call('HDEL', key, 'm') end
-                    call('PEXPIRE', key, ttl)
-                    if holder == node and previous[2] == incarnation then result = 0 end
+                    call('SET', key, record, 'PX', ttl)
                 end
             elseif code == 'd' then
                 i = i + 2
-                local record = pcall('HMGET', key, 'n', 'i', 'u')
-                if record.err then
+                local record = pcall('GET', key)
+                if type(record) == 'table' then
                     result = record
-                elseif record[1] ~= node or (incarnation ~= '' and record[2] ~= incarnation) then
-                    result = false
-                else
+                elseif record and string.sub(record, 1, #mine) == mine then
                     call('DEL', key)
-                    result = {record[2] or '', record[3] or ''}
+                    result = record
+                else
+                    result = false
                 end
             elseif code == 'a' then
-                local a, b = ARGV[i + 2], ARGV[i + 3]
+                local field, socketKey = ARGV[i + 2], ARGV[i + 3]
                 i = i + 4
-                if unserved[b] then
-                    result = unserved[b]  -- sent again after its connect, by the caller
-                elseif superseded[b] then
+                if unserved[socketKey] then
+                    result = unserved[socketKey]  -- sent again after its connect, by the caller
+                elseif superseded[socketKey] then
                     result = 0
                 else
-                    expiry = expiry or ms(now + ttl) .. owner
-                    local written = pcall('HSET', key, a, expiry)
+                    expiry = expiry or ms(now + ttl) .. '\\31' .. node
+                    local written = pcall('HSET', key, field, expiry)
                     if type(written) == 'table' then result = written else touched[key] = true end
                 end
             elseif code == 'f' then
-                local a = ARGV[i + 2]
+                local field = ARGV[i + 2]
                 i = i + 3
-                expiry = expiry or ms(now + ttl) .. owner
-                local current = pcall('HGET', key, a)
-                if type(current) == 'table' then
-                    result = current
+                expiry = expiry or ms(now + ttl) .. '\\31' .. node
+                local held = pcall('HEXISTS', key, field)
+                if type(held) == 'table' then
+                    result = held
                 else
-                    if current and string.sub(current, -#owner) == owner then call('HSET', key, a, expiry) end
+                    if held == 1 then call('HSET', key, field, expiry) end
                     refreshed[key] = true
                     touched[key] = true
                 end
             elseif code == 'r' then
-                local a = ARGV[i + 2]
+                local field = ARGV[i + 2]
                 i = i + 3
-                result = 0
-                local value = pcall('HGET', key, a)
-                if type(value) == 'table' then
-                    result = value
-                elseif value then
-                    local _, held, holder = string.match(value, '^(%d+)\\31([^\\31]*)\\31(.*)$')
-                    if holder == node and (incarnation == '' or held == incarnation) then
-                        call('HDEL', key, a)
-                        result = 1
-                    end
-                end
+                result = pcall('HDEL', key, field)
             else
                 return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
             end
@@ -215,7 +204,7 @@ public enum PresenceScripts {
                 local page = scan[2]
                 for i = 1, #page, 2 do
                     if page[i] ~= cursorField then
-                        local e = tonumber(string.match(page[i + 1], '^(%d+)'))
+                        local e = tonumber(match(page[i + 1], '^(%d+)'))
                         if e == nil or e < now then call('HDEL', key, page[i]) end
                     end
                 end
@@ -242,23 +231,25 @@ public enum PresenceScripts {
         """)
 
     /// A lookup in one round trip, where one server holds every key (not on a Redis Cluster, whose
-    /// records and table live on different primaries): the records of the sockets in ARGV (`HMGET n
-    /// i u t m` each), `TIME`, and the table entries of the nodes they name. KEYS: the table.
+    /// records and table live on different primaries): the records of the sockets in ARGV (`GET`
+    /// each), `TIME`, and the table entries of the nodes they name. KEYS: the table.
     /// Returns `{seconds, microseconds, record…, names, entries}`. Flagged `no-writes`, so a
     /// replica runs it too, and `allow-cross-slot-keys`, so a single cluster-mode server does.
     public static let lookup = RedisScript(name: "presence_lookup", source: """
         #!lua flags=no-writes,allow-cross-slot-keys
-        local call = redis.call
+        local call, match = redis.call, string.match
         local clock = call('TIME')
         local out = {clock[1], clock[2]}
         local named, order = {}, {}
         for i = 1, #ARGV do
-            local record = call('HMGET', ARGV[i], 'n', 'i', 'u', 't', 'm')
+            local record = call('GET', ARGV[i])
             out[i + 2] = record
-            local node = record[1]
-            if node and not named[node] then
-                named[node] = true
-                order[#order + 1] = node
+            if record then
+                local node = match(record, '^[^\\31]*')
+                if not named[node] then
+                    named[node] = true
+                    order[#order + 1] = node
+                end
             end
         end
         out[#ARGV + 3] = order

@@ -51,11 +51,11 @@ public struct PresenceRegistry: Sendable {
                 try Self.liveSocket(id: id, fields: record, table: table)
             }
         }
-        let replies = await client.pipeline(socketIDs.map { RedisCommand("HMGET", keys.socket($0), "n", "i", "u", "t", "m") })
+        let replies = await client.pipeline(socketIDs.map { RedisCommand("GET", keys.socket($0)) })
         let records = try replies.map { try $0.get() }
         var named = Set<String>()
         for record in records {
-            if let values = record.array, values.count == 5, let node = values[0].string { named.insert(node) }
+            if let value = record.string, let record = SocketRecord(decoding: value) { named.insert(record.nodeID) }
         }
         if named.isEmpty { return socketIDs.map { _ in nil } }
         let table = try await entries(of: Array(named))
@@ -82,14 +82,14 @@ public struct PresenceRegistry: Sendable {
         return NodeTable(time: try replies[0].get(), nodes: nodes, values: try replies[1].get())
     }
 
-    /// Decodes an `HMGET n i u t m` reply and applies the liveness rule.
+    /// Decodes a record (`GET`'s reply) and applies the liveness rule.
     static func liveSocket(id: String, fields: RedisValue, table: NodeTable) throws -> PresenceSocket? {
-        guard let values = fields.array, values.count == 5, let node = values[0].string, let incarnation = values[1].string else { return nil }
-        guard table.isAlive(node: node, incarnation: incarnation), let entry = table.entries[node] else { return nil }
+        guard let value = fields.string, let record = SocketRecord(decoding: value) else { return nil }
+        guard table.isAlive(node: record.nodeID, incarnation: record.incarnation), let entry = table.entries[record.nodeID] else { return nil }
         return PresenceSocket(
-            socketID: id, nodeID: node, nodeIncarnation: incarnation, nodeAddress: entry.address,
-            userID: values[2].string, connectedAt: Date(timeIntervalSince1970: Double(values[3].int ?? 0) / 1_000_000),
-            meta: values[4].string.flatMap(PresenceMeta.decode) ?? [:])
+            socketID: id, nodeID: record.nodeID, nodeIncarnation: record.incarnation, nodeAddress: entry.address,
+            userID: record.userID, connectedAt: Date(timeIntervalSince1970: Double(record.connectedAtMicroseconds) / 1_000_000),
+            meta: PresenceMeta.decode(record.meta) ?? [:])
     }
 
     /// A node, alive or dead-but-listed; `nil` when unknown (never registered, left, or forgotten).
@@ -172,14 +172,15 @@ public struct PresenceRegistry: Sendable {
     public func sockets(ofUser userID: String) async throws -> [PresenceSocket] {
         try PresenceID.validate(userID, field: "userId")
         var entries: [(socketID: String, incarnation: String, node: String)] = []
-        for (socketID, value) in try await client.send(RedisCommand("HGETALL", keys.user(userID))).fieldMap where PresenceID.isValid(socketID) {
-            let parts = value.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false)
-            if parts.count == 3 { entries.append((socketID, String(parts[1]), String(parts[2]))) }
+        for (field, value) in try await client.send(RedisCommand("HGETALL", keys.user(userID))).fieldMap {
+            guard let (socketID, incarnation) = SocketRecord.parseUserField(field), PresenceID.isValid(socketID),
+                  let split = value.firstIndex(of: "\u{1F}") else { continue }
+            entries.append((socketID, incarnation, String(value[value.index(after: split)...])))
         }
         if entries.isEmpty { return [] }
         let table = try await self.entries(of: Array(Set(entries.map(\.node))))
-        var candidates = entries.filter { table.isAlive(node: $0.node, incarnation: $0.incarnation) }.map(\.socketID)
-        candidates.sort()
+        // A socket may have an entry per incarnation that added it (until the others are removed).
+        let candidates = Set(entries.filter { table.isAlive(node: $0.node, incarnation: $0.incarnation) }.map(\.socketID)).sorted()
         var live: [PresenceSocket] = []
         for chunk in candidates.chunked(Self.maximumBatch) {
             live.append(contentsOf: try await sockets(Array(chunk)).compactMap { $0 }.filter { $0.userID == userID })

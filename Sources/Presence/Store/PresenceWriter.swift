@@ -126,20 +126,25 @@ public struct PresenceWriter: Sendable {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 let socketKey = keys.socket(socketID)
-                operations.append(SocketOperation(
-                    code: .connect, key: socketKey, a: userID ?? "",
-                    b: String(Int(connectedAt.timeIntervalSince1970 * 1_000_000)), c: PresenceMeta.encode(meta)))
+                let record = SocketRecord(
+                    nodeID: nodeID, incarnation: incarnation, connectedAtMicroseconds: Int(connectedAt.timeIntervalSince1970 * 1_000_000),
+                    userID: userID, meta: PresenceMeta.encode(meta))
+                operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded, b: String(record.connectedAtMicroseconds)))
                 // The user entry follows its socket's last connect in the same call, so that a
                 // connect found stale writes no user entry either.
                 if let userID, last[socketID] == position {
-                    operations.append(SocketOperation(code: .userAdd, key: keys.user(userID), a: socketID, b: socketKey))
+                    operations.append(SocketOperation(
+                        code: .userAdd, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation), b: socketKey))
                 }
             case .disconnect(let socketID, _):
                 operations.append(SocketOperation(code: .disconnect, key: keys.socket(socketID)))
             }
         }
         for (userID, sockets) in userRemoves {
-            for socketID in sockets { operations.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID)) }
+            for socketID in sockets {
+                operations.append(SocketOperation(
+                    code: .userRemove, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+            }
         }
         let (indexReplies, replies) = await run(
             operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true)
@@ -168,13 +173,14 @@ public struct PresenceWriter: Sendable {
             case (.disconnect(let socketID, let knownUser), .success(let value)):
                 let isLast = last[socketID] == position
                 if isLast { settled.append(socketID) }
-                guard let deleted = value.array else {
+                guard let deleted = value.string else {
                     outcomes.append(.success(.notHeld))
                     continue
                 }
                 outcomes.append(.success(.removed))
-                if knownUser == nil, isLast, deleted.count == 2, let userID = deleted[1].string, !userID.isEmpty {
-                    lateUserRemoves.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID))
+                if knownUser == nil, isLast, let record = SocketRecord(decoding: deleted), let userID = record.userID {
+                    lateUserRemoves.append(SocketOperation(
+                        code: .userRemove, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: record.incarnation)))
                 }
             }
         }
@@ -216,7 +222,9 @@ public struct PresenceWriter: Sendable {
         let ttl = String(configuration.socketKeyTTLMilliseconds)
         let expires = sockets.map { RedisCommand("PEXPIRE", keys.socket($0.socketID), ttl) }
         let users = sockets.compactMap { socket in
-            socket.userID.map { SocketOperation(code: .userRefresh, key: keys.user($0), a: socket.socketID) }
+            socket.userID.map {
+                SocketOperation(code: .userRefresh, key: keys.user($0), a: SocketRecord.userField(socketID: socket.socketID, incarnation: incarnation))
+            }
         }
         let (replies, userReplies) = await run(users, nodeID: nodeID, incarnation: incarnation, after: expires)
         var missing: [String] = []
@@ -275,10 +283,11 @@ public struct PresenceWriter: Sendable {
         for (socketID, reply) in zip(socketIDs, replies) {
             guard case .success(let value) = reply else { continue }
             settled.append(socketID)
-            guard let record = value.array else { continue }
+            guard let value = value.string else { continue }
             deleted += 1
-            if record.count == 2, let userID = record[1].string, !userID.isEmpty {
-                userRemoves.append(SocketOperation(code: .userRemove, key: keys.user(userID), a: socketID))
+            if let record = SocketRecord(decoding: value), let userID = record.userID {
+                userRemoves.append(SocketOperation(
+                    code: .userRemove, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: record.incarnation)))
             }
         }
         // Members leave the set only once their record is gone (or was never this node's).

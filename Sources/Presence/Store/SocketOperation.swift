@@ -11,19 +11,19 @@ struct SocketOperation: Sendable {
     var code: Code
     /// The one key the operation touches.
     var key: String
+    /// Connect: the record's value; user operations: the field `socket␟incarnation`.
     var a = ""
+    /// Connect: its connectedAt µs; user add: the record key of its connect.
     var b = ""
-    var c = ""
 
-    /// Appends the code, the key and the arguments this code takes (connect 3, disconnect none,
-    /// user add 2, the other user operations 1): the script reads them by code.
+    /// Appends the code, the key and the arguments this code takes (connect and user add 2,
+    /// disconnect none, the other user operations 1): the script reads them by code.
     func append(to command: inout RedisCommand) {
         command.append(code.rawValue)
         command.append(key)
         switch code {
-        case .connect: command.append(contentsOf: [a, b, c])
+        case .connect, .userAdd: command.append(contentsOf: [a, b])
         case .disconnect: break
-        case .userAdd: command.append(contentsOf: [a, b])
         case .userRefresh, .userRemove: command.append(a)
         }
     }
