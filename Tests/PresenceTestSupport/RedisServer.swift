@@ -21,6 +21,31 @@ public final class RedisServer: Sendable {
     }
 
 
+    /// Which server implementation a test runs: Redis 7.0 (`redis-server` from apt) or Valkey 9
+    /// (`valkeyServer()`). Tests that need one server, or a primary and replica under Sentinel,
+    /// take it as an argument and run on each; a Redis Cluster has suites of its own.
+    public enum Kind: String, Sendable, CaseIterable, CustomStringConvertible {
+        case redis
+        case valkey
+
+        public var description: String { rawValue }
+
+        /// The binary to start, for `start(server:)` and `RedisServerProcess.launch(server:)`: nil
+        /// for redis-server found the usual way. The same binary runs as a sentinel (`--sentinel`).
+        /// - Throws: for Valkey when its server is not installed, saying how to install it.
+        public func binary() throws -> String? {
+            switch self {
+            case .redis: nil
+            case .valkey: try valkeyServer()
+            }
+        }
+    }
+
+    /// Starts a server of `kind`; `port` reuses a port (to restart a stopped server at the same address).
+    public static func start(_ kind: Kind, _ extraArguments: [String] = [], port: Int? = nil) async throws -> RedisServer {
+        try await start(extraArguments, port: port, server: try kind.binary())
+    }
+
     /// Starts a server; `port` reuses a port (to restart a stopped server at the same address).
     public static func start(_ extraArguments: [String] = [], port: Int? = nil, directory: URL? = nil, server: String? = nil) async throws -> RedisServer {
         var lastError: (any Error)?

@@ -2,7 +2,8 @@ import Foundation
 import Presence
 import PresenceEmbedded
 
-/// A primary, one replica and three sentinels on free loopback ports, for failover tests.
+/// A primary, one replica and three sentinels on free loopback ports, for failover tests; all five
+/// are processes of one server kind (Redis 7.0 or Valkey 9, whose server runs as a sentinel too).
 public final class SentinelCluster: Sendable {
     public static let masterName = "presence-test"
     public let primary: RedisServer
@@ -16,9 +17,10 @@ public final class SentinelCluster: Sendable {
         "redis-sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "/\(Self.masterName)"
     }
 
-    public static func start() async throws -> SentinelCluster {
-        let primary = try await RedisServer.start()
-        let replica = try await RedisServer.start(["--replicaof", "127.0.0.1", String(primary.port)])
+    public static func start(_ kind: RedisServer.Kind = .redis) async throws -> SentinelCluster {
+        let binary = try kind.binary()
+        let primary = try await RedisServer.start(server: binary)
+        let replica = try await RedisServer.start(["--replicaof", "127.0.0.1", String(primary.port)], server: binary)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("presence-sentinel-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var ports: [Int] = []
@@ -42,7 +44,7 @@ public final class SentinelCluster: Sendable {
 
                     """.write(to: file, atomically: true, encoding: .utf8)
                 do {
-                    sentinels.append(try await RedisServerProcess.launch([file.path, "--sentinel"], readyMarker: "+monitor master"))
+                    sentinels.append(try await RedisServerProcess.launch([file.path, "--sentinel"], readyMarker: "+monitor master", server: binary))
                     ports.append(port)
                     break
                 } catch where attempt < 5 {

@@ -26,7 +26,7 @@ public func withRedis<T: Sendable>(_ topology: Topology, _ body: @Sendable (Redi
             try await withClient(try RedisConfiguration(url: cluster.seedURL), body)
         }
     case .valkey:
-        let server = try await RedisServer.start(server: try valkeyServer())
+        let server = try await RedisServer.start(.valkey)
         defer { withExtendedLifetime(server) {} }
         return try await withClient(server, body)
     }

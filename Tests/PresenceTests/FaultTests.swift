@@ -6,9 +6,9 @@ import Testing
 
 @Suite("Faults: Sentinel failover, restarts, freezes, partitions")
 struct FaultTests {
-    @Test("the primary is found through the sentinels; an unknown name and no sentinel are distinct errors")
-    func sentinelResolution() async throws {
-        let cluster = try await SentinelCluster.start()
+    @Test("the primary is found through the sentinels; an unknown name and no sentinel are distinct errors", arguments: RedisServer.Kind.allCases)
+    func sentinelResolution(_ kind: RedisServer.Kind) async throws {
+        let cluster = try await SentinelCluster.start(kind)
         try await withClient(try RedisConfiguration(url: cluster.url)) { (client: RedisClient) async throws in
             _ = try await client.send("SET", "via-sentinel", "1")
         }
@@ -25,9 +25,9 @@ struct FaultTests {
         }
     }
 
-    @Test("SIGKILL of the primary under Sentinel: failover, the registry is complete again, the old primary is never read")
-    func sentinelFailover() async throws {
-        let cluster = try await SentinelCluster.start()
+    @Test("SIGKILL of the primary under Sentinel: failover, the registry is complete again, the old primary is never read", arguments: RedisServer.Kind.allCases)
+    func sentinelFailover(_ kind: RedisServer.Kind) async throws {
+        let cluster = try await SentinelCluster.start(kind)
         let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(250), nodeTTL: .seconds(3))
         var redis = try RedisConfiguration(url: cluster.url)
         redis.commandTimeout = .milliseconds(500)
@@ -48,9 +48,9 @@ struct FaultTests {
             let took = try await eventually(timeout: .seconds(30), "the registry to be complete on the new primary") {
                 try await registry.sockets(ids).allSatisfy { $0 != nil }
             }
-            print("registry complete \(took) after the sentinels switched (heartbeat 250 ms)")
+            print("\(kind): registry complete \(took) after the sentinels switched (heartbeat 250 ms)")
             // The old primary returns empty on its port. Clients follow the sentinels, never it.
-            let returned = try await RedisServer.start(port: oldPort)
+            let returned = try await RedisServer.start(kind, port: oldPort)
             for _ in 0..<10 {
                 #expect(try await registry.sockets(ids).allSatisfy { $0 != nil })
                 try await Task.sleep(for: .milliseconds(100))
@@ -65,9 +65,9 @@ struct FaultTests {
         }
     }
 
-    @Test("Redis restarted empty: the node registers again within two heartbeats (plus measured slack), then the registry is complete")
-    func restartedEmpty() async throws {
-        let server = try await RedisServer.start()
+    @Test("Redis restarted empty: the node registers again within two heartbeats (plus measured slack), then the registry is complete", arguments: RedisServer.Kind.allCases)
+    func restartedEmpty(_ kind: RedisServer.Kind) async throws {
+        let server = try await RedisServer.start(kind)
         let port = server.port
         var redis = server.configuration
         redis.maximumBackoff = .milliseconds(100)
@@ -79,7 +79,7 @@ struct FaultTests {
             for id in ids { try running.node.connected(socketID: id) }
             try await running.node.flush()
             server.stop()
-            let restarted = try await RedisServer.start(port: port)
+            let restarted = try await RedisServer.start(kind, port: port)
             let restartedAt = Date()
             let ((registered, complete), slack) = try await measuringSchedulingSlack {
                 let registered = try await firstHeartbeat(of: ["r-node"], redis: restarted.configuration, configuration: configuration)
@@ -90,7 +90,7 @@ struct FaultTests {
                 return (registered, complete)
             }
             let back = Duration.seconds(registered.at.timeIntervalSince(restartedAt))
-            print("registered again \(back) after an empty restart, complete \(complete) later (heartbeat 1 s, timers late by up to \(slack), round trip up to \(registered.roundTrip))")
+            print("\(kind): registered again \(back) after an empty restart, complete \(complete) later (heartbeat 1 s, timers late by up to \(slack), round trip up to \(registered.roundTrip))")
             // The first tick after the restart may fail (its heartbeat finds the connection Redis
             // closed when it stopped); the next one registers and resyncs. Each of the two ticks may
             // wake late, and so may the writer the second one wakes, by the slack measured meanwhile;
@@ -101,9 +101,9 @@ struct FaultTests {
         }
     }
 
-    @Test("Redis frozen longer than the node TTL, then resumed: every node alive again within one heartbeat, the backoff and measured slack")
-    func frozenRedis() async throws {
-        let server = try await RedisServer.start()
+    @Test("Redis frozen longer than the node TTL, then resumed: every node alive again within one heartbeat, the backoff and measured slack", arguments: RedisServer.Kind.allCases)
+    func frozenRedis(_ kind: RedisServer.Kind) async throws {
+        let server = try await RedisServer.start(kind)
         var redis = server.configuration
         redis.commandTimeout = .milliseconds(300)
         redis.maximumBackoff = .milliseconds(100)
@@ -117,7 +117,8 @@ struct FaultTests {
                 try await node.node.flush()
             }
             server.signal(SIGSTOP)
-            try await Task.sleep(for: .milliseconds(1_500))
+            // The freeze is the event under test: it lasts the TTL and one heartbeat more.
+            try await Task.sleep(for: configuration.nodeTTL + configuration.heartbeatInterval)
             server.signal(SIGCONT)
             let resumedAt = Date()
             // The freeze outlasted the TTL: whatever a node sends next finds itself expired and resyncs.
@@ -128,7 +129,7 @@ struct FaultTests {
                 try await registry.sockets((0..<3).flatMap { n in (0..<100).map { "z\(n)-\($0)" } }).allSatisfy { $0 != nil }
             }
             let back = Duration.seconds(alive.at.timeIntervalSince(resumedAt))
-            print("every node alive again \(back) after the freeze (heartbeat 500 ms, timers late by up to \(slack), round trip up to \(alive.roundTrip))")
+            print("\(kind): every node alive again \(back) after the freeze (heartbeat 500 ms, timers late by up to \(slack), round trip up to \(alive.roundTrip))")
             // A node's next tick after the resume heartbeats; if it falls within the client's backoff
             // after a failed reconnect it fails fast, and the tick after it succeeds. The tick and the
             // writer it wakes may each be late by the measured slack; the heartbeat then takes one
@@ -138,9 +139,9 @@ struct FaultTests {
         }
     }
 
-    @Test("a node cut off from Redis longer than its TTL is declared dead, then alive again with all its sockets")
-    func cutOffNode() async throws {
-        let server = try await RedisServer.start()
+    @Test("a node cut off from Redis longer than its TTL is declared dead, then alive again with all its sockets", arguments: RedisServer.Kind.allCases)
+    func cutOffNode(_ kind: RedisServer.Kind) async throws {
+        let server = try await RedisServer.start(kind)
         let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1))
         try await withClient(server) { (admin: RedisClient) async throws in
             _ = try await admin.send("ACL", "SETUSER", "island", "on", ">pw", "~*", "+@all")
