@@ -11,6 +11,8 @@ struct FaultTests {
         let cluster = try await SentinelCluster.start(kind)
         try await withClient(try RedisConfiguration(url: cluster.url)) { (client: RedisClient) async throws in
             _ = try await client.send("SET", "via-sentinel", "1")
+            // The server it describes is the one the sentinels named: the primary.
+            #expect(try await client.serverInfo().product == .redis)
         }
         try await withClient(cluster.primary) { (client: RedisClient) async throws in
             #expect(try await client.send("GET", "via-sentinel").string == "1")

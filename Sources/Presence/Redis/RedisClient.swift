@@ -29,6 +29,9 @@ public final class RedisClient: Service, Sendable {
     public let failovers = RedisFailovers()
     private let scripts: [RedisScript]
     private let queue = RedisRequestQueue()
+    /// What the live connection learned of its server (standalone and Sentinel; a cluster asks its
+    /// node clients).
+    let serverInfoCache = RedisServerInfoCache()
     private let router: RedisClusterRouter?
     private let logger: Logger
 
@@ -57,7 +60,7 @@ public final class RedisClient: Service, Sendable {
     /// queued and stops.
     public func run() async throws {
         if let router { return try await router.run() }
-        let loop = RedisIOLoop(configuration: configuration, scripts: scripts, queue: queue, metrics: metrics, logger: logger)
+        let loop = RedisIOLoop(configuration: configuration, scripts: scripts, queue: queue, metrics: metrics, serverInfo: serverInfoCache, logger: logger)
         let queue = self.queue
         await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in

@@ -7,6 +7,9 @@ final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
     /// What the server said it is on connect (`ROLE`): `master`, `slave` or `sentinel`.
     private(set) var role = ""
+    /// What the server said it is on connect (`INFO server`), when asked for; a failure when it
+    /// refused `INFO` or named no version.
+    private(set) var serverInfo: Result<RedisServerInfo, RedisError>?
 
     private init(context: UnsafeMutablePointer<redisContext>) {
         self.context = context
@@ -14,9 +17,10 @@ final class RedisConnection {
 
     deinit { redisFree(context) }
 
-    /// Connects, authenticates, selects the database, names the client, checks `ROLE` and loads
+    /// Connects, authenticates, selects the database, names the client, checks `ROLE`, asks
+    /// `INFO server` when `describeServer` (about 1 KB of reply, once per connection) and loads
     /// `scripts`, all in one round trip.
-    static func connect(_ configuration: RedisConfiguration, scripts: [RedisScript]) throws(RedisError) -> RedisConnection {
+    static func connect(_ configuration: RedisConfiguration, scripts: [RedisScript], describeServer: Bool = false) throws(RedisError) -> RedisConnection {
         let connectTimeout = timeval(configuration.connectTimeout)
         let raw: UnsafeMutablePointer<redisContext>?
         switch configuration.endpoint {
@@ -45,6 +49,7 @@ final class RedisConnection {
         // A cluster replica serves reads only after READONLY (else it redirects them to its primary).
         if configuration.readOnly { setup.append(RedisCommand("READONLY")) }
         setup.append(RedisCommand("ROLE"))
+        if describeServer { setup.append(RedisCommand("INFO", "server")) }
         for script in scripts { setup.append(RedisCommand("SCRIPT", "LOAD", script.source)) }
         for command in setup { connection.append(command) }
         var replies: [Result<RedisValue, RedisError>] = []
@@ -92,6 +97,17 @@ final class RedisConnection {
             }
         }
         index += 1
+        if describeServer {
+            // Informative: a server refusing INFO (an ACL) is still used, only its capabilities
+            // are unknown.
+            connection.serverInfo = replies[index].flatMap { reply in
+                guard let info = reply.string.flatMap(RedisServerInfo.init(info:)) else {
+                    return .failure(RedisError(.protocolError, "INFO server from \(configuration.endpoint) names no redis_version or valkey_version"))
+                }
+                return .success(info)
+            }
+            index += 1
+        }
         for script in scripts {
             if case .failure(let error) = replies[index] {
                 throw RedisError(.connectionFailed, "SCRIPT LOAD \(script.name) refused by \(configuration.endpoint): \(error.message)")

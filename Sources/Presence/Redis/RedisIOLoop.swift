@@ -12,18 +12,20 @@ final class RedisIOLoop: @unchecked Sendable {
     private let scriptsBySHA: [String: RedisScript]
     private let queue: RedisRequestQueue
     private let metrics: RedisClientMetrics
+    private let serverInfo: RedisServerInfoCache
     private let logger: Logger
     private var connection: RedisConnection?
     /// Every decision about the connection; this type only runs the hiredis calls.
     private var machine: RedisConnectionStateMachine
     private var sentinel: SentinelResolver?
 
-    init(configuration: RedisConfiguration, scripts: [RedisScript], queue: RedisRequestQueue, metrics: RedisClientMetrics, logger: Logger) {
+    init(configuration: RedisConfiguration, scripts: [RedisScript], queue: RedisRequestQueue, metrics: RedisClientMetrics, serverInfo: RedisServerInfoCache, logger: Logger) {
         self.configuration = configuration
         self.scripts = scripts
         self.scriptsBySHA = Dictionary(scripts.map { ($0.sha1, $0) }, uniquingKeysWith: { first, _ in first })
         self.queue = queue
         self.metrics = metrics
+        self.serverInfo = serverInfo
         self.logger = logger
         self.machine = RedisConnectionStateMachine(configuration: configuration)
         self.sentinel = configuration.sentinel.map { SentinelResolver($0, clientName: configuration.clientName) }
@@ -35,6 +37,7 @@ final class RedisIOLoop: @unchecked Sendable {
             process(batch)
         }
         connection = nil
+        serverInfo.disconnected()
         machine.closed()
     }
 
@@ -171,10 +174,13 @@ final class RedisIOLoop: @unchecked Sendable {
                 // Re-resolved on every connect: after a failover the next connect finds the new primary.
                 target.endpoint = try sentinel!.resolve()
             }
-            let connection = try RedisConnection.connect(target, scripts: scripts)
+            let connection = try RedisConnection.connect(target, scripts: scripts, describeServer: true)
             self.connection = connection
             if machine.connectSucceeded() {
                 logger.info("Redis connection restored", metadata: ["endpoint": "\(target.endpoint)"])
+            }
+            if let answer = connection.serverInfo, let before = serverInfo.connected(answer), case .success(let now) = answer {
+                logger.info("Redis server changed", metadata: ["endpoint": "\(target.endpoint)", "before": "\(before)", "now": "\(now)"])
             }
             metrics.setConnected(true)
             return .success(connection)
@@ -188,6 +194,7 @@ final class RedisIOLoop: @unchecked Sendable {
 
     private func drop() {
         connection = nil
+        serverInfo.disconnected()
         metrics.setConnected(false)
     }
 }
