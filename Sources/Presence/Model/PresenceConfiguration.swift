@@ -1,6 +1,6 @@
 /// Timing and naming shared by nodes, the registry and the sweeper. See `docs/data-model.md`.
 public struct PresenceConfiguration: Sendable, Hashable {
-    /// Prefix of every key (`presence` gives `presence:s:{socket}`). No `{` or `}`.
+    /// Prefix of every key (`presence` gives `presence:r:{socket}`). No `{` or `}`.
     public var keyPrefix: String
     /// How often a node heartbeats (2 s by default).
     public var heartbeatInterval: Duration
@@ -17,6 +17,19 @@ public struct PresenceConfiguration: Sendable, Hashable {
     public var nodeRetention: Duration
     /// Most sockets written in one pipeline (resync, bursts).
     public var batchSize: Int
+    /// How socket events are written: with the server's native conditional commands where it has
+    /// them (``WriteCommands/automatic``), or always by script.
+    public var writeCommands: WriteCommands
+
+    /// How a writer writes socket events. Both produce the same layout, so nodes of either kind
+    /// work against one server together.
+    public enum WriteCommands: String, Sendable, Hashable, CaseIterable {
+        /// Native commands where the server has them (`SET … IFEQ` and a compare-and-delete:
+        /// Valkey 9, Redis 8.4), else the Lua script.
+        case automatic
+        /// The Lua script (`presence_events`) on every server.
+        case scripts
+    }
 
     /// Creates a configuration.
     public init(
@@ -25,7 +38,8 @@ public struct PresenceConfiguration: Sendable, Hashable {
         nodeTTL: Duration = .seconds(6),
         socketTTL: Duration = .seconds(600),
         nodeRetention: Duration = .seconds(600),
-        batchSize: Int = 1000
+        batchSize: Int = 1000,
+        writeCommands: WriteCommands = .automatic
     ) {
         self.keyPrefix = keyPrefix
         self.heartbeatInterval = heartbeatInterval
@@ -33,6 +47,7 @@ public struct PresenceConfiguration: Sendable, Hashable {
         self.socketTTL = socketTTL
         self.nodeRetention = nodeRetention
         self.batchSize = batchSize
+        self.writeCommands = writeCommands
     }
 
     /// Checks the values against each other.

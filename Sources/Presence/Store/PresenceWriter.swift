@@ -105,6 +105,7 @@ public struct PresenceWriter: Sendable {
     ///   (or of the batch's index and user updates, reported on every event).
     public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
+        if let server = await nativeServer() { return await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, server: server) }
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
         var added: [String] = []

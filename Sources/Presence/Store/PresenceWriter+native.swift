@@ -1,0 +1,225 @@
+import Foundation
+
+/// Socket events written with the server's native conditional commands (Valkey 9, Redis 8.4), no
+/// Lua: the same layout and the same semantics as ``PresenceScripts/events``, in plain commands
+/// that cost the server a fraction of a script's work.
+///
+/// - connect: `SET rec PX ttl NX GET` writes a record that was absent. When one was there, its
+///   value comes back: a later connect of another node leaves it (superseded); otherwise
+///   `SET … PX ttl IFEQ <that value>` swaps it, and a swap that lost a race reads again.
+/// - disconnect: `GET`, then the server's compare-and-delete of that exact value when this node
+///   and incarnation hold it.
+/// - user add: `HSET` of `socket␟incarnation`, sent with its connect (and removed again in the
+///   rare case the connect turns out superseded), then per user key `PEXPIRE … NX` and `… GT`:
+///   a TTL of at least `ttl`, never shortened. User remove: `HDEL` of that field.
+/// - the node's set: `SADD` (with the same two `PEXPIRE`s) before, `SREM` after.
+extension PresenceWriter {
+    /// Rounds of swapping a record whose value changed between reading and swapping it.
+    static let swapRounds = 4
+
+    /// The server, when this writer should use its native commands for socket events.
+    func nativeServer() async -> RedisServerInfo? {
+        guard configuration.writeCommands == .automatic else { return nil }
+        guard let server = try? await client.serverInfo(),
+              server.capabilities.isSuperset(of: [.setIfEqual, .deleteIfEqual]) else { return nil }
+        return server
+    }
+
+    /// ``apply(nodeID:incarnation:events:)`` with native commands. A batch naming a socket more
+    /// than once is applied as consecutive batches, each naming a socket once, so that every
+    /// event's commands see the state its predecessors left.
+    func applyNative(
+        nodeID: String, incarnation: String, events: [SocketEvent], server: RedisServerInfo
+    ) async -> [Result<SocketEventOutcome, RedisError>] {
+        var generation: [String: Int] = [:]
+        var rounds: [[Int]] = []
+        for (position, event) in events.enumerated() {
+            let round = generation[event.socketID, default: 0]
+            generation[event.socketID] = round + 1
+            if round == rounds.count { rounds.append([]) }
+            rounds[round].append(position)
+        }
+        if rounds.count == 1 { return await applyNativeOnce(nodeID: nodeID, incarnation: incarnation, events: events, server: server) }
+        var outcomes = [Result<SocketEventOutcome, RedisError>](repeating: .success(.notHeld), count: events.count)
+        for round in rounds {
+            let results = await applyNativeOnce(nodeID: nodeID, incarnation: incarnation, events: round.map { events[$0] }, server: server)
+            for (position, result) in zip(round, results) { outcomes[position] = result }
+        }
+        return outcomes
+    }
+
+    /// A batch that names each socket once.
+    private func applyNativeOnce(
+        nodeID: String, incarnation: String, events: [SocketEvent], server: RedisServerInfo
+    ) async -> [Result<SocketEventOutcome, RedisError>] {
+        let ttl = String(configuration.socketKeyTTLMilliseconds)
+        let userEntry = "\(Int(Date().timeIntervalSince1970 * 1000) + configuration.socketKeyTTLMilliseconds)\u{1F}\(nodeID)"
+        let index = keys.nodeSockets(nodeID)
+
+        // The set's additions, before any record is written (a prune must find every record).
+        let added = events.compactMap { event -> String? in
+            if case .connect(let socketID, _, _, _) = event { return socketID }
+            return nil
+        }
+        var setCommands: [RedisCommand] = []
+        for chunk in added.chunked(1000) {
+            var command = RedisCommand("SADD", index)
+            command.append(contentsOf: chunk)
+            setCommands.append(command)
+        }
+        if !added.isEmpty { setCommands += Self.keepTTL(index, ttl) }
+        if client.isCluster && !setCommands.isEmpty {
+            // On a cluster the set and the records live on different nodes: the set goes first.
+            if let error = Self.firstFailure(await client.pipeline(setCommands)[...]) { return events.map { _ in .failure(error) } }
+            setCommands = []
+        }
+
+        // Round 1: each connect's SET NX GET and user entry, each disconnect's GET and known user remove.
+        var commands = setCommands
+        var records: [String?] = []  // per event: the connect's record value
+        var first: [Int] = []  // per event: its command in round 1
+        var userCommands: [Int] = []
+        var touchedUsers: [String] = []
+        var seenUsers = Set<String>()
+        for event in events {
+            switch event {
+            case .connect(let socketID, let userID, let meta, let connectedAt):
+                let record = SocketRecord(
+                    nodeID: nodeID, incarnation: incarnation, connectedAtMicroseconds: Int(connectedAt.timeIntervalSince1970 * 1_000_000),
+                    userID: userID, meta: PresenceMeta.encode(meta)).encoded
+                records.append(record)
+                first.append(commands.count)
+                commands.append(RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "NX", "GET"))
+                if let userID {
+                    userCommands.append(commands.count)
+                    commands.append(RedisCommand("HSET", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation), userEntry))
+                    if seenUsers.insert(userID).inserted { touchedUsers.append(userID) }
+                }
+            case .disconnect(let socketID, let userID):
+                records.append(nil)
+                first.append(commands.count)
+                commands.append(RedisCommand("GET", keys.socket(socketID)))
+                if let userID {
+                    userCommands.append(commands.count)
+                    commands.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                }
+            }
+        }
+        for userID in touchedUsers {
+            for command in Self.keepTTL(keys.user(userID), ttl) {
+                userCommands.append(commands.count)
+                commands.append(command)
+            }
+        }
+        let replies = await client.pipeline(commands)
+        if let error = Self.firstFailure(replies[..<setCommands.count]) ?? Self.firstFailure(ArraySlice(userCommands.map { replies[$0] })) {
+            return events.map { _ in .failure(error) }
+        }
+
+        // Round 2 (and more while swaps lose races): swaps, deletes, and what follows from them.
+        var outcomes = [Result<SocketEventOutcome, RedisError>?](repeating: nil, count: events.count)
+        var seen = [String?](repeating: nil, count: events.count)  // the value a swap or delete expects
+        for (position, event) in events.enumerated() {
+            switch replies[first[position]] {
+            case .failure(let error):
+                outcomes[position] = .failure(error)
+            case .success(let value):
+                if case .connect = event, value.isNull {
+                    outcomes[position] = .success(.created)
+                } else {
+                    seen[position] = value.string
+                    if value.string == nil { outcomes[position] = .success(.notHeld) }  // a disconnect of no record
+                }
+            }
+        }
+        var followUps: [RedisCommand] = []  // user entries to remove again, once the records settled
+        for _ in 0..<Self.swapRounds {
+            var due: [(position: Int, command: RedisCommand)] = []
+            for (position, event) in events.enumerated() where outcomes[position] == nil {
+                guard let current = seen[position] else { continue }
+                let held = SocketRecord(decoding: current)
+                let mine = held?.nodeID == nodeID && held?.incarnation == incarnation
+                switch event {
+                case .connect(let socketID, let userID, _, let connectedAt):
+                    let record = records[position]!
+                    if let held, held.nodeID != nodeID, held.connectedAtMicroseconds > Int(connectedAt.timeIntervalSince1970 * 1_000_000) {
+                        outcomes[position] = .success(.superseded)
+                        if let userID {  // its entry went with the connect: take it back
+                            followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                        }
+                    } else if current == record {
+                        outcomes[position] = .success(.updated)
+                        followUps.append(RedisCommand("PEXPIRE", keys.socket(socketID), ttl))
+                    } else {
+                        due.append((position, RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "IFEQ", current)))
+                    }
+                case .disconnect(let socketID, _):
+                    if mine, let delete = server.deleteIfEqual(key: keys.socket(socketID), value: current) {
+                        due.append((position, delete))
+                    } else {
+                        outcomes[position] = .success(.notHeld)
+                    }
+                }
+            }
+            if due.isEmpty { break }
+            let answers = await client.pipeline(due.map(\.command))
+            var retry: [(position: Int, command: RedisCommand)] = []
+            for ((position, _), answer) in zip(due, answers) {
+                let event = events[position]
+                switch (event, answer) {
+                case (_, .failure(let error)):
+                    outcomes[position] = .failure(error)
+                case (.connect(let socketID, _, _, _), .success(let value)):
+                    if value.isNull {
+                        // The record changed since it was read: read it again (or write it, if gone).
+                        retry.append((position, RedisCommand("SET", keys.socket(socketID), records[position]!, "PX", ttl, "NX", "GET")))
+                    } else {
+                        let held = seen[position].flatMap(SocketRecord.init(decoding:))
+                        outcomes[position] = .success(held?.nodeID == nodeID && held?.incarnation == incarnation ? .updated : .created)
+                    }
+                case (.disconnect(_, let knownUser), .success(let value)):
+                    guard value.int == 1 else {
+                        outcomes[position] = .success(.notHeld)
+                        continue
+                    }
+                    outcomes[position] = .success(.removed)
+                    if knownUser == nil, let held = seen[position].flatMap(SocketRecord.init(decoding:)), let userID = held.userID {
+                        followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: event.socketID, incarnation: incarnation)))
+                    }
+                }
+            }
+            if retry.isEmpty { break }
+            let reread = await client.pipeline(retry.map(\.command))
+            for ((position, _), answer) in zip(retry, reread) {
+                switch answer {
+                case .failure(let error): outcomes[position] = .failure(error)
+                case .success(let value):
+                    if value.isNull { outcomes[position] = .success(.created) } else { seen[position] = value.string }
+                }
+            }
+        }
+        let contended = RedisError(.server, "the socket's record kept changing while it was written (\(Self.swapRounds) rounds)")
+        let results = outcomes.map { $0 ?? .failure(contended) }
+
+        // The set keeps members until their record is gone: removals after the deletes ran.
+        var settled: [String] = []
+        for (event, result) in zip(events, results) {
+            if case .disconnect = event, case .success = result { settled.append(event.socketID) }
+        }
+        for chunk in settled.chunked(1000) {
+            var command = RedisCommand("SREM", index)
+            command.append(contentsOf: chunk)
+            followUps.append(command)
+        }
+        if !followUps.isEmpty, let error = Self.firstFailure(await client.pipeline(followUps)[...]) {
+            return events.map { _ in .failure(error) }
+        }
+        return results
+    }
+
+    /// `PEXPIRE key ttl NX` and `… GT`: a TTL of at least `ttl` (another node may write a longer
+    /// one, which is kept), also on a key that had none.
+    static func keepTTL(_ key: String, _ ttl: String) -> [RedisCommand] {
+        [RedisCommand("PEXPIRE", key, ttl, "NX"), RedisCommand("PEXPIRE", key, ttl, "GT")]
+    }
+}
