@@ -109,4 +109,33 @@ struct MixedWritersTests {
             try await script.stop()
         }
     }
+    @Test("a native node deletes its record by the value it wrote, without reading it; a record of its own with another value is read, then deleted")
+    func deleteByValue() async throws {
+        try await withRedis(.valkey) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let running = try await startNode("n", client: client)
+            try running.node.connected(socketID: "plain", userID: "u", meta: ["k": "v"])
+            try running.node.connected(socketID: "changed", userID: "u")
+            try await running.node.flush()
+            let reads = try await calls(client, "get")
+            #expect(try running.node.disconnected(socketID: "plain"))
+            try await running.node.flush()
+            #expect(try await calls(client, "get") == reads, "the record was read before its delete")
+            #expect(try await client.send("EXISTS", fastConfiguration.keys.socket("plain")).int == 0)
+            // Its own record, holding another value than the node wrote (say, a write the node
+            // retried): the delete by value misses, so the node reads it and deletes what it read.
+            let key = fastConfiguration.keys.socket("changed")
+            let stored = try await client.send("GET", key).string ?? ""
+            let current = try #require(SocketRecord(decoding: stored))
+            var other = current
+            other.meta = #"{"k":"other"}"#
+            _ = try await client.send("SET", key, other.encoded, "KEEPTTL")
+            #expect(try running.node.disconnected(socketID: "changed"))
+            try await running.node.flush()
+            #expect(try await client.send("EXISTS", key).int == 0, "a record of the node's outlived its disconnect")
+            #expect(try await registry.sockets(ofUser: "u").isEmpty)
+            #expect(try await client.send("EXISTS", fastConfiguration.keys.user("u")).int == 0)
+            try await running.stop()
+        }
+    }
 }

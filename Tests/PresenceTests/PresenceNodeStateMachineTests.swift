@@ -36,7 +36,7 @@ struct PresenceNodeStateMachineTests {
     }
 
     func writes(_ actions: [Machine.Action]) -> [(batch: Int, events: [SocketEvent])] {
-        actions.compactMap { if case .write(let batch, let events) = $0 { (batch, events) } else { nil } }
+        actions.compactMap { if case .write(let batch, let events, _) = $0 { (batch, events) } else { nil } }
     }
 
     /// Starts the machine and completes its first registration: heartbeat (`new`), the unpaced

@@ -25,6 +25,18 @@ public struct SocketRecord: Sendable, Hashable {
         self.meta = meta
     }
 
+    /// The record a connect event writes.
+    public init(nodeID: String, incarnation: String, userID: String?, meta: [String: String], connectedAt: Date) {
+        self.init(
+            nodeID: nodeID, incarnation: incarnation, connectedAtMicroseconds: Int(connectedAt.timeIntervalSince1970 * 1_000_000),
+            userID: userID, meta: PresenceMeta.encode(meta))
+    }
+
+    /// Whether `value` is a record written by this node incarnation (cheaper than decoding it).
+    static func isHeld(_ value: String, nodeID: String, incarnation: String) -> Bool {
+        value.hasPrefix("\(nodeID)\u{1F}\(incarnation)\u{1F}")
+    }
+
     static let separator: Character = "\u{1F}"
 
     /// The stored value. Ids hold no U+001F and JSON escapes control characters, so it reads back one way.

@@ -219,8 +219,11 @@ public final class PresenceNode: Service, Sendable {
         switch action {
         case .heartbeat(let socketCount, let userCount):
             await sendHeartbeat(socketCount: socketCount, userCount: userCount)
-        case .write(let batch, let events):
-            let outcomes = await writer.apply(nodeID: nodeID, incarnation: incarnation, events: events)
+        case .write(let batch, let events, let written):
+            let records = written.mapValues {
+                SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: $0.userID, meta: $0.meta, connectedAt: $0.connectedAt).encoded
+            }
+            let outcomes = await writer.apply(nodeID: nodeID, incarnation: incarnation, events: events, written: records)
             var failed = Set<String>()
             var firstError: RedisError?
             for (event, outcome) in zip(events, outcomes) {

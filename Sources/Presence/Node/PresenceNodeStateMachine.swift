@@ -39,8 +39,10 @@ struct PresenceNodeStateMachine<Waiter> {
     enum Action {
         /// Send a heartbeat with these counts; answer with ``heartbeatAnswered(_:now:jitter:)`` or ``heartbeatFailed(now:jitter:)``.
         case heartbeat(socketCount: Int, userCount: Int)
-        /// Apply these events; answer with ``batchFinished(_:failed:error:now:)``.
-        case write(batch: Int, events: [SocketEvent])
+        /// Apply these events; answer with ``batchFinished(_:failed:error:now:)``. `written`: for
+        /// the disconnects it can name, the socket as the node last wrote it (so that its record
+        /// can be deleted by value).
+        case write(batch: Int, events: [SocketEvent], written: [String: LocalSocket])
         /// Refresh the TTLs of these sockets; answer with ``refreshFinished(missing:)`` (or `nil` on error).
         case refresh([(socketID: String, userID: String?)])
         /// List the node's socket set; answer with ``reconcile(listed:now:)`` (or `nil` on error).
@@ -89,7 +91,8 @@ struct PresenceNodeStateMachine<Waiter> {
 
     private enum Change: Hashable {
         case connect
-        case disconnect(userID: String?)
+        /// `last`: the socket as the node last wrote it, when known.
+        case disconnect(userID: String?, last: LocalSocket?)
     }
 
     private struct Batch {
@@ -171,7 +174,7 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func disconnected(_ socketID: String) -> Bool {
         guard let previous = sockets.removeValue(forKey: socketID) else { return false }
         release(previous.userID)
-        record(socketID, .disconnect(userID: previous.userID))
+        record(socketID, .disconnect(userID: previous.userID, last: previous))
         return true
     }
 
@@ -282,12 +285,14 @@ struct PresenceNodeStateMachine<Waiter> {
         }
         if ids.isEmpty { return nil }
         var lowest = Int.max
+        var written: [String: LocalSocket] = [:]
         let events = ids.map { id -> SocketEvent in
             lowest = min(lowest, pending[id]!.sequence)
+            if sockets[id] == nil, case .disconnect(_, let last?)? = pending[id]?.change { written[id] = last }
             return event(for: id)
         }
         for id in ids { pending[id] = nil }
-        return launch(events, rewrite: false, lowestSequence: lowest)
+        return launch(events, rewrite: false, lowestSequence: lowest, written: written)
     }
 
     private mutating func nextRewriteBatch(now: Instant) -> Next {
@@ -309,12 +314,14 @@ struct PresenceNodeStateMachine<Waiter> {
         return .run(launch(events, rewrite: true, lowestSequence: .max, at: now))
     }
 
-    private mutating func launch(_ events: [SocketEvent], rewrite: Bool, lowestSequence: Int, at now: Instant? = nil) -> Action {
+    private mutating func launch(
+        _ events: [SocketEvent], rewrite: Bool, lowestSequence: Int, at now: Instant? = nil, written: [String: LocalSocket] = [:]
+    ) -> Action {
         let id = nextBatch
         nextBatch += 1
         batches[id] = Batch(events: events, rewrite: rewrite, lowestSequence: lowestSequence, startedAt: now)
         for event in events { busy.insert(event.socketID) }
-        return .write(batch: id, events: events)
+        return .write(batch: id, events: events, written: written)
     }
 
     /// The event that brings Redis to the local truth for `socketID`.
@@ -322,7 +329,7 @@ struct PresenceNodeStateMachine<Waiter> {
         if let socket = sockets[socketID] {
             return .connect(socketID: socketID, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
         }
-        if case .disconnect(let userID)? = pending[socketID]?.change {
+        if case .disconnect(let userID, _)? = pending[socketID]?.change {
             return .disconnect(socketID: socketID, userID: userID)
         }
         return .disconnect(socketID: socketID, userID: nil)
@@ -436,7 +443,7 @@ struct PresenceNodeStateMachine<Waiter> {
                 sequence += 1
                 switch event {
                 case .connect: if sockets[id] != nil { pending[id] = (.connect, sequence) }
-                case .disconnect(_, let userID): if sockets[id] == nil { pending[id] = (.disconnect(userID: userID), sequence) }
+                case .disconnect(_, let userID): if sockets[id] == nil { pending[id] = (.disconnect(userID: userID, last: nil), sequence) }
                 }
             }
         }

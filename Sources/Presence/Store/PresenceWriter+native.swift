@@ -7,8 +7,9 @@ import Foundation
 /// - connect: `SET rec PX ttl NX GET` writes a record that was absent. When one was there, its
 ///   value comes back: a later connect of another node leaves it (superseded); otherwise
 ///   `SET … PX ttl IFEQ <that value>` swaps it, and a swap that lost a race reads again.
-/// - disconnect: `GET`, then the server's compare-and-delete of that exact value when this node
-///   and incarnation hold it.
+/// - disconnect: the server's compare-and-delete of the value the node wrote, when the node says
+///   which (``PresenceNode`` does); otherwise, or when that value is no longer there, `GET`, then
+///   the compare-and-delete of what was read, when this node and incarnation hold it.
 /// - user add: `HSET` of `socket␟incarnation`, sent with its connect (and removed again in the
 ///   rare case the connect turns out superseded), then per user key `PEXPIRE … NX` and `… GT`:
 ///   a TTL of at least `ttl`, never shortened. User remove: `HDEL` of that field.
@@ -29,7 +30,7 @@ extension PresenceWriter {
     /// than once is applied as consecutive batches, each naming a socket once, so that every
     /// event's commands see the state its predecessors left.
     func applyNative(
-        nodeID: String, incarnation: String, events: [SocketEvent], server: RedisServerInfo
+        nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String], server: RedisServerInfo
     ) async -> [Result<SocketEventOutcome, RedisError>] {
         var generation: [String: Int] = [:]
         var rounds: [[Int]] = []
@@ -39,10 +40,15 @@ extension PresenceWriter {
             if round == rounds.count { rounds.append([]) }
             rounds[round].append(position)
         }
-        if rounds.count == 1 { return await applyNativeOnce(nodeID: nodeID, incarnation: incarnation, events: events, server: server) }
+        if rounds.count == 1 {
+            return await applyNativeOnce(nodeID: nodeID, incarnation: incarnation, events: events, written: written, server: server)
+        }
         var outcomes = [Result<SocketEventOutcome, RedisError>](repeating: .success(.notHeld), count: events.count)
         for round in rounds {
-            let results = await applyNativeOnce(nodeID: nodeID, incarnation: incarnation, events: round.map { events[$0] }, server: server)
+            // Only the last event of a socket may delete by the value last written.
+            let results = await applyNativeOnce(
+                nodeID: nodeID, incarnation: incarnation, events: round.map { events[$0] },
+                written: round == rounds.last ? written : [:], server: server)
             for (position, result) in zip(round, results) { outcomes[position] = result }
         }
         return outcomes
@@ -50,7 +56,7 @@ extension PresenceWriter {
 
     /// A batch that names each socket once.
     private func applyNativeOnce(
-        nodeID: String, incarnation: String, events: [SocketEvent], server: RedisServerInfo
+        nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String], server: RedisServerInfo
     ) async -> [Result<SocketEventOutcome, RedisError>] {
         let ttl = String(configuration.socketKeyTTLMilliseconds)
         let userEntry = "\(Int(Date().timeIntervalSince1970 * 1000) + configuration.socketKeyTTLMilliseconds)\u{1F}\(nodeID)"
@@ -84,9 +90,7 @@ extension PresenceWriter {
         for event in events {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
-                let record = SocketRecord(
-                    nodeID: nodeID, incarnation: incarnation, connectedAtMicroseconds: Int(connectedAt.timeIntervalSince1970 * 1_000_000),
-                    userID: userID, meta: PresenceMeta.encode(meta)).encoded
+                let record = SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: userID, meta: meta, connectedAt: connectedAt).encoded
                 records.append(record)
                 first.append(commands.count)
                 commands.append(RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "NX", "GET"))
@@ -96,9 +100,15 @@ extension PresenceWriter {
                     if seenUsers.insert(userID).inserted { touchedUsers.append(userID) }
                 }
             case .disconnect(let socketID, let userID):
-                records.append(nil)
+                let last = written[socketID]
+                records.append(last)
                 first.append(commands.count)
-                commands.append(RedisCommand("GET", keys.socket(socketID)))
+                if let last, let delete = server.deleteIfEqual(key: keys.socket(socketID), value: last) {
+                    commands.append(delete)
+                } else {
+                    records[records.count - 1] = nil
+                    commands.append(RedisCommand("GET", keys.socket(socketID)))
+                }
                 if let userID {
                     userCommands.append(commands.count)
                     commands.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
@@ -119,29 +129,49 @@ extension PresenceWriter {
         // Round 2 (and more while swaps lose races): swaps, deletes, and what follows from them.
         var outcomes = [Result<SocketEventOutcome, RedisError>?](repeating: nil, count: events.count)
         var seen = [String?](repeating: nil, count: events.count)  // the value a swap or delete expects
+        var followUps: [RedisCommand] = []  // TTLs and user entries, once the records settled
+        var probes: [Int] = []  // disconnects whose value was not the one written: read it
         for (position, event) in events.enumerated() {
-            switch replies[first[position]] {
-            case .failure(let error):
+            switch (event, replies[first[position]]) {
+            case (_, .failure(let error)):
                 outcomes[position] = .failure(error)
-            case .success(let value):
-                if case .connect = event, value.isNull {
-                    outcomes[position] = .success(.created)
+            case (.connect, .success(let value)):
+                if value.isNull { outcomes[position] = .success(.created) } else { seen[position] = value.string }
+            case (.disconnect(let socketID, let knownUser), .success(let value)):
+                if let last = records[position] {
+                    if value.int == 1 {
+                        outcomes[position] = .success(.removed)
+                        if knownUser == nil, let userID = SocketRecord(decoding: last)?.userID {
+                            followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                        }
+                    } else {
+                        probes.append(position)
+                    }
+                } else if let current = value.string {
+                    seen[position] = current
                 } else {
-                    seen[position] = value.string
-                    if value.string == nil { outcomes[position] = .success(.notHeld) }  // a disconnect of no record
+                    outcomes[position] = .success(.notHeld)
                 }
             }
         }
-        var followUps: [RedisCommand] = []  // user entries to remove again, once the records settled
+        if !probes.isEmpty {
+            let values = await client.pipeline(probes.map { RedisCommand("GET", keys.socket(events[$0].socketID)) })
+            for (position, value) in zip(probes, values) {
+                switch value {
+                case .failure(let error): outcomes[position] = .failure(error)
+                case .success(let value):
+                    if let current = value.string { seen[position] = current } else { outcomes[position] = .success(.notHeld) }
+                }
+            }
+        }
         for _ in 0..<Self.swapRounds {
             var due: [(position: Int, command: RedisCommand)] = []
             for (position, event) in events.enumerated() where outcomes[position] == nil {
                 guard let current = seen[position] else { continue }
-                let held = SocketRecord(decoding: current)
-                let mine = held?.nodeID == nodeID && held?.incarnation == incarnation
                 switch event {
                 case .connect(let socketID, let userID, _, let connectedAt):
                     let record = records[position]!
+                    let held = SocketRecord(decoding: current)
                     if let held, held.nodeID != nodeID, held.connectedAtMicroseconds > Int(connectedAt.timeIntervalSince1970 * 1_000_000) {
                         outcomes[position] = .success(.superseded)
                         if let userID {  // its entry went with the connect: take it back
@@ -154,7 +184,8 @@ extension PresenceWriter {
                         due.append((position, RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "IFEQ", current)))
                     }
                 case .disconnect(let socketID, _):
-                    if mine, let delete = server.deleteIfEqual(key: keys.socket(socketID), value: current) {
+                    if SocketRecord.isHeld(current, nodeID: nodeID, incarnation: incarnation),
+                       let delete = server.deleteIfEqual(key: keys.socket(socketID), value: current) {
                         due.append((position, delete))
                     } else {
                         outcomes[position] = .success(.notHeld)
@@ -174,8 +205,8 @@ extension PresenceWriter {
                         // The record changed since it was read: read it again (or write it, if gone).
                         retry.append((position, RedisCommand("SET", keys.socket(socketID), records[position]!, "PX", ttl, "NX", "GET")))
                     } else {
-                        let held = seen[position].flatMap(SocketRecord.init(decoding:))
-                        outcomes[position] = .success(held?.nodeID == nodeID && held?.incarnation == incarnation ? .updated : .created)
+                        let mine = seen[position].map { SocketRecord.isHeld($0, nodeID: nodeID, incarnation: incarnation) } ?? false
+                        outcomes[position] = .success(mine ? .updated : .created)
                     }
                 case (.disconnect(_, let knownUser), .success(let value)):
                     guard value.int == 1 else {

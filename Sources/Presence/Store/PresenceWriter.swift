@@ -104,8 +104,19 @@ public struct PresenceWriter: Sendable {
     /// - Returns: one result per event; a failure carries the ``RedisError`` of that event's command
     ///   (or of the batch's index and user updates, reported on every event).
     public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
+        await apply(nodeID: nodeID, incarnation: incarnation, events: events, written: [:])
+    }
+
+    /// ``apply(nodeID:incarnation:events:)``, told the record values the node last wrote for some
+    /// of the sockets it disconnects (`socket id → value`): with native commands, those are deleted
+    /// by value in one command, without reading them first.
+    func apply(
+        nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String]
+    ) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
-        if let server = await nativeServer() { return await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, server: server) }
+        if let server = await nativeServer() {
+            return await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, written: written, server: server)
+        }
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
         var added: [String] = []
@@ -127,9 +138,7 @@ public struct PresenceWriter: Sendable {
             switch event {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 let socketKey = keys.socket(socketID)
-                let record = SocketRecord(
-                    nodeID: nodeID, incarnation: incarnation, connectedAtMicroseconds: Int(connectedAt.timeIntervalSince1970 * 1_000_000),
-                    userID: userID, meta: PresenceMeta.encode(meta))
+                let record = SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: userID, meta: meta, connectedAt: connectedAt)
                 operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded, b: String(record.connectedAtMicroseconds)))
                 // The user entry follows its socket's last connect in the same call, so that a
                 // connect found stale writes no user entry either.
