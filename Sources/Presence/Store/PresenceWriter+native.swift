@@ -11,8 +11,9 @@ import Foundation
 ///   which (``PresenceNode`` does); otherwise, or when that value is no longer there, `GET`, then
 ///   the compare-and-delete of what was read, when this node and incarnation hold it.
 /// - user add: `HSET` of `socket␟incarnation`, sent with its connect (and removed again in the
-///   rare case the connect turns out superseded), then per user key `PEXPIRE … NX` and `… GT`:
-///   a TTL of at least `ttl`, never shortened. User remove: `HDEL` of that field.
+///   rare case the connect turns out superseded), then per user key `PEXPIRE … GT`, and `… NX`
+///   where that did nothing: a TTL of at least `ttl`, never shortened. User remove: `HDEL` of
+///   that field.
 /// - the node's set: `SADD` (with the same two `PEXPIRE`s) before, `SREM` after.
 extension PresenceWriter {
     /// Rounds of swapping a record whose value changed between reading and swapping it.
@@ -115,14 +116,13 @@ extension PresenceWriter {
                 }
             }
         }
-        for userID in touchedUsers {
-            for command in Self.keepTTL(keys.user(userID), ttl) {
-                userCommands.append(commands.count)
-                commands.append(command)
-            }
-        }
+        // A user key's TTL: extended by `PEXPIRE … GT`; where that did nothing (a new key, with no
+        // TTL, or one another node gave a longer TTL), `PEXPIRE … NX` follows.
+        let extensions = commands.count
+        for userID in touchedUsers { commands.append(RedisCommand("PEXPIRE", keys.user(userID), ttl, "GT")) }
         let replies = await client.pipeline(commands)
-        if let error = Self.firstFailure(replies[..<setCommands.count]) ?? Self.firstFailure(ArraySlice(userCommands.map { replies[$0] })) {
+        if let error = Self.firstFailure(replies[..<setCommands.count]) ?? Self.firstFailure(ArraySlice(userCommands.map { replies[$0] }))
+            ?? Self.firstFailure(replies[extensions...]) {
             return events.map { _ in .failure(error) }
         }
 
@@ -130,6 +130,9 @@ extension PresenceWriter {
         var outcomes = [Result<SocketEventOutcome, RedisError>?](repeating: nil, count: events.count)
         var seen = [String?](repeating: nil, count: events.count)  // the value a swap or delete expects
         var followUps: [RedisCommand] = []  // TTLs and user entries, once the records settled
+        for (userID, reply) in zip(touchedUsers, replies[extensions...]) where (try? reply.get().int) == 0 {
+            followUps.append(RedisCommand("PEXPIRE", keys.user(userID), ttl, "NX"))
+        }
         var probes: [Int] = []  // disconnects whose value was not the one written: read it
         for (position, event) in events.enumerated() {
             switch (event, replies[first[position]]) {
