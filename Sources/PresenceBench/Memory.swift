@@ -4,7 +4,8 @@ import Presence
 /// Row 5: Redis `used_memory` per live socket. NODES nodes hold SOCKETS sockets in all (20-char
 /// socket ids, 20-char user ids over USERS distinct users), written by PresenceNodes; the reference
 /// is the bare minimum loaded through the same client: one 3-field hash and one node-set member
-/// per socket. Each is measured as the used_memory delta over an empty database.
+/// per socket. Each is measured as the used_memory delta over an empty database (emptied with
+/// `FLUSHALL SYNC`: Valkey frees a plain `FLUSHALL` in the background, which skews the base).
 func memoryBenchmark(_ arguments: BenchArguments) async throws {
     let nodeCount = arguments.int(1, 100)
     let socketCount = arguments.int(2, 100_000)
@@ -18,7 +19,7 @@ func memoryBenchmark(_ arguments: BenchArguments) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await client.run() }
 
-        _ = try await client.send("FLUSHALL")
+        _ = try await client.send("FLUSHALL", "SYNC")
         var base = try await client.usedMemory()
         let connectedAt = String(Int(Date().timeIntervalSince1970 * 1_000_000))
         for chunk in stride(from: 0, to: socketCount, by: 1000) {
@@ -33,7 +34,7 @@ func memoryBenchmark(_ arguments: BenchArguments) async throws {
         let reference = Double(try await client.usedMemory() - base) / Double(socketCount)
         say(String(format: "reference (3-field hash + set member): %.1f bytes per socket", reference))
 
-        _ = try await client.send("FLUSHALL")
+        _ = try await client.send("FLUSHALL", "SYNC")
         base = try await client.usedMemory()
         let nodes = try nodeIDs.map { try PresenceNode(nodeID: $0, client: client, logger: logger) }
         try await withThrowingTaskGroup(of: Void.self) { nodeGroup in
