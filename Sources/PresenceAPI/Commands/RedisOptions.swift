@@ -11,11 +11,20 @@ struct RedisOptions: ParsableArguments {
     @Option(name: .long, help: "Key prefix (env PRESENCE_KEY_PREFIX, default presence).")
     var keyPrefix: String?
 
+    @Option(name: .long, help: "How socket events are written: automatic (the server's native conditional commands where it has them: Valkey 9, Redis 8.4; else scripts) or scripts (env PRESENCE_WRITE_COMMANDS, default automatic).")
+    var writeCommands: String?
+
     var url: String? { redis ?? Environment.string("PRESENCE_REDIS_URL") }
 
     func presenceConfiguration(nodeTTL: Double? = nil, heartbeat: Double? = nil) throws -> PresenceConfiguration {
         var configuration = PresenceConfiguration()
         configuration.keyPrefix = keyPrefix ?? Environment.string("PRESENCE_KEY_PREFIX") ?? configuration.keyPrefix
+        if let name = writeCommands ?? Environment.string("PRESENCE_WRITE_COMMANDS") {
+            guard let commands = PresenceConfiguration.WriteCommands(rawValue: name) else {
+                throw ValidationError("--write-commands must be automatic or scripts, not \(name)")
+            }
+            configuration.writeCommands = commands
+        }
         if let nodeTTL {
             configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000))
             configuration.socketTTL = max(configuration.socketTTL, configuration.nodeTTL)
