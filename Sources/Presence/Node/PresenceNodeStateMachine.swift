@@ -278,20 +278,29 @@ struct PresenceNodeStateMachine<Waiter> {
     private mutating func nextChangeBatch() -> Action? {
         if pending.isEmpty { return nil }
         if batches.values.count(where: { !$0.rewrite }) >= settings.changeBatchesInFlight { return nil }
-        var ids: [String] = []
-        for id in pending.keys where !busy.contains(id) {
-            ids.append(id)
-            if ids.count == settings.batchSize { break }
-        }
-        if ids.isEmpty { return nil }
+        // One pass over the pending changes, one lookup each: this runs for every event.
+        var events: [SocketEvent] = []
+        events.reserveCapacity(min(pending.count, settings.batchSize))
         var lowest = Int.max
         var written: [String: LocalSocket] = [:]
-        let events = ids.map { id -> SocketEvent in
-            lowest = min(lowest, pending[id]!.sequence)
-            if sockets[id] == nil, case .disconnect(_, let last?)? = pending[id]?.change { written[id] = last }
-            return event(for: id)
+        for (id, entry) in pending where busy.isEmpty || !busy.contains(id) {
+            lowest = min(lowest, entry.sequence)
+            if let socket = sockets[id] {
+                events.append(.connect(socketID: id, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt))
+            } else if case .disconnect(let userID, let last) = entry.change {
+                events.append(.disconnect(socketID: id, userID: userID))
+                if let last { written[id] = last }
+            } else {
+                events.append(.disconnect(socketID: id, userID: nil))
+            }
+            if events.count == settings.batchSize { break }
         }
-        for id in ids { pending[id] = nil }
+        if events.isEmpty { return nil }
+        if events.count == pending.count {
+            pending.removeAll(keepingCapacity: true)
+        } else {
+            for event in events { pending[event.socketID] = nil }
+        }
         return launch(events, rewrite: false, lowestSequence: lowest, written: written)
     }
 
@@ -518,9 +527,17 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func settledWaiters() -> [Waiter] {
         if flushWaiters.isEmpty || !registered || !rewriteQueue.isEmpty || reconcileWanted || reconciling || removing { return [] }
         if batches.values.contains(where: \.rewrite) { return [] }
+        // The oldest change not yet written. A waiter waits for every change older than it; once
+        // one is found that is not newer than every waiter, none can go, and the scan stops: a
+        // long queue is not scanned after each batch.
+        let earliestWaiter = flushWaiters.reduce(Int.max) { min($0, $1.sequence) }
         var oldest = Int.max
-        for entry in pending.values { oldest = min(oldest, entry.sequence) }
         for batch in batches.values { oldest = min(oldest, batch.lowestSequence) }
+        if oldest <= earliestWaiter { return [] }
+        for entry in pending.values where entry.sequence < oldest {
+            oldest = entry.sequence
+            if oldest <= earliestWaiter { return [] }
+        }
         var ready: [Waiter] = []
         flushWaiters.removeAll { entry in
             guard entry.sequence < oldest else { return false }
