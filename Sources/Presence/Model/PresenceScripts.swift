@@ -100,7 +100,8 @@ public enum PresenceScripts {
     ///   1 when the socket was not already held by this incarnation, 0 when it was (record
     ///   replaced), -1 when ignored as stale.
     /// - `d` disconnect (record key): deletes the record only if this node (and incarnation, when
-    ///   given) holds it. Returns the deleted record's value, or nil.
+    ///   given) holds it. Returns the deleted record's value, or nil. `D`: the same, returning 1
+    ///   rather than the record (for a caller that needs nothing from it).
     /// - `a` user add (user key; field `socket␟incarnation`, record key): the entry
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
@@ -120,6 +121,8 @@ public enum PresenceScripts {
 
         local call, pcall, match = redis.call, redis.pcall, string.match
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        -- Commands take the TTL as the text it came as: a Lua number is formatted by snprintf per call.
+        local ttlText = ARGV[3]
         local mine = node .. '\\31' .. incarnation .. '\\31'
         if incarnation == '' then mine = node .. '\\31' end
         local expiry
@@ -147,20 +150,20 @@ public enum PresenceScripts {
                         result = -1
                         superseded[key] = true
                     else
-                        call('SET', key, record, 'PX', ttl)
+                        call('SET', key, record, 'PX', ttlText)
                         if holder == node and held == incarnation then result = 0 end
                     end
                 else
-                    call('SET', key, record, 'PX', ttl)
+                    call('SET', key, record, 'PX', ttlText)
                 end
-            elseif code == 'd' then
+            elseif code == 'd' or code == 'D' then
                 i = i + 2
                 local record = pcall('GET', key)
                 if type(record) == 'table' then
                     result = record
-                elseif record and string.sub(record, 1, #mine) == mine then
+                elseif record and string.find(record, mine, 1, true) == 1 then
                     call('DEL', key)
-                    result = record
+                    if code == 'd' then result = record end
                 else
                     result = false
                 end
@@ -214,7 +217,7 @@ public enum PresenceScripts {
         end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do
-            if call('PEXPIRE', key, ttl, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttl) end
+            if call('PEXPIRE', key, ttlText, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttlText) end
         end
         return results
         """)

@@ -146,8 +146,10 @@ public struct PresenceWriter: Sendable {
                     operations.append(SocketOperation(
                         code: .userAdd, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation), b: socketKey))
                 }
-            case .disconnect(let socketID, _):
-                operations.append(SocketOperation(code: .disconnect, key: keys.socket(socketID)))
+            case .disconnect(let socketID, let userID):
+                // The record comes back only where the user must be read from it.
+                let needsRecord = userID == nil && last[socketID] == position
+                operations.append(SocketOperation(code: needsRecord ? .disconnect : .erase, key: keys.socket(socketID)))
             }
         }
         for (userID, sockets) in userRemoves {

@@ -3,6 +3,8 @@ struct SocketOperation: Sendable {
     enum Code: String, Sendable {
         case connect = "c"
         case disconnect = "d"
+        /// A disconnect whose caller needs no record back (it knows the user): answers 1, not the record.
+        case erase = "D"
         case userAdd = "a"
         case userRefresh = "f"
         case userRemove = "r"
@@ -23,7 +25,7 @@ struct SocketOperation: Sendable {
         command.append(key)
         switch code {
         case .connect, .userAdd: command.append(contentsOf: [a, b])
-        case .disconnect: break
+        case .disconnect, .erase: break
         case .userRefresh, .userRemove: command.append(a)
         }
     }
