@@ -135,6 +135,12 @@ public final class RedisClient: Service, Sendable {
     static func refusal(_ commands: [RedisCommand]) -> RedisError? {
         for command in commands {
             if command.count == 0 { return RedisError(.invalidConfiguration, "an empty command cannot be sent") }
+            // Only names starting with C, M, P or S can be refused: the others pass without
+            // building their name (this runs for every command sent).
+            switch (command.bytes.first ?? 0) & 0xDF {
+            case UInt8(ascii: "C"), UInt8(ascii: "M"), UInt8(ascii: "P"), UInt8(ascii: "S"): break
+            default: continue
+            }
             let name = command.name
             if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"].contains(name)
                 || (name == "CLIENT" && command.arguments.dropFirst().first?.uppercased() == "REPLY") {
