@@ -31,6 +31,8 @@ public final class LocalRedisCluster: Sendable {
     public let nodeTimeout: Duration
     private let ownsDirectory: Bool
     private let extraArguments: [String]
+    /// The server binary every node runs (`nil`: redis-server).
+    private let server: String?
     private let cli: RedisCLI
     private let state: Mutex<State>
 
@@ -60,12 +62,13 @@ public final class LocalRedisCluster: Sendable {
     ///   - directory: where the node files go; a new temporary directory by default (removed by
     ///     ``stop()``; of a directory given here, only the node files are removed).
     ///   - extraArguments: appended to every node's command line (they win over the defaults).
+    ///   - server: the server binary (a `valkey-server`, say); `nil` for redis-server found as usual.
     /// - Throws: ``RedisServerProcess/LaunchError`` when redis-server or redis-cli is missing;
     ///   ``LocalRedisClusterError`` when a node cannot start (`startFailed`), `redis-cli --cluster
     ///   create` fails (`commandFailed`, with its output), or the cluster does not settle within
     ///   60 s (`timedOut`, naming what was not yet so). Nothing started is left running.
     public static func start(
-        primaries: Int = 3, replicasPerPrimary: Int = 1, directory: URL? = nil, extraArguments: [String] = []
+        primaries: Int = 3, replicasPerPrimary: Int = 1, directory: URL? = nil, extraArguments: [String] = [], server: String? = nil
     ) async throws -> LocalRedisCluster {
         guard primaries >= 3 else {
             throw LocalRedisClusterError(.invalidArgument, "a Redis Cluster needs at least 3 primaries (redis-cli --cluster create refuses fewer); asked for \(primaries)")
@@ -83,9 +86,10 @@ public final class LocalRedisCluster: Sendable {
         var ports: [Int] = []
         do {
             for candidate in try LoopbackPorts.clusterPorts(primaries * (1 + replicasPerPrimary)) {
-                let (port, server) = try await launchNode(preferring: candidate, excluding: Set(ports), directory: directory, extraArguments: extraArguments)
+                let (port, process) = try await launchNode(
+                    preferring: candidate, excluding: Set(ports), directory: directory, extraArguments: extraArguments, server: server)
                 ports.append(port)
-                servers[port] = server
+                servers[port] = process
             }
         } catch {
             for server in servers.values { server.signal(SIGTERM) }
@@ -95,7 +99,7 @@ public final class LocalRedisCluster: Sendable {
         }
         // From here the cluster's stop() (or deinit) cleans up whatever happens.
         let cluster = LocalRedisCluster(
-            ports: ports, servers: servers, directory: directory, ownsDirectory: ownsDirectory, extraArguments: extraArguments, cli: cli)
+            ports: ports, servers: servers, directory: directory, ownsDirectory: ownsDirectory, extraArguments: extraArguments, server: server, cli: cli)
         let create = try await cli.run(
             ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"],
             timeout: .seconds(60))
@@ -110,7 +114,10 @@ public final class LocalRedisCluster: Sendable {
         return cluster
     }
 
-    private init(ports: [Int], servers: [Int: RedisServerProcess], directory: URL, ownsDirectory: Bool, extraArguments: [String], cli: RedisCLI) {
+    private init(
+        ports: [Int], servers: [Int: RedisServerProcess], directory: URL, ownsDirectory: Bool, extraArguments: [String], server: String?, cli: RedisCLI
+    ) {
+        self.server = server
         self.ports = ports
         self.directory = directory
         self.ownsDirectory = ownsDirectory
@@ -135,7 +142,7 @@ public final class LocalRedisCluster: Sendable {
 
     /// Starts one node on `candidate`, or on another free port when that one was taken meanwhile.
     private static func launchNode(
-        preferring candidate: Int, excluding: Set<Int>, directory: URL, extraArguments: [String]
+        preferring candidate: Int, excluding: Set<Int>, directory: URL, extraArguments: [String], server: String?
     ) async throws -> (Int, RedisServerProcess) {
         var port = candidate
         var attempt = 1
@@ -143,7 +150,7 @@ public final class LocalRedisCluster: Sendable {
             let data = directory.appendingPathComponent(String(port))
             try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
             do {
-                return (port, try await RedisServerProcess.launch(arguments(port: port, directory: directory, extraArguments: extraArguments)))
+                return (port, try await RedisServerProcess.launch(arguments(port: port, directory: directory, extraArguments: extraArguments), server: server))
             } catch let error as RedisServerProcess.LaunchError where error.description.contains("already in use") && attempt < 5 {
                 try? FileManager.default.removeItem(at: data)
                 try? FileManager.default.removeItem(at: directory.appendingPathComponent("nodes-\(port).conf"))
@@ -276,7 +283,7 @@ public final class LocalRedisCluster: Sendable {
         }
         let server: RedisServerProcess
         do {
-            server = try await RedisServerProcess.launch(Self.arguments(port: port, directory: directory, extraArguments: extraArguments))
+            server = try await RedisServerProcess.launch(Self.arguments(port: port, directory: directory, extraArguments: extraArguments), server: self.server)
         } catch {
             throw LocalRedisClusterError(.startFailed, "cannot restart the node on 127.0.0.1:\(port): \(error)")
         }

@@ -38,7 +38,7 @@ enum LoopbackPorts {
     /// Binds a TCP socket to 127.0.0.1:`port` (0: any free port).
     /// - Returns: the socket and the port it got.
     private static func bind(_ port: Int) throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             throw LocalRedisClusterError(.startFailed, "socket() failed: \(String(cString: strerror(errno)))")
         }

@@ -35,10 +35,12 @@ public actor ClusterSlots {
 /// Runs `body` with a fresh local Redis Cluster, started once a slot of ``ClusterSlots`` is free
 /// and stopped after.
 public func withLocalCluster<T: Sendable>(
-    primaries: Int = 3, replicasPerPrimary: Int, extraArguments: [String] = [], _ body: @Sendable (LocalRedisCluster) async throws -> T
+    primaries: Int = 3, replicasPerPrimary: Int, extraArguments: [String] = [], server: String? = nil,
+    _ body: @Sendable (LocalRedisCluster) async throws -> T
 ) async throws -> T {
     try await ClusterSlots.shared.withSlot {
-        let cluster = try await LocalRedisCluster.start(primaries: primaries, replicasPerPrimary: replicasPerPrimary, extraArguments: extraArguments)
+        let cluster = try await LocalRedisCluster.start(
+            primaries: primaries, replicasPerPrimary: replicasPerPrimary, extraArguments: extraArguments, server: server)
         defer { cluster.stop() }
         return try await body(cluster)
     }

@@ -74,19 +74,55 @@ public final class RedisServer: Sendable {
     }
 
     public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try bind(port: 0)
+        close(fd)
+        return port
+    }
+
+    /// A free loopback port below the kernel's ephemeral range (so that no outgoing connection
+    /// takes it as its local port), kept bound but not listening until
+    /// ``PortReservation/release()``: connections to it are refused, and no other process can
+    /// take it meanwhile.
+    public static func reservePort() throws -> PortReservation {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
+        for _ in 0..<100 {
+            if let (fd, port) = try? bind(port: Int.random(in: 10_000..<max(range, 10_001))) { return PortReservation(fd: fd, port: port) }
+        }
+        throw StartError(description: "no free loopback port below \(range) in 100 tries")
+    }
+
+    private static func bind(port: Int) throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StartError(description: "socket() failed") }
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard bound else { throw StartError(description: "bind() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            close(fd)
+            throw StartError(description: "bind() failed")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    /// A port held by ``reservePort()``.
+    public final class PortReservation: Sendable {
+        private let fd: Int32
+        /// The port.
+        public let port: Int
+
+        init(fd: Int32, port: Int) {
+            self.fd = fd
+            self.port = port
+        }
+
+        /// Frees the port (once).
+        public func release() { close(fd) }
     }
 
     /// Whether the server process has not been reaped yet (`stop()` and SIGKILL reap it).

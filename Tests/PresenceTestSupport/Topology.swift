@@ -2,12 +2,14 @@ import Foundation
 import Presence
 import PresenceEmbedded
 
-/// Where a test's registry lives: one redis-server, a Redis Cluster of three primaries, or one
-/// Valkey 9 server. Tests of the presence semantics take it as an argument and run on each.
+/// Where a test's registry lives: one redis-server, a Redis Cluster of three primaries, one
+/// Valkey 9 server, or a Valkey 9 cluster of three primaries (where writers use Valkey's native
+/// commands across primaries). Tests of the presence semantics take it as an argument and run on each.
 public enum Topology: String, Sendable, CaseIterable, CustomStringConvertible {
     case standalone
     case cluster
     case valkey
+    case valkeyCluster
 
     public var description: String { rawValue }
 }
@@ -23,6 +25,10 @@ public func withRedis<T: Sendable>(_ topology: Topology, _ body: @Sendable (Redi
         return try await withClient(server, body)
     case .cluster:
         return try await withLocalCluster(replicasPerPrimary: 0) { cluster in
+            try await withClient(try RedisConfiguration(url: cluster.seedURL), body)
+        }
+    case .valkeyCluster:
+        return try await withLocalCluster(replicasPerPrimary: 0, server: try valkeyServer()) { cluster in
             try await withClient(try RedisConfiguration(url: cluster.seedURL), body)
         }
     case .valkey:

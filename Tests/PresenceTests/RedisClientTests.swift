@@ -212,7 +212,10 @@ struct RedisClientTests {
 
     @Test("Redis down: a clear connection error, then fast failures during backoff, then recovery")
     func redisDown() async throws {
-        let port = try RedisServer.freePort()
+        // Held (bound, not listening: refused) until the server starts, so that no server another
+        // test starts meanwhile answers on it.
+        let reservation = try RedisServer.reservePort()
+        let port = reservation.port
         var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port))
         // The second PING must come within the backoff to fail fast: 3 s, so that no stall of a
         // loaded machine between two lines of this test can outlast it.
@@ -221,6 +224,7 @@ struct RedisClientTests {
         try await withClient(configuration) { (client: RedisClient) async throws in
             await #expect { try await client.send("PING") } throws: { ($0 as? RedisError)?.code == .connectionFailed }
             await #expect { try await client.send("PING") } throws: { ($0 as? RedisError)?.code == .unavailable }
+            reservation.release()
             let server = try await RedisServer.start(port: port)
             _ = try await eventually("client to reconnect") { try await client.send("PING").string == "PONG" }
             server.stop()
