@@ -14,11 +14,12 @@ struct MixedWritersTests {
         return configuration
     }
 
-    /// How often the server ran `command` (`INFO commandstats`).
-    private func calls(_ client: RedisClient, _ command: String) async throws -> Int {
+    /// How often the server ran `command` (`INFO commandstats`), or refused it (`field`
+    /// `rejected_calls`).
+    private func calls(_ client: RedisClient, _ command: String, field: String = "calls") async throws -> Int {
         let info = try await client.send("INFO", "commandstats").string ?? ""
         guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
-              let range = line.range(of: "calls=") else { return 0 }
+              let range = line.range(of: ":\(field)=") ?? line.range(of: ",\(field)=") else { return 0 }
         return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
     }
 
@@ -117,10 +118,10 @@ struct MixedWritersTests {
             try running.node.connected(socketID: "plain", userID: "u", meta: ["k": "v"])
             try running.node.connected(socketID: "changed", userID: "u")
             try await running.node.flush()
-            let reads = try await calls(client, "get")
+            let reads = try await calls(client, "get") + calls(client, "getex")
             #expect(try running.node.disconnected(socketID: "plain"))
             try await running.node.flush()
-            #expect(try await calls(client, "get") == reads, "the record was read before its delete")
+            #expect(try await calls(client, "get") + calls(client, "getex") == reads, "the record was read before its delete")
             #expect(try await client.send("EXISTS", fastConfiguration.keys.socket("plain")).int == 0)
             // Its own record, holding another value than the node wrote (say, a write the node
             // retried): the delete by value misses, so the node reads it and deletes what it read.
@@ -135,6 +136,30 @@ struct MixedWritersTests {
             #expect(try await client.send("EXISTS", key).int == 0, "a record of the node's outlived its disconnect")
             #expect(try await registry.sockets(ofUser: "u").isEmpty)
             #expect(try await client.send("EXISTS", fastConfiguration.keys.user("u")).int == 0)
+            try await running.stop()
+        }
+    }
+    @Test("a server that refuses a native command (an ACL without DELIFEQ) gets the script from then on, and nothing is lost")
+    func refusedNativeCommand() async throws {
+        try await withRedis(.valkey) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let running = try await startNode("n", client: client)
+            try running.node.connected(socketID: "s1", userID: "u")
+            try await running.node.flush()
+            #expect(try await registry.socket("s1")?.nodeID == "n")
+            _ = try await client.send("ACL", "SETUSER", "default", "-delifeq")
+            #expect(try running.node.disconnected(socketID: "s1"))
+            try running.node.connected(socketID: "s2", userID: "u")
+            try await running.node.flush()
+            #expect(running.node.writer.nativeRefused.isSet, "the refusal was not noticed")
+            #expect(try await client.send("EXISTS", fastConfiguration.keys.socket("s1")).int == 0, "the refused disconnect was lost")
+            #expect(try await registry.sockets(ofUser: "u").map(\.socketID) == ["s2"])
+            let refused = try await calls(client, "delifeq", field: "rejected_calls")
+            #expect(refused >= 1)
+            #expect(try running.node.disconnected(socketID: "s2"))
+            try await running.node.flush()
+            #expect(try await calls(client, "delifeq", field: "rejected_calls") == refused, "the writer tried the native command again")
+            #expect(try await client.send("EXISTS", fastConfiguration.keys.socket("s2")).int == 0)
             try await running.stop()
         }
     }

@@ -146,7 +146,7 @@ public enum PresenceScripts {
                     unserved[key] = previous
                 elseif previous then
                     local holder, held, t = match(previous, '^([^\\31]*)\\31([^\\31]*)\\31(%d*)')
-                    if holder ~= node and tonumber(t or '0') > tonumber(at) then
+                    if holder ~= node and (tonumber(t) or 0) > tonumber(at) then
                         result = -1
                         superseded[key] = true
                     else

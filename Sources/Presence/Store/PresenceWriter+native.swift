@@ -8,12 +8,16 @@ import Foundation
 ///   value comes back: a later connect of another node leaves it (superseded); otherwise
 ///   `SET … PX ttl IFEQ <that value>` swaps it, and a swap that lost a race reads again.
 /// - disconnect: the server's compare-and-delete of the value the node wrote, when the node says
-///   which (``PresenceNode`` does); otherwise, or when that value is no longer there, `GET`, then
-///   the compare-and-delete of what was read, when this node and incarnation hold it.
+///   which (``PresenceNode`` does); otherwise, or when that value is no longer there, `GETEX` (a
+///   `GET` that a client reading from replicas still sends to the primary), then the
+///   compare-and-delete of what was read, when this node and incarnation hold it.
 /// - user add: `HSET` of `socket␟incarnation`, sent with its connect (and removed again in the
-///   rare case the connect turns out superseded), then per user key `PEXPIRE … GT`, and `… NX`
-///   where that did nothing: a TTL of at least `ttl`, never shortened. User remove: `HDEL` of
-///   that field.
+///   rare case the connect turns out superseded), then per user key `PEXPIRE … GT` and `… NX`
+///   in the same pipeline: a TTL of at least `ttl`, never shortened, and never a key left without
+///   one. User remove: `HDEL` of that field.
+///
+/// A server that refuses a native command (unknown to it, or denied by an ACL) makes the writer
+/// use the script from then on; the batch is written again by script, which is idempotent.
 /// - the node's set: `SADD` (with the same two `PEXPIRE`s) before, `SREM` after.
 extension PresenceWriter {
     /// Rounds of swapping a record whose value changed between reading and swapping it.
@@ -21,7 +25,7 @@ extension PresenceWriter {
 
     /// The server, when this writer should use its native commands for socket events.
     func nativeServer() async -> RedisServerInfo? {
-        guard configuration.writeCommands == .automatic else { return nil }
+        guard configuration.writeCommands == .automatic, !nativeRefused.isSet else { return nil }
         guard let server = try? await client.serverInfo(),
               server.capabilities.isSuperset(of: [.setIfEqual, .deleteIfEqual]) else { return nil }
         return server
@@ -30,9 +34,10 @@ extension PresenceWriter {
     /// ``apply(nodeID:incarnation:events:)`` with native commands. A batch naming a socket more
     /// than once is applied as consecutive batches, each naming a socket once, so that every
     /// event's commands see the state its predecessors left.
+    /// - Returns: `nil` when the server refused a native command: the caller uses the script.
     func applyNative(
         nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String], server: RedisServerInfo
-    ) async -> [Result<SocketEventOutcome, RedisError>] {
+    ) async -> [Result<SocketEventOutcome, RedisError>]? {
         var generation: [String: Int] = [:]
         var rounds: [[Int]] = []
         for (position, event) in events.enumerated() {
@@ -46,10 +51,9 @@ extension PresenceWriter {
         }
         var outcomes = [Result<SocketEventOutcome, RedisError>](repeating: .success(.notHeld), count: events.count)
         for round in rounds {
-            // Only the last event of a socket may delete by the value last written.
-            let results = await applyNativeOnce(
-                nodeID: nodeID, incarnation: incarnation, events: round.map { events[$0] },
-                written: round == rounds.last ? written : [:], server: server)
+            // The written values are of a socket's last event only (a node names a socket once).
+            guard let results = await applyNativeOnce(
+                nodeID: nodeID, incarnation: incarnation, events: round.map { events[$0] }, written: [:], server: server) else { return nil }
             for (position, result) in zip(round, results) { outcomes[position] = result }
         }
         return outcomes
@@ -58,7 +62,7 @@ extension PresenceWriter {
     /// A batch that names each socket once.
     private func applyNativeOnce(
         nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String], server: RedisServerInfo
-    ) async -> [Result<SocketEventOutcome, RedisError>] {
+    ) async -> [Result<SocketEventOutcome, RedisError>]? {
         let ttl = String(configuration.socketKeyTTLMilliseconds)
         let userEntry = "\(Int(Date().timeIntervalSince1970 * 1000) + configuration.socketKeyTTLMilliseconds)\u{1F}\(nodeID)"
         let index = keys.nodeSockets(nodeID)
@@ -108,7 +112,7 @@ extension PresenceWriter {
                     commands.append(delete)
                 } else {
                     records[records.count - 1] = nil
-                    commands.append(RedisCommand("GET", keys.socket(socketID)))
+                    commands.append(RedisCommand("GETEX", keys.socket(socketID)))
                 }
                 if let userID {
                     userCommands.append(commands.count)
@@ -116,11 +120,11 @@ extension PresenceWriter {
                 }
             }
         }
-        // A user key's TTL: extended by `PEXPIRE … GT`; where that did nothing (a new key, with no
-        // TTL, or one another node gave a longer TTL), `PEXPIRE … NX` follows.
+        // A user key's TTL, in the pipeline that may create the key.
         let extensions = commands.count
-        for userID in touchedUsers { commands.append(RedisCommand("PEXPIRE", keys.user(userID), ttl, "GT")) }
+        for userID in touchedUsers { commands += Self.keepTTL(keys.user(userID), ttl) }
         let replies = await client.pipeline(commands)
+        if refusesNative(first.map { replies[$0] }) { return nil }
         if let error = Self.firstFailure(replies[..<setCommands.count]) ?? Self.firstFailure(ArraySlice(userCommands.map { replies[$0] }))
             ?? Self.firstFailure(replies[extensions...]) {
             return events.map { _ in .failure(error) }
@@ -129,10 +133,7 @@ extension PresenceWriter {
         // Round 2 (and more while swaps lose races): swaps, deletes, and what follows from them.
         var outcomes = [Result<SocketEventOutcome, RedisError>?](repeating: nil, count: events.count)
         var seen = [String?](repeating: nil, count: events.count)  // the value a swap or delete expects
-        var followUps: [RedisCommand] = []  // TTLs and user entries, once the records settled
-        for (userID, reply) in zip(touchedUsers, replies[extensions...]) where (try? reply.get().int) == 0 {
-            followUps.append(RedisCommand("PEXPIRE", keys.user(userID), ttl, "NX"))
-        }
+        var followUps: [RedisCommand] = []  // user entries and set members, once the records settled
         var probes: [Int] = []  // disconnects whose value was not the one written: read it
         for (position, event) in events.enumerated() {
             switch (event, replies[first[position]]) {
@@ -158,7 +159,7 @@ extension PresenceWriter {
             }
         }
         if !probes.isEmpty {
-            let values = await client.pipeline(probes.map { RedisCommand("GET", keys.socket(events[$0].socketID)) })
+            let values = await client.pipeline(probes.map { RedisCommand("GETEX", keys.socket(events[$0].socketID)) })
             for (position, value) in zip(probes, values) {
                 switch value {
                 case .failure(let error): outcomes[position] = .failure(error)
@@ -180,9 +181,6 @@ extension PresenceWriter {
                         if let userID {  // its entry went with the connect: take it back
                             followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
                         }
-                    } else if current == record {
-                        outcomes[position] = .success(.updated)
-                        followUps.append(RedisCommand("PEXPIRE", keys.socket(socketID), ttl))
                     } else {
                         due.append((position, RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "IFEQ", current)))
                     }
@@ -197,6 +195,7 @@ extension PresenceWriter {
             }
             if due.isEmpty { break }
             let answers = await client.pipeline(due.map(\.command))
+            if refusesNative(answers) { return nil }
             var retry: [(position: Int, command: RedisCommand)] = []
             for ((position, _), answer) in zip(due, answers) {
                 let event = events[position]
@@ -249,6 +248,19 @@ extension PresenceWriter {
             return events.map { _ in .failure(error) }
         }
         return results
+    }
+
+    /// Whether a server answered that it does not take a native command (unknown, a syntax it
+    /// lacks such as `IFEQ`, or denied by an ACL): the writer then uses the script for good.
+    private func refusesNative(_ replies: [Result<RedisValue, RedisError>]) -> Bool {
+        for case .failure(let error) in replies where error.code == .server {
+            let message = error.message
+            if message.hasPrefix("ERR unknown command") || message.hasPrefix("ERR syntax error") || message.hasPrefix("NOPERM") {
+                nativeRefused.set()
+                return true
+            }
+        }
+        return false
     }
 
     /// `PEXPIRE key ttl NX` and `… GT`: a TTL of at least `ttl` (another node may write a longer

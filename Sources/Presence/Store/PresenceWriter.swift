@@ -9,6 +9,9 @@ public struct PresenceWriter: Sendable {
     /// Key prefix and timings.
     public let configuration: PresenceConfiguration
     var keys: PresenceKeys { configuration.keys }
+    /// Set once the server refused a native command (an ACL, a renamed command): the script
+    /// from then on.
+    let nativeRefused = NativeCommandRefusal()
 
     /// Creates a writer.
     public init(client: RedisClient, configuration: PresenceConfiguration) {
@@ -91,9 +94,12 @@ public struct PresenceWriter: Sendable {
         return true
     }
 
-    /// Applies socket events of one node incarnation in order: one pipeline, plus a second one
-    /// when the batch holds disconnects. On a Redis Cluster the set's additions go first, and a
-    /// user add whose connect lives on another node waits for it: up to four round trips.
+    /// Applies socket events of one node incarnation in order. By script: one pipeline, plus a
+    /// second one when the batch holds disconnects; on a Redis Cluster the set's additions go
+    /// first, and a user add whose connect lives on another node waits for it: up to four round
+    /// trips. By native commands (``PresenceConfiguration/writeCommands``, on servers that have
+    /// them): one pipeline, plus one when a record was found in place or a disconnect was
+    /// reported, and more only while a swap loses a race.
     ///
     /// Socket records change exactly in event order. The node's socket set and the user index
     /// follow each socket's last event in the batch. The set stays a superset of the node's socket
@@ -114,8 +120,9 @@ public struct PresenceWriter: Sendable {
         nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String]
     ) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
-        if let server = await nativeServer() {
-            return await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, written: written, server: server)
+        if let server = await nativeServer(),
+           let results = await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, written: written, server: server) {
+            return results
         }
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
