@@ -116,7 +116,7 @@ extension PresenceWriter {
                 }
                 if let userID {
                     userCommands.append(commands.count)
-                    commands.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                    commands.append(removeEntry(userID, socketID, incarnation))
                 }
             }
         }
@@ -146,7 +146,7 @@ extension PresenceWriter {
                     if value.int == 1 {
                         outcomes[position] = .success(.removed)
                         if knownUser == nil, let userID = SocketRecord(decoding: last)?.userID {
-                            followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                            followUps.append(removeEntry(userID, socketID, incarnation))
                         }
                     } else {
                         probes.append(position)
@@ -179,7 +179,7 @@ extension PresenceWriter {
                     if let held, held.nodeID != nodeID, held.connectedAtMicroseconds > Int(connectedAt.timeIntervalSince1970 * 1_000_000) {
                         outcomes[position] = .success(.superseded)
                         if let userID {  // its entry went with the connect: take it back
-                            followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                            followUps.append(removeEntry(userID, socketID, incarnation))
                         }
                     } else {
                         due.append((position, RedisCommand("SET", keys.socket(socketID), record, "PX", ttl, "IFEQ", current)))
@@ -217,7 +217,7 @@ extension PresenceWriter {
                     }
                     outcomes[position] = .success(.removed)
                     if knownUser == nil, let held = seen[position].flatMap(SocketRecord.init(decoding:)), let userID = held.userID {
-                        followUps.append(RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: event.socketID, incarnation: incarnation)))
+                        followUps.append(removeEntry(userID, event.socketID, incarnation))
                     }
                 }
             }
@@ -239,15 +239,16 @@ extension PresenceWriter {
         for (event, result) in zip(events, results) {
             if case .disconnect = event, case .success = result { settled.append(event.socketID) }
         }
-        for chunk in settled.chunked(1000) {
-            var command = RedisCommand("SREM", index)
-            command.append(contentsOf: chunk)
-            followUps.append(command)
-        }
+        followUps += indexCommands(nodeID: nodeID, added: [], removed: settled)
         if !followUps.isEmpty, let error = Self.firstFailure(await client.pipeline(followUps)[...]) {
             return events.map { _ in .failure(error) }
         }
         return results
+    }
+
+    /// `HDEL` of an incarnation's entry in a user's hash.
+    private func removeEntry(_ userID: String, _ socketID: String, _ incarnation: String) -> RedisCommand {
+        RedisCommand("HDEL", keys.user(userID), SocketRecord.userField(socketID: socketID, incarnation: incarnation))
     }
 
     /// Whether a server answered that it does not take a native command (unknown, a syntax it
