@@ -220,10 +220,12 @@ public final class PresenceNode: Service, Sendable {
         case .heartbeat(let socketCount, let userCount):
             await sendHeartbeat(socketCount: socketCount, userCount: userCount)
         case .write(let batch, let events, let written):
-            let records = written.mapValues {
-                SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: $0.userID, meta: $0.meta, connectedAt: $0.connectedAt).encoded
+            // The record values are built (meta encoded) only if the native path asks for them.
+            let outcomes = await writer.apply(nodeID: nodeID, incarnation: incarnation, events: events) {
+                written.mapValues {
+                    SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: $0.userID, meta: $0.meta, connectedAt: $0.connectedAt).encoded
+                }
             }
-            let outcomes = await writer.apply(nodeID: nodeID, incarnation: incarnation, events: events, written: records)
             var failed = Set<String>()
             var firstError: RedisError?
             for (event, outcome) in zip(events, outcomes) {

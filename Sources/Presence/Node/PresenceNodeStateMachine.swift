@@ -222,7 +222,7 @@ struct PresenceNodeStateMachine<Waiter> {
 
     /// For a graceful shutdown: the changes not yet written, to be sent once before leaving.
     mutating func drain() -> [SocketEvent] {
-        let events = pending.keys.map(event(for:))
+        let events = pending.map { event(for: $0.key, change: $0.value.change) }
         pending = [:]
         return events
     }
@@ -285,14 +285,9 @@ struct PresenceNodeStateMachine<Waiter> {
         var written: [String: LocalSocket] = [:]
         for (id, entry) in pending where busy.isEmpty || !busy.contains(id) {
             lowest = min(lowest, entry.sequence)
-            if let socket = sockets[id] {
-                events.append(.connect(socketID: id, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt))
-            } else if case .disconnect(let userID, let last) = entry.change {
-                events.append(.disconnect(socketID: id, userID: userID))
-                if let last { written[id] = last }
-            } else {
-                events.append(.disconnect(socketID: id, userID: nil))
-            }
+            let event = event(for: id, change: entry.change)
+            if case .disconnect = event, case .disconnect(_, let last?) = entry.change { written[id] = last }
+            events.append(event)
             if events.count == settings.batchSize { break }
         }
         if events.isEmpty { return nil }
@@ -315,7 +310,7 @@ struct PresenceNodeStateMachine<Waiter> {
             // A pending change writes it anyway; a batch in flight is writing it; a gone socket
             // had its disconnect recorded.
             guard pending[id] == nil, !busy.contains(id), sockets[id] != nil else { continue }
-            events.append(event(for: id))
+            events.append(event(for: id, change: pending[id]?.change))
         }
         // Each batch takes its share of half an interval: the whole set is spread over it.
         rewriteNotBefore = rewriteNotBefore.map { max($0, now) + settings.heartbeatInterval / 2 * (Double(events.count) / Double(max(rewriteTotal, 1))) }
@@ -333,12 +328,13 @@ struct PresenceNodeStateMachine<Waiter> {
         return .write(batch: id, events: events, written: written)
     }
 
-    /// The event that brings Redis to the local truth for `socketID`.
-    private func event(for socketID: String) -> SocketEvent {
+    /// The event that brings Redis to the local truth for `socketID`, whose pending change (if
+    /// any) is `change`.
+    private func event(for socketID: String, change: Change?) -> SocketEvent {
         if let socket = sockets[socketID] {
             return .connect(socketID: socketID, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
         }
-        if case .disconnect(let userID, _)? = pending[socketID]?.change {
+        if case .disconnect(let userID, _)? = change {
             return .disconnect(socketID: socketID, userID: userID)
         }
         return .disconnect(socketID: socketID, userID: nil)

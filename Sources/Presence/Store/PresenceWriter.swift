@@ -110,18 +110,18 @@ public struct PresenceWriter: Sendable {
     /// - Returns: one result per event; a failure carries the ``RedisError`` of that event's command
     ///   (or of the batch's index and user updates, reported on every event).
     public func apply(nodeID: String, incarnation: String, events: [SocketEvent]) async -> [Result<SocketEventOutcome, RedisError>] {
-        await apply(nodeID: nodeID, incarnation: incarnation, events: events, written: [:])
+        await apply(nodeID: nodeID, incarnation: incarnation, events: events) { [:] }
     }
 
     /// ``apply(nodeID:incarnation:events:)``, told the record values the node last wrote for some
-    /// of the sockets it disconnects (`socket id → value`): with native commands, those are deleted
-    /// by value in one command, without reading them first.
+    /// of the sockets it disconnects (`socket id → value`, asked for only by the native path):
+    /// with native commands, those are deleted by value in one command, without reading them first.
     func apply(
-        nodeID: String, incarnation: String, events: [SocketEvent], written: [String: String]
+        nodeID: String, incarnation: String, events: [SocketEvent], written: () -> [String: String]
     ) async -> [Result<SocketEventOutcome, RedisError>] {
         if events.isEmpty { return [] }
         if let server = await nativeServer(),
-           let results = await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, written: written, server: server) {
+           let results = await applyNative(nodeID: nodeID, incarnation: incarnation, events: events, written: written(), server: server) {
             return results
         }
         var last: [String: Int] = [:]
