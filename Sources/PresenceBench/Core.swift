@@ -16,7 +16,9 @@ func coreBenchmark(_ arguments: BenchArguments) async throws {
         group.addTask { try await node.run() }
         try await node.flush()
 
-        let ids = (0..<eventCount).map { _ in randomID(20) }
+        var generator = SplitMix64()
+        let ids = (0..<eventCount).map { _ in randomID(20, using: &generator) }
+        let cpuBefore = processCPUSeconds()
         let commandsBefore = client.metrics.commandCount
         let roundTripsBefore = client.metrics.roundTripCount
         let clock = ContinuousClock()
@@ -29,10 +31,13 @@ func coreBenchmark(_ arguments: BenchArguments) async throws {
         try await node.flush()
         let disconnectTime = clock.now - start
         let total = connectTime + disconnectTime
+        let clientCPU = processCPUSeconds() - cpuBefore
         say("connects/s (\(userCount) distinct users): \(Int(Double(eventCount) / connectTime.seconds))")
         say("disconnects/s: \(Int(Double(eventCount) / disconnectTime.seconds))")
         say("Redis round trips \(client.metrics.roundTripCount - roundTripsBefore), commands sent \(client.metrics.commandCount - commandsBefore)")
+        say("client CPU \(String(format: "%.2f", clientCPU * 1e6 / Double(2 * eventCount))) µs/event")
         result("events_per_second", Double(2 * eventCount) / total.seconds)
+        result("client_cpu_us_per_event", clientCPU * 1e6 / Double(2 * eventCount))
         result("connects_per_second", Double(eventCount) / connectTime.seconds)
         result("disconnects_per_second", Double(eventCount) / disconnectTime.seconds)
         group.cancelAll()

@@ -42,12 +42,23 @@ public final class PresenceNode: Service, Sendable {
     struct State: ~Copyable {
         var machine: Machine
         var wake: AsyncStream<Void>.Continuation?
+        /// A local change has woken the loop, which has not started looking at the state since:
+        /// further changes need not wake it again (one wake-up per pass, not per socket).
+        var changeWakeQueued = false
         /// The instant a timer child will wake the loop at, if one is scheduled.
         var timer: ContinuousClock.Instant?
         /// The client's failover generation this node has repaired up to.
         var failoverGeneration: Int
         /// On a Redis Cluster: what was disconnected lately, deleted again after a failover.
         var recentDisconnects = RecentDisconnects()
+
+        /// The continuation to wake the loop with after a local change, or nil when a wake-up
+        /// is already on its way.
+        mutating func wakeForChange() -> AsyncStream<Void>.Continuation? {
+            if changeWakeQueued { return nil }
+            changeWakeQueued = true
+            return wake
+        }
     }
 
     /// Creates a node.
@@ -90,7 +101,7 @@ public final class PresenceNode: Service, Sendable {
         let socket = Machine.LocalSocket(userID: userID, meta: meta, connectedAt: now)
         state.withLock { state in
             state.machine.connected(socketID, socket)
-            return state.wake
+            return state.wakeForChange()
         }?.yield()
     }
 
@@ -106,9 +117,9 @@ public final class PresenceNode: Service, Sendable {
             let userID = state.machine.sockets[socketID]?.userID
             let held = state.machine.disconnected(socketID)
             if held && cluster { state.recentDisconnects.append(socketID, userID: userID, at: .now) }
-            return (held, state.wake)
+            return (held, held ? state.wakeForChange() : nil)
         }
-        if held { wake?.yield() }
+        wake?.yield()
         return held
     }
 
@@ -145,6 +156,7 @@ public final class PresenceNode: Service, Sendable {
         gracefulShutdownRequested.store(false, ordering: .relaxed)
         state.withLock { state in
             state.wake = wake
+            state.changeWakeQueued = false
             state.timer = nil
             state.machine.start()
         }
@@ -168,7 +180,10 @@ public final class PresenceNode: Service, Sendable {
                         }
                     }
                 }
-                for await _ in wakeups { startActions(in: &group, wake: wake) }
+                for await _ in wakeups {
+                    state.withLock { $0.changeWakeQueued = false }
+                    startActions(in: &group, wake: wake)
+                }
                 group.cancelAll()
             }
         } onGracefulShutdown: {

@@ -120,7 +120,7 @@ struct PresenceNodeStateMachine<Waiter> {
     private(set) var userSocketCounts: [String: Int] = [:]
 
     // Changes.
-    private var pending: [String: (change: Change, sequence: Int)] = [:]
+    private var pending = PendingChanges<Change>()
     private var sequence = 0
     private var batches: [Int: Batch] = [:]
     private var busy: Set<String> = []
@@ -186,7 +186,7 @@ struct PresenceNodeStateMachine<Waiter> {
 
     private mutating func record(_ socketID: String, _ change: Change) {
         sequence += 1
-        pending[socketID] = (change, sequence)
+        pending.record(socketID, change, sequence: sequence)
     }
 
     // MARK: Lifecycle
@@ -196,7 +196,7 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func start() {
         running = true
         stopped = false
-        pending = [:]
+        pending.removeAll()
         batches = [:]
         busy = []
         heartbeatInFlight = nil
@@ -222,9 +222,7 @@ struct PresenceNodeStateMachine<Waiter> {
 
     /// For a graceful shutdown: the changes not yet written, to be sent once before leaving.
     mutating func drain() -> [SocketEvent] {
-        let events = pending.map { event(for: $0.key, change: $0.value.change) }
-        pending = [:]
-        return events
+        pending.takeAll().map { event(for: $0.socketID, change: $0.change) }
     }
 
     /// The heartbeat interval passed.
@@ -278,23 +276,18 @@ struct PresenceNodeStateMachine<Waiter> {
     private mutating func nextChangeBatch() -> Action? {
         if pending.isEmpty { return nil }
         if batches.values.count(where: { !$0.rewrite }) >= settings.changeBatchesInFlight { return nil }
-        // One pass over the pending changes, one lookup each: this runs for every event.
+        // One lookup per pending change: this runs for every event.
+        let taken = pending.take(upTo: settings.batchSize) { !busy.isEmpty && busy.contains($0) }
+        if taken.isEmpty { return nil }
         var events: [SocketEvent] = []
-        events.reserveCapacity(min(pending.count, settings.batchSize))
+        events.reserveCapacity(taken.count)
         var lowest = Int.max
         var written: [String: LocalSocket] = [:]
-        for (id, entry) in pending where busy.isEmpty || !busy.contains(id) {
-            lowest = min(lowest, entry.sequence)
-            let event = event(for: id, change: entry.change)
-            if case .disconnect = event, case .disconnect(_, let last?) = entry.change { written[id] = last }
+        for (id, change, sequence) in taken {
+            lowest = min(lowest, sequence)
+            let event = event(for: id, change: change)
+            if case .disconnect = event, case .disconnect(_, let last?) = change { written[id] = last }
             events.append(event)
-            if events.count == settings.batchSize { break }
-        }
-        if events.isEmpty { return nil }
-        if events.count == pending.count {
-            pending.removeAll(keepingCapacity: true)
-        } else {
-            for event in events { pending[event.socketID] = nil }
         }
         return launch(events, rewrite: false, lowestSequence: lowest, written: written)
     }
@@ -447,8 +440,8 @@ struct PresenceNodeStateMachine<Waiter> {
             } else if pending[id] == nil {
                 sequence += 1
                 switch event {
-                case .connect: if sockets[id] != nil { pending[id] = (.connect, sequence) }
-                case .disconnect(_, let userID): if sockets[id] == nil { pending[id] = (.disconnect(userID: userID, last: nil), sequence) }
+                case .connect: if sockets[id] != nil { pending.record(id, .connect, sequence: sequence) }
+                case .disconnect(_, let userID): if sockets[id] == nil { pending.record(id, .disconnect(userID: userID, last: nil), sequence: sequence) }
                 }
             }
         }
@@ -530,8 +523,8 @@ struct PresenceNodeStateMachine<Waiter> {
         var oldest = Int.max
         for batch in batches.values { oldest = min(oldest, batch.lowestSequence) }
         if oldest <= earliestWaiter { return [] }
-        for entry in pending.values where entry.sequence < oldest {
-            oldest = entry.sequence
+        for sequence in pending.sequences where sequence < oldest {
+            oldest = sequence
             if oldest <= earliestWaiter { return [] }
         }
         var ready: [Waiter] = []
