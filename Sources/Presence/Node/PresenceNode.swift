@@ -114,7 +114,7 @@ public final class PresenceNode: Service, Sendable {
         try PresenceID.validate(socketID, field: "socketId")
         let cluster = writer.client.isCluster
         let (held, wake) = state.withLock { state in
-            let userID = state.machine.sockets[socketID]?.userID
+            let userID = cluster ? state.machine.sockets[socketID]?.userID : nil
             let held = state.machine.disconnected(socketID)
             if held && cluster { state.recentDisconnects.append(socketID, userID: userID, at: .now) }
             return (held, held ? state.wakeForChange() : nil)

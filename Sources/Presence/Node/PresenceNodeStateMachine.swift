@@ -123,7 +123,6 @@ struct PresenceNodeStateMachine<Waiter> {
     private var pending = PendingChanges<Change>()
     private var sequence = 0
     private var batches: [Int: Batch] = [:]
-    private var busy: Set<String> = []
     private var nextBatch = 0
 
     // Recovery.
@@ -198,7 +197,6 @@ struct PresenceNodeStateMachine<Waiter> {
         stopped = false
         pending.removeAll()
         batches = [:]
-        busy = []
         heartbeatInFlight = nil
         refreshing = false
         reconciling = false
@@ -277,7 +275,7 @@ struct PresenceNodeStateMachine<Waiter> {
         if pending.isEmpty { return nil }
         if batches.values.count(where: { !$0.rewrite }) >= settings.changeBatchesInFlight { return nil }
         // One lookup per pending change: this runs for every event.
-        let taken = pending.take(upTo: settings.batchSize) { !busy.isEmpty && busy.contains($0) }
+        let taken = pending.take(upTo: settings.batchSize)
         if taken.isEmpty { return nil }
         var events: [SocketEvent] = []
         events.reserveCapacity(taken.count)
@@ -302,7 +300,7 @@ struct PresenceNodeStateMachine<Waiter> {
         while events.count < size, let id = rewriteQueue.popLast() {
             // A pending change writes it anyway; a batch in flight is writing it; a gone socket
             // had its disconnect recorded.
-            guard pending[id] == nil, !busy.contains(id), sockets[id] != nil else { continue }
+            guard pending[id] == nil, !pending.isInFlight(id), sockets[id] != nil else { continue }
             events.append(event(for: id, change: pending[id]?.change))
         }
         // Each batch takes its share of half an interval: the whole set is spread over it.
@@ -317,7 +315,8 @@ struct PresenceNodeStateMachine<Waiter> {
         let id = nextBatch
         nextBatch += 1
         batches[id] = Batch(events: events, rewrite: rewrite, lowestSequence: lowestSequence, startedAt: now)
-        for event in events { busy.insert(event.socketID) }
+        // A change batch took its sockets from `pending`, which marked them in flight.
+        if rewrite { pending.markInFlight(events.lazy.map(\.socketID)) }
         return .write(batch: id, events: events, written: written)
     }
 
@@ -420,7 +419,7 @@ struct PresenceNodeStateMachine<Waiter> {
     /// - Returns: flush waiters to fail, and whether Redis had been failing until now.
     mutating func batchFinished(_ batch: Int, failed: Set<String>, now: Instant, jitter: Double) -> (fail: [Waiter], recovered: Bool) {
         guard let finished = batches.removeValue(forKey: batch) else { return ([], false) }
-        for event in finished.events { busy.remove(event.socketID) }
+        pending.finished(finished.events.lazy.map(\.socketID))
         if finished.rewrite, rewritePaced, let startedAt = finished.startedAt {
             let pause = congestionPause(roundTrip: now - startedAt)
             if pause > .zero {
@@ -463,7 +462,7 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func refreshFinished(missing: [String]?) -> [Waiter] {
         refreshing = false
         guard let missing else { return failAll() }
-        for id in missing where sockets[id] != nil && pending[id] == nil && !busy.contains(id) {
+        for id in missing where sockets[id] != nil && pending[id] == nil && !pending.isInFlight(id) {
             record(id, .connect)
         }
         return []
@@ -478,12 +477,12 @@ struct PresenceNodeStateMachine<Waiter> {
             reconcileWanted = true
             return ([], failAll())
         }
-        let missing = sockets.keys.filter { !listed.contains($0) && pending[$0] == nil && !busy.contains($0) }
+        let missing = sockets.keys.filter { !listed.contains($0) && pending[$0] == nil && !pending.isInFlight($0) }
         if !missing.isEmpty {
             rewriteQueue.append(contentsOf: missing)
             rewriteNotBefore = nil
         }
-        let extra = listed.filter { sockets[$0] == nil && pending[$0] == nil && !busy.contains($0) }
+        let extra = listed.filter { sockets[$0] == nil && pending[$0] == nil && !pending.isInFlight($0) }
         removing = !extra.isEmpty
         return (Array(extra), [])
     }
