@@ -53,6 +53,11 @@ class Cluster:
             return client
 
         self.clients = list(await asyncio.gather(*(connect(i) for i in range(CLIENTS))))
+        # A connection the application's own handler refuses is never reported.
+        for node in self.nodes:
+            refused = socketio.AsyncClient(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await refused.connect(node.url, transports=["websocket"], wait_timeout=20)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.sio.disconnect() for c in self.clients if c.sio.connected), return_exceptions=True)
@@ -111,7 +116,9 @@ def test_every_client_reads_alive_on_its_node_with_its_user(cluster: Cluster) ->
             async with cluster.api.session.get(node.url + "/presence-stats") as response:  # type: ignore[union-attr]
                 local = await response.json()
             assert info["incarnation"] == local["incarnation"]
+            # Exactly the accepted clients (not the refused one), and nothing left to send.
             assert sorted(c.sid for c in cluster.clients if c.node == index) == local["sockets"]
+            assert local["stats"]["pending"] == 0 and local["stats"]["dropped"] == 0
             incarnations.add(info["incarnation"])
         assert len(incarnations) == NODES
         users_per_node = sum(len({c.user for c in cluster.clients if c.node == n}) for n in range(NODES))

@@ -409,24 +409,23 @@ class Presence:
 
     def _resync(self, status: str, first: bool) -> None:
         """Queue every local socket again: the registry lost them, or they read dead."""
-        assert self._wake is not None
+        assert self._wake is not None and self._retry_now is not None
         if not first:
             self._resyncs += 1
             self._log.warning("presence: node %s must resend its %d sockets (status %s)",
                               self.node_id, len(self._local), status)
             # Spread a fleet that learns of a restart at once over a quarter interval.
             self._resync_delay = random.uniform(0, self._interval / 4)
-        if status == "replaced":
-            self._log.warning("presence: another process registered node id %s: ids must be unique", self.node_id)
+            if status == "replaced":
+                self._log.warning("presence: another process registered node id %s: ids must be unique", self.node_id)
+            # After an expiry the registry may still hold records this process no longer does
+            # (a disconnect it gave up on): list them once the resend is done.
+            if status in ("revived", "replaced"):
+                self._prune_due = True
         for socket_id in self._local:
             if socket_id not in self._rejected and socket_id not in self._pending:
                 self._pending[socket_id] = None
-        # A node that had expired (`revived`) or was replaced may still have records this process
-        # no longer holds (a disconnect lost with a timed-out request): list them after the resend.
-        if status in ("revived", "replaced"):
-            self._prune_due = True
         self._wake.set()
-        assert self._retry_now is not None
         self._retry_now.set()
 
     # MARK: sender
@@ -471,6 +470,9 @@ class Presence:
             self._in_flight = []
             self._retries += 1
             self._requeue(batch)
+            if error.code == "timeout":
+                # The server may still apply it after the retry: check the node's records once idle.
+                self._prune_due = True
             (self._log.warning if failures == 0 else self._log.debug)(
                 "presence: %d events of %s not recorded (%s); retrying", len(batch), self.node_id, error)
             await self._pause_before_retry(failures + 1)
@@ -709,7 +711,9 @@ class Presence:
                                              headers=headers, timeout=self._timeout) as response:
                 status = response.status
                 raw = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except asyncio.TimeoutError as error:
+            raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {self._timeout.total} s") from error
+        except (aiohttp.ClientError, OSError) as error:
             raise PresenceUnavailable(0, "network", f"{method} {path}: {error!r}") from error
         try:
             data = json.loads(raw) if raw else {}
