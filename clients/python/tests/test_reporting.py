@@ -213,7 +213,9 @@ def test_presence_down_for_5_s_loses_nothing_and_buffers_one_entry_per_socket(tm
 
         presence.start()  # same port, same Redis: the node expired meanwhile and is revived
         await wait_until(api.ready, 30, "presence ready again")
-        took = await registry_equals(api, local_truth(client, touched), 2 * HEARTBEAT,
+        # Noticing takes up to one heartbeat (the retry pause is capped there), then the revived node
+        # resends everything (paced) and prunes: within one node TTL, the staleness of a crash.
+        took = await registry_equals(api, local_truth(client, touched), NODE_TTL,
                                      "registry equals the local truth again, the ghost dead")
         print(f"registry complete {took:.2f} s after presence was ready again")
         assert client.stats()["resyncs"] >= 1

@@ -242,11 +242,14 @@ class Presence:
         return _DONE
 
     def stats(self) -> ClientStats:
-        """Sizes and counters: `sockets` held, distinct `users`, `pending` changes (at most one per
-        socket touched), events `in_flight`, sockets the registry may hold (`registered`), events
-        `requests` sent, `events_sent`, `heartbeats` answered, `heartbeat_failures`, `resyncs`,
-        events requests `retries` after a failure,
-        events `dropped` because the server refused them, connects `superseded` elsewhere."""
+        """Sizes and counters of this client.
+
+        Sizes: `sockets` held, distinct `users`, `pending` changes (at most one per socket
+        touched), events `in_flight`, sockets the registry may hold (`registered`), whether the
+        node is registered (`node_registered`). Counters: events `requests`, `events_sent`,
+        `heartbeats` answered, `heartbeat_failures`, `resyncs`, `retries` of events requests,
+        events `dropped` because the server refused them, connects `superseded` by another node.
+        """
         return ClientStats(
             sockets=len(self._local),
             users=len(self._users),
@@ -661,12 +664,11 @@ class Presence:
                 result = None
             if result is False:
                 return False
-            user = None
+            user: str | None = None
             if self._user_id is not None:
                 try:
-                    user = self._user_id(sid, environ, auth)
-                    if inspect.isawaitable(user):
-                        user = await user
+                    answer = self._user_id(sid, environ, auth)
+                    user = await answer if inspect.isawaitable(answer) else answer
                 except Exception:  # noqa: BLE001 - report the socket even without its user
                     self._log.exception("presence: user_id(%s) failed", sid)
                     user = None
@@ -745,7 +747,7 @@ async def _call(handler: Callable[..., Any], *args: Any) -> Any:
 
 def _backoff(failures: int, cap: float) -> float:
     """Exponential from 50 ms up to `cap`, times 0.5-1 (jitter)."""
-    pause = min(cap, _FIRST_BACKOFF * 2 ** min(failures - 1, 30))
+    pause = min(cap, _FIRST_BACKOFF * 2.0 ** min(failures - 1, 30))
     return pause * random.uniform(0.5, 1.0)
 
 
