@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+
 from conftest import HEARTBEAT, NODE_TTL
 from harness import Api, PresenceServer, RedisServer, registry_matches, wait_until
 from presence_client import Presence, SocketInfo
@@ -135,6 +137,25 @@ def test_an_event_the_server_refuses_is_dropped_and_the_rest_goes_through(presen
     run(presence, "refusing", scenario)
 
 
+def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:
+    async def scenario(api: Api, old: Presence) -> None:
+        new = Presence(presence.url, None, "mover-new")
+        try:
+            old.connected("moving", user_id="u")
+            await registry_equals(api, {"moving": ("mover-old", "u")}, DELIVERY, "on the old node")
+            new.connected("moving", user_id="u")
+            await registry_equals(api, {"moving": ("mover-new", "u")}, DELIVERY, "moved to the new node")
+            # The old node's disconnect comes late: it must not remove the new connection.
+            old.disconnected("moving")
+            await wait_until(settled(old), DELIVERY, "the old node sent its disconnect")
+            await registry_equals(api, {"moving": ("mover-new", "u")}, 0, "still on the new node")
+            assert old.stats()["registered"] == 0 and old.stats()["events_sent"] == 2
+        finally:
+            await new.close()
+
+    run(presence, "mover-old", scenario)
+
+
 def test_redis_restarted_empty_is_resynced_within_two_heartbeats(presence: PresenceServer, redis: RedisServer) -> None:
     async def scenario(api: Api, client: Presence) -> None:
         touched = {f"r-{i}" for i in range(1500)}
@@ -170,6 +191,47 @@ def test_redis_restarted_empty_is_resynced_within_two_heartbeats(presence: Prese
         assert client.stats()["resyncs"] >= 1
 
     run(presence, "resync", scenario)
+
+
+def test_resync_while_a_batch_is_in_flight(presence: PresenceServer, redis: RedisServer) -> None:
+    """An events request held in flight (a transport hook) while Redis restarts empty and a
+    heartbeat asks for a resync: after its release, every socket is there."""
+
+    async def main() -> None:
+        hold = asyncio.Event()
+        release = asyncio.Event()
+
+        async def on_request_start(session: Any, context: Any, params: Any) -> None:
+            if params.method == "POST" and str(params.url).endswith("/events") and hold.is_set():
+                hold.clear()
+                await release.wait()
+
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_start.append(on_request_start)
+        async with Api(presence.url) as api, aiohttp.ClientSession(trace_configs=[tracing]) as session:
+            client = Presence(presence.url, None, "in-flight", session=session)
+            try:
+                touched = {f"f-{i}" for i in range(500)}
+                for socket_id in sorted(touched):
+                    client.connected(socket_id, user_id="u")
+                await registry_equals(api, local_truth(client, touched), DELIVERY, "all alive")
+                hold.set()
+                for index in range(100):
+                    client.connected(f"f-late-{index}", user_id="late")
+                    touched.add(f"f-late-{index}")
+                await wait_until(lambda: _async(client.stats()["in_flight"] == 100), DELIVERY, "batch held in flight")
+                redis.kill()
+                redis.start()
+                await wait_until(lambda: _async(client.stats()["resyncs"] >= 1), 10 * HEARTBEAT,
+                                 "a heartbeat asked for a resync while the batch was in flight")
+                assert client.stats()["in_flight"] == 100
+                release.set()
+                await registry_equals(api, local_truth(client, touched), 2 * HEARTBEAT, "complete after the release")
+            finally:
+                release.set()
+                await client.close()
+
+    asyncio.run(main())
 
 
 def test_presence_down_for_5_s_loses_nothing_and_buffers_one_entry_per_socket(tmp_path: Any, presence: PresenceServer) -> None:
