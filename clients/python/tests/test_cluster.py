@@ -1,0 +1,188 @@
+"""Three python-socketio servers report through presence_client; hundreds of real socket.io clients.
+
+The tests of this module run in order on one cluster: all alive, some disconnect, one server is
+SIGKILLed, one is SIGTERMed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import socketio
+
+from conftest import HEARTBEAT, NODE_TTL
+from harness import Api, LoopThread, NodeServer, PresenceServer, RedisServer, registry_matches, wait_until
+
+NODES = 3
+CLIENTS = 300
+USERS = 120
+
+
+@dataclass
+class Client:
+    sio: socketio.AsyncClient
+    node: int
+    user: str
+    sid: str = ""
+
+
+class Cluster:
+    def __init__(self, loop: LoopThread, presence: PresenceServer, nodes: list[NodeServer]) -> None:
+        self.loop = loop
+        self.presence = presence
+        self.nodes = nodes
+        self.clients: list[Client] = []
+        self.api = Api(presence.url)
+
+    async def connect_all(self) -> None:
+        await self.api.__aenter__()
+        gate = asyncio.Semaphore(50)
+
+        async def connect(index: int) -> Client:
+            client = Client(socketio.AsyncClient(reconnection=False), index % NODES, f"user-{index % USERS}")
+            async with gate:
+                await client.sio.connect(self.nodes[client.node].url, auth={"userId": client.user},
+                                         transports=["websocket"], wait_timeout=20)
+            client.sid = client.sio.get_sid("/")
+            return client
+
+        self.clients = list(await asyncio.gather(*(connect(i) for i in range(CLIENTS))))
+        # A connection the application's own handler refuses is never reported.
+        for node in self.nodes:
+            refused = socketio.AsyncClient(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await refused.connect(node.url, transports=["websocket"], wait_timeout=20)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.sio.disconnect() for c in self.clients if c.sio.connected), return_exceptions=True)
+        await self.api.__aexit__()
+
+    def expected(self, clients: list[Client], alive: bool) -> dict[str, tuple[str, str | None] | None]:
+        return {c.sid: (self.nodes[c.node].node_id, c.user) if alive else None for c in clients}
+
+    async def assert_registry(self, expected: dict[str, tuple[str, str | None] | None], timeout: float, what: str) -> float:
+        problems: list[str] = []
+
+        async def matches() -> bool:
+            nonlocal problems
+            problems = registry_matches(await self.api.lookup(expected), expected)
+            return not problems
+
+        try:
+            return await wait_until(matches, timeout, what)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {len(problems)} wrong, e.g. {problems[:5]}") from None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    redis = RedisServer(workdir)
+    redis.start()
+    presence = PresenceServer(workdir, redis.url, HEARTBEAT, NODE_TTL)
+    presence.start()
+    nodes: list[NodeServer] = []
+    loop = LoopThread()
+    try:
+        nodes = [NodeServer(workdir, presence.url, f"sio-{i}") for i in range(NODES)]
+        cluster = Cluster(loop, presence, nodes)
+        loop.run(cluster.connect_all())
+        yield cluster
+        loop.run(cluster.close())
+    finally:
+        for node in nodes:
+            node.kill()
+        loop.close()
+        presence.stop()
+        redis.kill()
+
+
+def test_every_client_reads_alive_on_its_node_with_its_user(cluster: Cluster) -> None:
+    async def check() -> None:
+        # The sender posts as soon as the node is registered: within one node TTL at the latest.
+        await cluster.assert_registry(cluster.expected(cluster.clients, alive=True), NODE_TTL, "all clients alive")
+        assert len({c.sid for c in cluster.clients}) == CLIENTS
+        # Heartbeats carry each node's incarnation and distinct user count.
+        incarnations = set()
+        for index, node in enumerate(cluster.nodes):
+            status, info = await cluster.api.call("GET", f"/v1/nodes/{node.node_id}")
+            assert status == 200 and info["alive"], info
+            async with cluster.api.session.get(node.url + "/presence-stats") as response:  # type: ignore[union-attr]
+                local = await response.json()
+            assert info["incarnation"] == local["incarnation"]
+            # Exactly the accepted clients (not the refused one), and nothing left to send.
+            assert sorted(c.sid for c in cluster.clients if c.node == index) == local["sockets"]
+            assert local["stats"]["pending"] == 0 and local["stats"]["dropped"] == 0
+            incarnations.add(info["incarnation"])
+        assert len(incarnations) == NODES
+        users_per_node = sum(len({c.user for c in cluster.clients if c.node == n}) for n in range(NODES))
+
+        async def users_counted() -> bool:
+            _, stats = await cluster.api.call("GET", "/v1/stats")
+            return stats["users"]["online"] == users_per_node and stats["sockets"]["alive"] == CLIENTS
+
+        await wait_until(users_counted, 2 * HEARTBEAT, f"/v1/stats counts {users_per_node} users")
+
+    cluster.loop.run(check())
+
+
+def test_disconnected_clients_read_dead(cluster: Cluster) -> None:
+    leaving = [c for c in cluster.clients if c.sio.connected][: 60]
+
+    async def check() -> None:
+        await asyncio.gather(*(c.sio.disconnect() for c in leaving))
+        staying = [c for c in cluster.clients if c not in leaving]
+        expected = cluster.expected(leaving, alive=False) | cluster.expected(staying, alive=True)
+        await cluster.assert_registry(expected, NODE_TTL, "disconnected clients dead, the others alive")
+
+    cluster.loop.run(check())
+    cluster.clients = [c for c in cluster.clients if c not in leaving]
+    assert Counter(c.node for c in leaving) == {0: 20, 1: 20, 2: 20}
+
+
+def test_sigkilled_server_reads_dead_within_node_ttl_and_the_others_stay(cluster: Cluster) -> None:
+    victim = cluster.nodes[2]
+    on_victim = [c for c in cluster.clients if c.node == 2]
+    others = [c for c in cluster.clients if c.node != 2]
+
+    async def check() -> None:
+        await cluster.assert_registry(cluster.expected(on_victim, alive=True), NODE_TTL, "victim's clients alive")
+        killed = time.monotonic()
+        victim.signal(signal.SIGKILL)
+        await asyncio.to_thread(victim.wait, 10)
+        # Dead at lastHeartbeat + node TTL <= kill + node TTL; one heartbeat of slack for the polling.
+        took = await cluster.assert_registry(cluster.expected(on_victim, alive=False), NODE_TTL + HEARTBEAT,
+                                             "SIGKILLed server's sockets dead")
+        assert took <= NODE_TTL + HEARTBEAT
+        # More than a node TTL after the kill, the others are alive only through their heartbeats.
+        await asyncio.sleep(max(0.0, killed + NODE_TTL - time.monotonic()))
+        await cluster.assert_registry(cluster.expected(others, alive=True), 0, "the other servers' sockets alive")
+        status, info = await cluster.api.call("GET", f"/v1/nodes/{victim.node_id}")
+        assert status == 200 and info["alive"] is False, info
+
+    cluster.loop.run(check())
+    cluster.clients = others
+
+
+def test_sigterm_leaves_the_registry_at_once(cluster: Cluster) -> None:
+    leaver = cluster.nodes[1]
+    on_leaver = [c for c in cluster.clients if c.node == 1]
+    others = [c for c in cluster.clients if c.node == 0]
+
+    async def check() -> None:
+        await cluster.assert_registry(cluster.expected(on_leaver, alive=True), NODE_TTL, "leaver's clients alive")
+        leaver.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(leaver.wait, 10) == 0
+        # Gone before the process exited: no waiting for a TTL.
+        status, _ = await cluster.api.call("GET", f"/v1/nodes/{leaver.node_id}")
+        assert status == 404
+        await cluster.assert_registry(cluster.expected(on_leaver, alive=False) | cluster.expected(others, alive=True),
+                                      0, "left server's sockets dead at once, the last server's alive")
+
+    cluster.loop.run(check())

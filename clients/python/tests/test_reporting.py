@@ -1,0 +1,344 @@
+"""presence_client in this process against a live `presence serve` and redis-server: batching,
+coalescing, refused events, Redis restarts, presence outages, queries and a graceful close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from conftest import HEARTBEAT, NODE_TTL
+from harness import Api, PresenceServer, RedisServer, registry_matches, wait_until
+from presence_client import Presence, SocketInfo
+
+# Generous: only a broken client takes that long to send what these tests connect.
+DELIVERY = 10 * NODE_TTL
+
+
+def run(presence: PresenceServer, node_id: str, scenario: Callable[[Api, Presence], Awaitable[None]]) -> None:
+    """Run `scenario` with a raw API session and a started client that is closed afterwards."""
+
+    async def main() -> None:
+        async with Api(presence.url) as api:
+            client = Presence(presence.url, None, node_id, address="127.0.0.1:1")
+            try:
+                await client.start()
+                await wait_until(lambda: node_alive(api, node_id), NODE_TTL, f"{node_id} registered")
+                await scenario(api, client)
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+async def node_alive(api: Api, node_id: str) -> bool:
+    status, body = await api.call("GET", f"/v1/nodes/{node_id}")
+    return status == 200 and body["alive"]
+
+
+def settled(client: Presence) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        stats = client.stats()
+        return stats["pending"] == 0 and stats["in_flight"] == 0
+    return check
+
+
+async def registry_equals(api: Api, expected: dict[str, tuple[str, str | None] | None], timeout: float, what: str) -> float:
+    problems: list[str] = []
+
+    async def matches() -> bool:
+        nonlocal problems
+        try:
+            problems = registry_matches(await api.lookup(expected), expected)
+        except AssertionError as error:  # a 503 while Redis restarts: not an answer yet
+            problems = [str(error)]
+        return not problems
+
+    try:
+        return await wait_until(matches, timeout, what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {len(problems)} wrong, e.g. {problems[:5]}") from None
+
+
+def local_truth(client: Presence, touched: set[str]) -> dict[str, tuple[str, str | None] | None]:
+    """What the registry must say about every socket touched: the client's sockets alive, the rest dead."""
+    return {s: (client.node_id, client.sockets[s][0]) if s in client.sockets else None for s in touched}
+
+
+def test_burst_of_10000_connects_arrives_in_at_most_12_requests(presence: PresenceServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        before = await api.events_requests()
+        ids = [f"burst-{i}" for i in range(10_000)]
+        for index, socket_id in enumerate(ids):
+            await client.connected(socket_id, user_id=f"user-{index % 700}")
+        assert client.stats()["pending"] == 10_000
+        took = await wait_until(settled(client), DELIVERY, "burst sent")
+        await registry_equals(api, local_truth(client, set(ids)), 0, "every socket of the burst alive")
+        served = await api.events_requests() - before
+        stats = client.stats()
+        assert served == stats["requests"], (served, stats)  # the server's count, not only the client's
+        print(f"10,000 connects: {served} requests, sent in {took:.2f} s")
+        assert served <= 12, stats
+        assert stats["events_sent"] == 10_000 and stats["retries"] == 0 and stats["dropped"] == 0
+
+    run(presence, "burst", scenario)
+
+
+def test_changes_are_coalesced_per_socket_and_the_newest_state_wins(presence: PresenceServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        before = await api.events_requests()
+        # Connected and disconnected before anything was sent: nothing to send at all.
+        client.connected("brief", user_id="u1")
+        client.disconnected("brief")
+        # A disconnect whose connect was never sent (or never made): nothing either.
+        client.disconnected("never-connected")
+        assert client.stats()["pending"] == 0
+        # The same id again and again: one pending entry, the last state.
+        client.connected("again", user_id="u1")
+        client.disconnected("again")
+        client.connected("again", user_id="u1", meta={"room": "a"})
+        assert client.stats()["pending"] == 1
+        await registry_equals(api, {"again": ("coalesce", "u1"), "brief": None, "never-connected": None},
+                              DELIVERY, "one connect for 'again'")
+        # Reconnect with the same id after it was reported: disconnect + connect coalesce to the new state.
+        client.disconnected("again")
+        client.connected("again", user_id="u2", meta={"room": "b"})
+        await registry_equals(api, {"again": ("coalesce", "u2")}, DELIVERY, "'again' as u2")
+        status, socket = await api.call("GET", "/v1/sockets/again")
+        assert status == 200 and socket["meta"] == {"room": "b"}
+        _, user = await api.call("GET", "/v1/users/u1")
+        assert user["sockets"] == []
+        await wait_until(settled(client), DELIVERY, "sent")
+        stats = client.stats()
+        assert stats["events_sent"] == 2, stats  # 'again' twice; 'brief' and 'never-connected' never
+        assert await api.events_requests() - before == stats["requests"] == 2
+
+    run(presence, "coalesce", scenario)
+
+
+def test_an_event_the_server_refuses_is_dropped_and_the_rest_goes_through(presence: PresenceServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        # U+0378 is unassigned: the server refuses it (400 naming events[i]); Python does not check that.
+        refused = "bad-\u0378"
+        good = [f"good-{i}" for i in range(20)]
+        for socket_id in good[:10] + [refused] + good[10:]:
+            client.connected(socket_id, user_id="u")
+        await wait_until(settled(client), DELIVERY, "batch sent")
+        await registry_equals(api, {s: ("refusing", "u") for s in good}, 0, "the valid events recorded")
+        assert client.stats()["dropped"] == 1
+        # The queue is not wedged: later changes go through, the refused socket is not sent again.
+        client.connected("later", user_id="u")
+        client.disconnected(good[0])
+        await registry_equals(api, {"later": ("refusing", "u"), good[0]: None}, DELIVERY, "later changes recorded")
+        client.disconnected(refused)
+        assert client.stats()["dropped"] == 1
+
+    run(presence, "refusing", scenario)
+
+
+def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:
+    async def scenario(api: Api, old: Presence) -> None:
+        new = Presence(presence.url, None, "mover-new")
+        try:
+            old.connected("moving", user_id="u")
+            await registry_equals(api, {"moving": ("mover-old", "u")}, DELIVERY, "on the old node")
+            new.connected("moving", user_id="u")
+            await registry_equals(api, {"moving": ("mover-new", "u")}, DELIVERY, "moved to the new node")
+            # The old node's disconnect comes late: it must not remove the new connection.
+            old.disconnected("moving")
+            await wait_until(settled(old), DELIVERY, "the old node sent its disconnect")
+            await registry_equals(api, {"moving": ("mover-new", "u")}, 0, "still on the new node")
+            assert old.stats()["registered"] == 0 and old.stats()["events_sent"] == 2
+        finally:
+            await new.close()
+
+    run(presence, "mover-old", scenario)
+
+
+def test_redis_restarted_empty_is_resynced_within_two_heartbeats(presence: PresenceServer, redis: RedisServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        touched = {f"r-{i}" for i in range(1500)}
+        for index, socket_id in enumerate(sorted(touched)):
+            client.connected(socket_id, user_id=f"user-{index % 300}")
+        await registry_equals(api, local_truth(client, touched), DELIVERY, "all alive before the restart")
+
+        redis.kill()
+        retries = client.stats()["retries"]
+        # Changes while Redis is down fail with 503; newer changes for the same sockets follow.
+        olds = sorted(touched)
+        for socket_id in olds[:100]:
+            client.disconnected(socket_id)
+        for socket_id in olds[100:200]:
+            client.disconnected(socket_id)
+            client.connected(socket_id, user_id="moved")
+        await wait_until(lambda: _async(client.stats()["retries"] > retries), 10 * HEARTBEAT, "events failed")
+        # Heartbeats fail too (503) and keep being retried.
+        await wait_until(lambda: _async(client.stats()["heartbeat_failures"] >= 2), 10 * HEARTBEAT, "heartbeats failed")
+        for socket_id in olds[200:300]:
+            client.connected(socket_id, user_id="changed-after-503")
+        new = {f"r-new-{i}" for i in range(100)}
+        for socket_id in sorted(new):
+            client.connected(socket_id, user_id="new")
+        touched |= new
+        assert client.stats()["pending"] + client.stats()["in_flight"] <= 400
+
+        redis.start()  # empty, same port
+        await wait_until(api.ready, 30, "presence ready again")
+        took = await registry_equals(api, local_truth(client, touched), 2 * HEARTBEAT,
+                                     "registry complete again within two heartbeats")
+        print(f"registry complete {took:.2f} s after presence was ready again")
+        assert client.stats()["resyncs"] >= 1
+
+    run(presence, "resync", scenario)
+
+
+def test_resync_while_a_batch_is_in_flight(presence: PresenceServer, redis: RedisServer) -> None:
+    """An events request held in flight (a transport hook) while Redis restarts empty and a
+    heartbeat asks for a resync: after its release, every socket is there."""
+
+    async def main() -> None:
+        hold = asyncio.Event()
+        release = asyncio.Event()
+
+        async def on_request_start(session: Any, context: Any, params: Any) -> None:
+            if params.method == "POST" and str(params.url).endswith("/events") and hold.is_set():
+                hold.clear()
+                await release.wait()
+
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_start.append(on_request_start)
+        async with Api(presence.url) as api, aiohttp.ClientSession(trace_configs=[tracing]) as session:
+            client = Presence(presence.url, None, "in-flight", session=session)
+            try:
+                touched = {f"f-{i}" for i in range(500)}
+                for socket_id in sorted(touched):
+                    client.connected(socket_id, user_id="u")
+                await registry_equals(api, local_truth(client, touched), DELIVERY, "all alive")
+                hold.set()
+                for index in range(100):
+                    client.connected(f"f-late-{index}", user_id="late")
+                    touched.add(f"f-late-{index}")
+                await wait_until(lambda: _async(client.stats()["in_flight"] == 100), DELIVERY, "batch held in flight")
+                redis.kill()
+                redis.start()
+                await wait_until(lambda: _async(client.stats()["resyncs"] >= 1), 10 * HEARTBEAT,
+                                 "a heartbeat asked for a resync while the batch was in flight")
+                assert client.stats()["in_flight"] == 100
+                release.set()
+                await registry_equals(api, local_truth(client, touched), 2 * HEARTBEAT, "complete after the release")
+            finally:
+                release.set()
+                await client.close()
+
+    asyncio.run(main())
+
+
+def test_presence_down_for_5_s_loses_nothing_and_buffers_one_entry_per_socket(tmp_path: Any, presence: PresenceServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        touched = {f"d-{i}" for i in range(1000)}
+        for socket_id in sorted(touched):
+            client.connected(socket_id, user_id=socket_id[-1])
+        await registry_equals(api, local_truth(client, touched), DELIVERY, "all alive before the outage")
+        # A record this process does not hold (as if its disconnect had been lost): pruned after the outage.
+        status, _ = await api.call("PUT", "/v1/nodes/outage/sockets/ghost", {"userId": "ghost"})
+        assert status == 201
+        touched.add("ghost")
+
+        presence.kill()
+        loop = asyncio.get_running_loop()
+        outage_end = loop.time() + 5
+        during: set[str] = set()
+        step = 0
+        largest = 0
+        olds = sorted(touched - {"ghost"})
+        while loop.time() < outage_end:
+            for socket_id in olds[step * 40:(step + 1) * 40]:
+                client.disconnected(socket_id)
+                during.add(socket_id)
+            for index in range(40):
+                socket_id = f"d-new-{step}-{index}"
+                client.connected(socket_id, user_id="new")
+                during.add(socket_id)
+            for socket_id in olds[-(step + 1) * 5:]:  # the same sockets flip again and again
+                client.disconnected(socket_id)
+                client.connected(socket_id, user_id=f"flip-{step}")
+                during.add(socket_id)
+            stats = client.stats()
+            largest = max(largest, stats["pending"] + stats["in_flight"])
+            # The buffer is the set of sockets touched, never a queue of every change.
+            assert stats["pending"] + stats["in_flight"] <= len(during), (stats, len(during))
+            step += 1
+            await asyncio.sleep(0.25)
+        touched |= during
+        print(f"outage: {len(during)} sockets touched, at most {largest} pending, {client.stats()['retries']} retries")
+
+        presence.start()  # same port, same Redis: the node expired meanwhile and is revived
+        await wait_until(api.ready, 30, "presence ready again")
+        # Noticing takes up to one heartbeat (the retry pause is capped there), then the revived node
+        # resends everything (paced) and prunes: within one node TTL, the staleness of a crash.
+        took = await registry_equals(api, local_truth(client, touched), NODE_TTL,
+                                     "registry equals the local truth again, the ghost dead")
+        print(f"registry complete {took:.2f} s after presence was ready again")
+        assert client.stats()["resyncs"] >= 1
+
+    run(presence, "outage", scenario)
+
+
+def test_queries_and_heartbeat_contents(presence: PresenceServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        client.connected("q-1", user_id="alice", meta={"room": "lobby"})
+        client.connected("q-2", user_id="alice")
+        client.connected("q-3", user_id="bob")
+        client.connected("q-4")
+        await wait_until(settled(client), DELIVERY, "sent")
+        reader = Presence(presence.url, None, "reader-never-registered")
+        try:
+            socket = await reader.socket("q-1")
+            assert isinstance(socket, SocketInfo)
+            assert (socket.socket_id, socket.node_id, socket.node_address, socket.user_id, socket.meta) == \
+                ("q-1", "queries", "127.0.0.1:1", "alice", {"room": "lobby"})
+            assert await reader.socket("nobody") is None
+            found = await reader.lookup(["q-3", "nobody", "q-4"])
+            assert [s.socket_id if s else None for s in found] == ["q-3", None, "q-4"]
+            assert found[1] is None and found[2] is not None and found[2].user_id is None
+            assert sorted(s.socket_id for s in await reader.user("alice")) == ["q-1", "q-2"]
+            assert await reader.user("carol") == []
+        finally:
+            await reader.close()
+        status, _ = await api.call("GET", "/v1/nodes/reader-never-registered")
+        assert status == 404  # queries alone never register a node
+
+        # Heartbeats carry the incarnation and the distinct user count (alice, bob).
+        status, node = await api.call("GET", "/v1/nodes/queries")
+        assert status == 200 and node["incarnation"] == client.incarnation and node["address"] == "127.0.0.1:1"
+
+        async def two_users() -> bool:
+            _, stats = await api.call("GET", "/v1/stats")
+            return stats["users"]["online"] == 2
+        await wait_until(two_users, 2 * HEARTBEAT, "userCount 2 in /v1/stats")
+
+    run(presence, "queries", scenario)
+
+
+def test_close_leaves_the_registry_and_every_socket_reads_dead_at_once(presence: PresenceServer) -> None:
+    async def main() -> None:
+        async with Api(presence.url) as api:
+            client = Presence(presence.url, None, "closing")
+            ids = {f"c-{i}" for i in range(50)}
+            for socket_id in ids:
+                client.connected(socket_id)  # starts the client
+            await registry_equals(api, local_truth(client, ids), DELIVERY, "all alive")
+            await client.close()
+            status, _ = await api.call("GET", "/v1/nodes/closing")
+            assert status == 404
+            await registry_equals(api, {s: None for s in ids}, 0, "every socket dead right after close()")
+            client.connected("after-close")  # ignored, no error
+            assert client.stats()["pending"] == 0
+
+    asyncio.run(main())
+
+
+async def _async(value: bool) -> bool:
+    return value
