@@ -16,7 +16,12 @@ public struct RedisCommand: Sendable, Hashable {
 
     /// Creates a command from its name and arguments, e.g. `RedisCommand("HGET", key, field)`.
     public init(_ name: String, _ arguments: String...) {
-        self.init([name] + arguments)
+        bytes = []
+        lengths = []
+        lengths.reserveCapacity(arguments.count + 1)
+        bytes.reserveCapacity(arguments.reduce(name.utf8.count) { $0 + $1.utf8.count })
+        append(name)
+        for argument in arguments { append(argument) }
     }
 
     /// Creates a command from text arguments; the first is the command name.
@@ -24,6 +29,7 @@ public struct RedisCommand: Sendable, Hashable {
         bytes = []
         lengths = []
         lengths.reserveCapacity(arguments.count)
+        bytes.reserveCapacity(arguments.reduce(0) { $0 + $1.utf8.count })
         for argument in arguments { append(argument) }
     }
 
