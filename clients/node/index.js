@@ -62,6 +62,7 @@ export class Presence {
   #timeoutMs;
   #batchDelayMs;
   #closeTimeoutMs;
+  #maxInFlight;
   #incarnation = randomUUID();
 
   // Local truth.
@@ -87,8 +88,8 @@ export class Presence {
   #nodeTtlMs = 0;
   #rotatedThisOutage = false;
 
-  #inFlight = null; // the events request under way
-  #inFlightIds = null;
+  #requests = new Set(); // events requests under way
+  #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
   #flushTimer = null;
   #eventsFailures = 0;
   #eventsRetryAt = 0;
@@ -116,7 +117,7 @@ export class Presence {
   /** @param {PresenceOptions} options */
   constructor(options) {
     const { url, token, readToken, writeToken, nodeId, address, meta, heartbeatMs, timeoutMs = 10_000,
-      batchDelayMs = 10, closeTimeoutMs = 5000, signals = ["SIGTERM", "SIGINT"], logger = console } = options ?? {};
+      batchDelayMs = 10, closeTimeoutMs = 5000, maxInFlight = 1, signals = ["SIGTERM", "SIGINT"], logger = console } = options ?? {};
     if (typeof url !== "string" || !/^https?:\/\//.test(url)) throw new TypeError("presence: url must be an http(s) URL");
     checkId(nodeId, "nodeId");
     if (address !== undefined) checkId(address, "address");
@@ -137,6 +138,8 @@ export class Presence {
     this.#timeoutMs = timeoutMs;
     this.#batchDelayMs = batchDelayMs;
     this.#closeTimeoutMs = closeTimeoutMs;
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || maxInFlight > 4) throw new TypeError("presence: maxInFlight must be 1 to 4");
+    this.#maxInFlight = maxInFlight;
     for (const signal of signals || []) {
       const handler = () => this.#onSignal(signal);
       process.once(signal, handler);
@@ -237,7 +240,7 @@ export class Presence {
       resyncLeft: this.#resync.length - this.#resyncNext,
       inRegistry: this.#remote.size,
       rejected: this.#rejected.size,
-      inFlight: this.#inFlightIds?.length ?? 0,
+      inFlight: this.#busy.size,
       ...this.#counters,
     };
   }
@@ -247,7 +250,7 @@ export class Presence {
    * no request in flight, and the node registered.
    */
   get settled() {
-    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && !this.#inFlight;
+    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0;
   }
 
   // MARK: queries
@@ -301,7 +304,7 @@ export class Presence {
     clearTimeout(this.#heartbeatTimer);
     for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
     this.#abort.abort();
-    await Promise.allSettled([this.#inFlight, this.#heartbeatInFlight]);
+    await Promise.allSettled([...this.#requests, this.#heartbeatInFlight]);
     const deadline = Date.now() + this.#closeTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       let status;
@@ -397,8 +400,7 @@ export class Presence {
       this.#incarnation = randomUUID();
       this.#counters.incarnations++;
       this.#registered = false;
-      const inFlight = new Set(this.#inFlightIds ?? []);
-      for (const id of this.#remote.keys()) if (!inFlight.has(id)) this.#remote.delete(id);
+      for (const id of this.#remote.keys()) if (!this.#busy.has(id)) this.#remote.delete(id);
       for (const id of this.#dirty) if (!this.#local.has(id) && !this.#remote.has(id)) this.#dirty.delete(id);
       this.#logger.warn(`presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
     }
@@ -416,7 +418,7 @@ export class Presence {
   // MARK: events
 
   #kick() {
-    if (this.#closed || this.#inFlight || this.#flushTimer || !this.#registered) return;
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || this.#flushTimer || !this.#registered) return;
     const now = performance.now();
     let at;
     if (this.#dirty.size > 0) {
@@ -427,9 +429,15 @@ export class Presence {
       return;
     }
     at = Math.max(at, this.#eventsRetryAt);
+    if (at <= now) {
+      this.#send(); // a timer would cost a millisecond per batch
+      return;
+    }
     this.#flushTimer = later(() => {
       this.#flushTimer = null;
-      this.#send();
+      // A timer may fire a little before performance.now() reaches `at` (the event loop's clock
+      // is cached): a resync batch not yet due is then scheduled again.
+      if (!this.#send() && this.#resyncNext < this.#resync.length) this.#kick();
     }, at - now);
   }
 
@@ -455,6 +463,7 @@ export class Presence {
     };
     for (const id of this.#dirty) {
       if (ids.length >= MAX_EVENTS) break;
+      if (this.#busy.has(id)) continue; // after its request answers
       const socket = this.#local.get(id);
       // Refused until it changes, or gone before the registry ever heard of it.
       if (socket ? !this.#rejected.has(id) : this.#remote.has(id)) {
@@ -470,7 +479,8 @@ export class Presence {
         const id = this.#resync[this.#resyncNext];
         const socket = this.#local.get(id);
         // Gone, refused, or sent (or to be sent) as a change anyway.
-        if (socket && !this.#rejected.has(id) && !this.#dirty.has(id) && !changes.has(id) && !add(id, socket)) break;
+        if (socket && this.#busy.has(id)) this.#dirty.add(id); // again once its request answers
+        else if (socket && !this.#rejected.has(id) && !this.#dirty.has(id) && !changes.has(id) && !add(id, socket)) break;
         this.#resyncNext++;
       }
       if (this.#resyncPaced) {
@@ -487,21 +497,25 @@ export class Presence {
     return { ids, connects, body: `{"events":[${parts.join(",")}]}` };
   }
 
+  /** Sends a batch if one can go; returns whether one went. */
   #send() {
-    if (this.#closed || this.#inFlight || !this.#registered) return;
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || !this.#registered) return false;
     const batch = this.#takeBatch();
-    if (!batch) return;
+    if (!batch) return false;
     for (let i = 0; i < batch.ids.length; i++) {
+      this.#busy.add(batch.ids[i]);
       if (batch.connects[i]) this.#remote.set(batch.ids[i], UNKNOWN);
     }
-    this.#inFlightIds = batch.ids;
     this.#counters.eventRequests++;
     this.#counters.eventsSent += batch.ids.length;
-    this.#inFlight = this.#post(batch).finally(() => {
-      this.#inFlight = null;
-      this.#inFlightIds = null;
+    const request = this.#post(batch).finally(() => {
+      this.#requests.delete(request);
+      for (const id of batch.ids) this.#busy.delete(id);
       this.#kick();
     });
+    this.#requests.add(request);
+    this.#kick(); // another request, when more may be in flight
+    return true;
   }
 
   async #post(batch) {

@@ -54,6 +54,7 @@ test("Redis restarted empty: resyncRequired is honoured and the registry is comp
 
   second = await startRedis(redis.port);
   await waitFor(async () => (await fetch(`${server.url}/readyz`)).status === 200, { timeoutMs: 10_000, what: "presence to reach the new Redis" });
+  logger.warn(`(test) presence reaches the new Redis; the initial write of 3,000 took ${writeMs.toFixed(0)} ms`);
   // From the moment presence can write again: two heartbeats, plus one write of the set as measured.
   const bound = 2 * heartbeatMs + writeMs;
   const gone = [...Array.from({ length: 100 }, (_, i) => `during-${i}`), ...Array.from({ length: 100 }, (_, i) => `r-${i}`)];

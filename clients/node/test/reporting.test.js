@@ -105,6 +105,35 @@ test("an event the server refuses is dropped alone and the queue goes on", async
   assert.equal(presence.stats().rejected, 0);
 });
 
+test("a resync while a batch is in flight sends that batch's sockets again", async () => {
+  // The server applies the batch; its answer is held back while the registry loses the node and
+  // the next heartbeat asks for every socket.
+  let hold = null;
+  const holding = [];
+  const fetchThrough = async (url, init) => {
+    const response = await fetch(url, init);
+    if (hold && url.endsWith("/events")) {
+      holding.push(true);
+      await hold;
+    }
+    return response;
+  };
+  const { presence } = client("inflight", { fetch: fetchThrough });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  let release;
+  hold = new Promise((r) => (release = r));
+  const ids = Array.from({ length: 300 }, (_, i) => `inflight-${i}`);
+  for (const id of ids) presence.connected(id);
+  await waitFor(() => holding.length === 1, { timeoutMs: settleTimeout, what: "the batch to be applied" });
+  assert.equal(await registryDifference(server.url, "inflight", ids), "", "applied, answer not yet read");
+  assert.equal((await api(server.url, "/v1/nodes/inflight", { method: "DELETE" })).status, 204);
+  await waitFor(() => presence.stats().resyncs === 2, { timeoutMs: settleTimeout, what: "the heartbeat to ask for a resync" });
+  hold = null;
+  release();
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "inflight", ids), "");
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);

@@ -221,9 +221,10 @@ export async function requestCount(url, route, method) {
 /** A logger that keeps what the client says (tests assert on it or print it on failure). */
 export function memoryLogger() {
   const lines = [];
+  const at = () => `${(performance.now() / 1000).toFixed(3)} s`;
   return {
     lines,
-    warn: (message) => lines.push(`warn: ${message}`),
-    error: (message) => lines.push(`error: ${message}`),
+    warn: (message) => lines.push(`${at()} warn: ${message}`),
+    error: (message) => lines.push(`${at()} error: ${message}`),
   };
 }
