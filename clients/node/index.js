@@ -449,11 +449,12 @@ export class Presence {
     let bytes = 16;
     const add = (id, socket) => {
       const user = socket ? socket.userId : this.#remote.get(id);
-      const event = socket
-        ? { type: "connect", socketId: id, userId: user ?? undefined, meta: socket.meta }
-        : { type: "disconnect", socketId: id, userId: user === UNKNOWN ? undefined : user ?? undefined };
-      const text = JSON.stringify(event);
-      const size = Buffer.byteLength(text) + 1;
+      let text = socket ? `{"type":"connect","socketId":${JSON.stringify(id)}` : `{"type":"disconnect","socketId":${JSON.stringify(id)}`;
+      if (user !== null && user !== UNKNOWN && user !== undefined) text += `,"userId":${JSON.stringify(user)}`;
+      if (socket?.meta) text += `,"meta":${JSON.stringify(socket.meta)}`;
+      text += "}";
+      // 1,000 events of up to 300 characters stay under the limit even at 3 bytes a character.
+      const size = (text.length <= 300 ? text.length * 3 : Buffer.byteLength(text)) + 1;
       if (ids.length > 0 && bytes + size > MAX_BODY_BYTES) return false;
       bytes += size;
       parts.push(text);

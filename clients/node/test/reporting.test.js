@@ -50,6 +50,20 @@ test("a burst of 10,000 connects goes out in at most 12 requests, and every sock
   await waitFor(async () => (await api(server.url, "/v1/stats")).body.users.online >= 2500, { timeoutMs: settleTimeout, what: "users.online" });
 });
 
+test("batches of large meta maps stay under the server's 1 MiB body limit", async () => {
+  const { presence } = client("large-meta");
+  // 16 values of 1,024 bytes (half of them two-byte characters): about 16.5 KB of JSON a socket,
+  // 3.3 MB for 200 sockets.
+  const meta = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, "é".repeat(262) + "x".repeat(500)]));
+  const ids = Array.from({ length: 200 }, (_, i) => `large-${i}`);
+  for (const id of ids) presence.connected(id, { meta });
+  await settled(presence);
+  assert.equal(presence.stats().eventsDropped, 0);
+  assert.ok(presence.stats().eventRequests >= 4, `${presence.stats().eventRequests} requests for 3.3 MB`);
+  assert.equal(await registryDifference(server.url, "large-meta", ids), "");
+  assert.deepEqual((await presence.socket("large-7")).meta, meta);
+});
+
 test("changes to one socket coalesce: a disconnect whose connect was never sent sends nothing, the newest state wins", async () => {
   const { presence } = client("coalesce");
   await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
@@ -132,6 +146,36 @@ test("a resync while a batch is in flight sends that batch's sockets again", asy
   release();
   await settled(presence);
   assert.equal(await registryDifference(server.url, "inflight", ids), "");
+});
+
+test("with two requests in flight, a socket's events still apply in order", async () => {
+  // The first events request is held before it reaches the server until the second has been
+  // answered: the server applies them in the reverse order.
+  let firstHeld = null;
+  const fetchReordering = async (url, init) => {
+    if (url.endsWith("/events") && firstHeld === null) {
+      let release;
+      firstHeld = new Promise((r) => (release = r));
+      firstHeld.release = release;
+      await firstHeld;
+      return fetch(url, init);
+    }
+    const response = await fetch(url, init);
+    if (url.endsWith("/events")) firstHeld?.release();
+    return response;
+  };
+  const { presence } = client("reorder", { fetch: fetchReordering, maxInFlight: 2 });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  const first = Array.from({ length: 500 }, (_, i) => `first-${i}`);
+  const second = Array.from({ length: 500 }, (_, i) => `second-${i}`);
+  for (const id of first) presence.connected(id);
+  await waitFor(() => firstHeld !== null, { timeoutMs: settleTimeout, what: "the first request" });
+  // Their disconnects must wait for the held connects: the second request carries only the others.
+  for (const id of first) presence.disconnected(id);
+  for (const id of second) presence.connected(id);
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "reorder", second, first), "");
+  assert.ok(presence.stats().eventRequests >= 3, "connects, the others, then the disconnects");
 });
 
 test("ids presence would refuse throw at once", () => {
