@@ -26,6 +26,11 @@ export interface PresenceOptions {
   meta?: Meta;
   /** Heartbeat interval; default: what the server advises (`heartbeatIntervalMs`, 2 s by default). */
   heartbeatMs?: number;
+  /**
+   * Events requests under way at once, 1–4 (default 1). Each socket is in at most one of them, so
+   * its events apply in order; a second request overlaps the server's work on the first.
+   */
+  maxInFlight?: number;
   /** Per-request timeout (default 10,000 ms). */
   timeoutMs?: number;
   /** How long a change waits for others to join its batch when fewer than 1,000 are pending (default 10 ms). */

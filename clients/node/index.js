@@ -261,8 +261,7 @@ export class Presence {
    * @throws {PresenceError} 503 when the registry cannot answer (never conclude "gone" from that)
    */
   async socket(socketId) {
-    const response = await this.#query("GET", `/v1/sockets/${encodeURIComponent(socketId)}`);
-    return response;
+    return this.#query("GET", `/v1/sockets/${encodeURIComponent(socketId)}`);
   }
 
   /**
@@ -620,7 +619,11 @@ export class Presence {
   #failed(what, error) {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
-    this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
+    if (isConfigurationError(error)) {
+      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the token and URL; retrying every heartbeat interval`);
+    } else {
+      this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
+    }
   }
 
   #recovered(what) {

@@ -207,3 +207,27 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
   }, { timeoutMs: 3 * (nodeTtlMs + heartbeatMs), intervalMs: 20, what: "the sockets to read dead" });
   assert.ok(lastAliveSeen <= nodeTtlMs + heartbeatMs, `a lookup begun ${lastAliveSeen.toFixed(0)} ms after the kill saw a socket alive`);
 });
+
+test("SIGTERM: the process leaves the registry, then exits as SIGTERM would", async (t) => {
+  const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
+  // The child keeps the client's default signal handling.
+  const child = spawn(process.execPath, [fileURLToPath(new URL("../testing/child-node.js", import.meta.url))], {
+    env: { ...process.env, URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  t.after(async () => {
+    child.kill("SIGKILL");
+    await server.stop();
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  await waitFor(() => output.includes("settled") || child.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 200);
+  child.kill("SIGTERM");
+  assert.deepEqual(await exited, { code: null, signal: "SIGTERM" });
+  // With a 30 s node TTL, only the leave can have made them dead by now.
+  assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 404);
+  const answers = await lookupAll(server.url, Array.from({ length: 100 }, (_, i) => `terminated-${i}`));
+  assert.ok([...answers.values()].every((a) => !a.alive));
+});
