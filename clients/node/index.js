@@ -354,9 +354,10 @@ export class Presence {
       } catch (error) {
         if (this.#closed) return;
         this.#counters.failedRequests++;
-        this.#heartbeatFailed(error);
-        delay = backoff(this.#heartbeatFailures++, this.#heartbeatMs);
-        if (isConfigurationError(error)) delay = this.#heartbeatMs;
+        // Any other 4xx refuses this node's id, address or meta: as wrong as a bad token.
+        const refused = error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status);
+        this.#heartbeatFailed(error, refused);
+        delay = refused ? this.#heartbeatMs : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
       }
     })();
     this.#heartbeatInFlight = beat;
@@ -389,8 +390,8 @@ export class Presence {
     this.#kick();
   }
 
-  #heartbeatFailed(error) {
-    this.#failed("heartbeat", error);
+  #heartbeatFailed(error, refused) {
+    this.#failed("heartbeat", error, refused);
     // Unanswered for longer than the node TTL: the registry holds this incarnation dead. Another
     // incarnation makes whatever it still holds dead for good, so pending disconnects can go and
     // the buffer shrinks to the local truth; the next heartbeat registers it and resyncs.
@@ -616,11 +617,11 @@ export class Presence {
     else this.#users.delete(userId);
   }
 
-  #failed(what, error) {
+  #failed(what, error, refused = isConfigurationError(error)) {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
-    if (isConfigurationError(error)) {
-      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the token and URL; retrying every heartbeat interval`);
+    if (refused) {
+      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
     } else {
       this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
     }
@@ -693,7 +694,7 @@ function retryable(status) {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** 401, 403, 421: the token or URL is wrong; retried at the slowest pace, never dropped. */
+/** 401, 403, 421: the token or URL is wrong; events are retried at the slowest pace, never dropped. */
 function isConfigurationError(error) {
   return error instanceof PresenceError && (error.status === 401 || error.status === 403 || error.status === 421);
 }

@@ -41,7 +41,7 @@ test("a refused token: reports are kept and retried, not dropped; a query withou
   assert.equal(presence.stats().registered, false);
   assert.equal(presence.stats().pending, 1);
   assert.equal(presence.stats().eventsDropped, 0);
-  assert.match(logger.lines.join("\n"), /error: presence: heartbeat refused \(403 forbidden: .*\): check the token/);
+  assert.match(logger.lines.join("\n"), /error: presence: heartbeat refused \(403 forbidden: .*\): check the configuration/);
   const anonymous = createPresence({ url: server.url, nodeId: "anonymous", signals: false, logger: null });
   open.push(anonymous);
   await assert.rejects(anonymous.socket("kept-1"), (error) => error instanceof PresenceError && error.status === 401);
