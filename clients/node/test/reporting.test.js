@@ -1,0 +1,271 @@
+// The client against one live `presence serve` (embedded redis-server) shared by this file's tests;
+// each test reports as a node of its own.
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { after, before, test } from "node:test";
+import { createPresence, PresenceError } from "../index.js";
+import { api, lookupAll, memoryLogger, registryDifference, requestCount, startPresence, waitFor } from "../testing/harness.js";
+
+const HEARTBEAT_S = 0.5;
+const NODE_TTL_S = 2;
+const HEARTBEAT_MS = HEARTBEAT_S * 1000;
+let server;
+const open = [];
+
+before(async () => {
+  server = await startPresence({ heartbeat: HEARTBEAT_S, nodeTtl: NODE_TTL_S });
+});
+
+after(async () => {
+  await Promise.all(open.map((presence) => presence.close()));
+  await server?.stop();
+});
+
+function client(nodeId, options = {}) {
+  const logger = memoryLogger();
+  const presence = createPresence({ url: server.url, nodeId, address: "127.0.0.1:3000", heartbeatMs: HEARTBEAT_MS, signals: false, logger, ...options });
+  open.push(presence);
+  return { presence, logger };
+}
+
+// Reports settle within a few heartbeats on any machine; a wait past that is a failure.
+const settleTimeout = 20 * HEARTBEAT_MS;
+const settled = (presence) => waitFor(() => presence.settled, { timeoutMs: settleTimeout, what: "the client to settle" });
+
+test("a burst of 10,000 connects goes out in at most 12 requests, and every socket reads alive", async () => {
+  const { presence } = client("burst");
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  const before = await requestCount(server.url, "/v1/nodes/{nodeId}/events", "POST");
+  const ids = Array.from({ length: 10_000 }, (_, i) => `burst-${i}`);
+  ids.forEach((id, i) => presence.connected(id, { userId: `user-${i % 2500}` }));
+  await settled(presence);
+  const requests = (await requestCount(server.url, "/v1/nodes/{nodeId}/events", "POST")) - before;
+  assert.ok(requests <= 12, `${requests} requests`);
+  assert.equal(presence.stats().eventRequests, requests, "the server counted every request the client sent");
+  assert.equal(presence.stats().eventsAccepted, 10_000);
+  assert.equal(await registryDifference(server.url, "burst", ids), "");
+  // The next heartbeats carry the distinct users held.
+  assert.equal(presence.stats().users, 2500);
+  await waitFor(async () => (await api(server.url, "/v1/nodes/burst")).body.socketCount === 10_000, { timeoutMs: settleTimeout, what: "socketCount" });
+  await waitFor(async () => (await api(server.url, "/v1/stats")).body.users.online >= 2500, { timeoutMs: settleTimeout, what: "users.online" });
+});
+
+test("batches of large meta maps stay under the server's 1 MiB body limit", async () => {
+  const { presence } = client("large-meta");
+  // 16 values of 1,024 bytes (half of them two-byte characters): about 16.5 KB of JSON a socket,
+  // 3.3 MB for 200 sockets.
+  const meta = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, "é".repeat(262) + "x".repeat(500)]));
+  const ids = Array.from({ length: 200 }, (_, i) => `large-${i}`);
+  for (const id of ids) presence.connected(id, { meta });
+  await settled(presence);
+  assert.equal(presence.stats().eventsDropped, 0);
+  assert.ok(presence.stats().eventRequests >= 4, `${presence.stats().eventRequests} requests for 3.3 MB`);
+  assert.equal(await registryDifference(server.url, "large-meta", ids), "");
+  assert.deepEqual((await presence.socket("large-7")).meta, meta);
+});
+
+test("changes to one socket coalesce: a disconnect whose connect was never sent sends nothing, the newest state wins", async () => {
+  const { presence } = client("coalesce");
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  await settled(presence);
+  const sentBefore = presence.stats().eventsSent;
+  // Within one tick, before any batch is built.
+  presence.connected("short-lived", { userId: "u1" });
+  presence.disconnected("short-lived");
+  presence.connected("flapping", { userId: "u1" });
+  presence.disconnected("flapping");
+  presence.connected("flapping", { userId: "u2", meta: { room: "b" } });
+  assert.equal(presence.stats().pending, 1);
+  await settled(presence);
+  assert.equal(presence.stats().eventsSent - sentBefore, 1, "one event for two sockets and five changes");
+  const flapping = await presence.socket("flapping");
+  assert.equal(flapping.alive, true);
+  assert.equal(flapping.userId, "u2");
+  assert.deepEqual(flapping.meta, { room: "b" });
+  assert.deepEqual(await presence.socket("short-lived"), { socketId: "short-lived", alive: false });
+
+  // The same id again after it was reported: reconnect as another user, then leave.
+  presence.connected("flapping", { userId: "u3" });
+  await settled(presence);
+  assert.equal((await presence.socket("flapping")).userId, "u3");
+  assert.deepEqual((await presence.user("u2")).sockets, []);
+  presence.disconnected("flapping");
+  await settled(presence);
+  assert.equal((await presence.socket("flapping")).alive, false);
+  assert.equal(presence.stats().inRegistry, 0, "nothing left that the registry may hold");
+});
+
+test("an event the server refuses is dropped alone and the queue goes on", async () => {
+  const { presence, logger } = client("refused");
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  // U+0378 is unassigned: the client leaves that rule to the server, which refuses the event (400).
+  presence.connected("good-1", { userId: "u" });
+  presence.connected("bad-\u0378", { userId: "u" });
+  presence.connected("good-2", { userId: "u" });
+  await settled(presence);
+  assert.equal(presence.stats().eventsDropped, 1);
+  assert.equal(presence.stats().rejected, 1);
+  assert.match(logger.lines.join("\n"), /refused.*events\[1\]\.socketId/);
+  assert.equal(await registryDifference(server.url, "refused", ["good-1", "good-2"]), "");
+  // Later changes still flow, and the refused socket is not sent again with them.
+  presence.connected("good-3");
+  presence.disconnected("good-1");
+  await settled(presence);
+  assert.equal(presence.stats().eventsDropped, 1);
+  assert.equal(await registryDifference(server.url, "refused", ["good-2", "good-3"], ["good-1"]), "");
+  // Its disconnect costs nothing: the registry never had it.
+  presence.disconnected("bad-\u0378");
+  assert.equal(presence.stats().pending, 0);
+  assert.equal(presence.stats().rejected, 0);
+});
+
+test("a resync while a batch is in flight sends that batch's sockets again", async () => {
+  // The server applies the batch; its answer is held back while the registry loses the node and
+  // the next heartbeat asks for every socket.
+  let hold = null;
+  const holding = [];
+  const fetchThrough = async (url, init) => {
+    const response = await fetch(url, init);
+    if (hold && url.endsWith("/events")) {
+      holding.push(true);
+      await hold;
+    }
+    return response;
+  };
+  const { presence } = client("inflight", { fetch: fetchThrough });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  let release;
+  hold = new Promise((r) => (release = r));
+  const ids = Array.from({ length: 300 }, (_, i) => `inflight-${i}`);
+  for (const id of ids) presence.connected(id);
+  await waitFor(() => holding.length === 1, { timeoutMs: settleTimeout, what: "the batch to be applied" });
+  assert.equal(await registryDifference(server.url, "inflight", ids), "", "applied, answer not yet read");
+  assert.equal((await api(server.url, "/v1/nodes/inflight", { method: "DELETE" })).status, 204);
+  await waitFor(() => presence.stats().resyncs === 2, { timeoutMs: settleTimeout, what: "the heartbeat to ask for a resync" });
+  hold = null;
+  release();
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "inflight", ids), "");
+});
+
+test("with two requests in flight, a socket's events still apply in order", async () => {
+  // The first events request is held before it reaches the server until the second has been
+  // answered: the server applies them in the reverse order.
+  let firstHeld = null;
+  const fetchReordering = async (url, init) => {
+    if (url.endsWith("/events") && firstHeld === null) {
+      let release;
+      firstHeld = new Promise((r) => (release = r));
+      firstHeld.release = release;
+      await firstHeld;
+      return fetch(url, init);
+    }
+    const response = await fetch(url, init);
+    if (url.endsWith("/events")) firstHeld?.release();
+    return response;
+  };
+  const { presence } = client("reorder", { fetch: fetchReordering, maxInFlight: 2 });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  const first = Array.from({ length: 500 }, (_, i) => `first-${i}`);
+  const second = Array.from({ length: 500 }, (_, i) => `second-${i}`);
+  for (const id of first) presence.connected(id);
+  await waitFor(() => firstHeld !== null, { timeoutMs: settleTimeout, what: "the first request" });
+  // Their disconnects must wait for the held connects: the second request carries only the others.
+  for (const id of first) presence.disconnected(id);
+  for (const id of second) presence.connected(id);
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "reorder", second, first), "");
+  assert.ok(presence.stats().eventRequests >= 3, "connects, the others, then the disconnects");
+});
+
+test("ids presence would refuse throw at once", () => {
+  const { presence } = client("invalid");
+  assert.throws(() => presence.connected("has%percent"), TypeError);
+  assert.throws(() => presence.connected("x".repeat(257)), TypeError);
+  assert.throws(() => presence.connected("ok", { userId: "line\nbreak" }), TypeError);
+  assert.throws(() => presence.connected("ok", { meta: { k: 1 } }), TypeError);
+  assert.equal(presence.stats().sockets, 0);
+});
+
+// An object with Socket.IO's server interface: `on("connection")`, sockets with `id`, `data` and
+// `on("disconnect")`, and the main namespace's `sockets` Map (Socket.IO 4), built on EventEmitter.
+class FakeSocket extends EventEmitter {
+  constructor(id, data) {
+    super();
+    this.id = id;
+    this.data = data;
+  }
+}
+class FakeServer extends EventEmitter {
+  sockets = { sockets: new Map() };
+  connect(id, data = {}) {
+    const socket = new FakeSocket(id, data);
+    this.sockets.sockets.set(id, socket);
+    this.emit("connection", socket);
+    return socket;
+  }
+  disconnect(socket) {
+    this.sockets.sockets.delete(socket.id);
+    socket.emit("disconnect", "client namespace disconnect");
+  }
+}
+
+test("attach(io) reports a Socket.IO server's connections and disconnects", async () => {
+  const io = new FakeServer();
+  const early = io.connect("io-early", { userId: "alice" }); // connected before attach
+  const { presence } = client("socketio");
+  presence.attach(io);
+  const sockets = Array.from({ length: 50 }, (_, i) => io.connect(`io-${i}`, { userId: i % 2 ? "alice" : "bob" }));
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "socketio", ["io-early", ...sockets.map((s) => s.id)]), "");
+  assert.equal((await presence.user("alice")).sockets.length, 26);
+  for (const socket of sockets.slice(0, 25)) io.disconnect(socket);
+  io.disconnect(early);
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "socketio", sockets.slice(25).map((s) => s.id), ["io-early", ...sockets.slice(0, 25).map((s) => s.id)]), "");
+  assert.equal(presence.stats().users, 2);
+
+  // A userId(socket) option instead of socket.data.userId.
+  const other = new FakeServer();
+  const { presence: custom } = client("socketio-custom");
+  custom.attach(other, { userId: (socket) => socket.data.account?.id, meta: (socket) => ({ room: socket.data.room }) });
+  other.connect("custom-1", { account: { id: 42 }, room: "lobby" });
+  await settled(custom);
+  const answer = await custom.socket("custom-1");
+  assert.equal(answer.userId, "42");
+  assert.deepEqual(answer.meta, { room: "lobby" });
+});
+
+test("queries: socket, lookup (any number of ids) and user", async () => {
+  const { presence } = client("queries");
+  const ids = Array.from({ length: 1500 }, (_, i) => `q-${i}`);
+  for (const id of ids) presence.connected(id, { userId: "quinn" });
+  await settled(presence);
+  const answers = await presence.lookup([...ids, "q-unknown"]);
+  assert.equal(answers.length, 1501);
+  assert.ok(answers.slice(0, 1500).every((a, i) => a.alive && a.socketId === ids[i] && a.nodeId === "queries"));
+  assert.deepEqual(answers[1500], { socketId: "q-unknown", alive: false });
+  const user = await presence.user("quinn");
+  assert.equal(user.online, true);
+  assert.equal(user.sockets.length, 1500);
+  assert.equal((await presence.socket("q-7")).nodeAddress, "127.0.0.1:3000");
+  await assert.rejects(presence.socket("%bad"), (error) => error instanceof PresenceError && error.status === 400);
+});
+
+test("close() leaves the registry: the node is gone and its sockets read dead at once", async () => {
+  const { presence } = client("leaving");
+  const ids = Array.from({ length: 200 }, (_, i) => `leave-${i}`);
+  for (const id of ids) presence.connected(id, { userId: "u" });
+  await settled(presence);
+  assert.equal((await api(server.url, "/v1/nodes/leaving")).status, 200);
+  assert.equal(await presence.close(), true);
+  assert.equal((await api(server.url, "/v1/nodes/leaving")).status, 404);
+  const answers = await lookupAll(server.url, ids);
+  assert.ok([...answers.values()].every((a) => !a.alive), "every socket dead right after close()");
+  // Nothing more is sent after leaving.
+  const requests = presence.stats().eventRequests + presence.stats().heartbeats;
+  presence.connected("after-close");
+  await new Promise((r) => setTimeout(r, HEARTBEAT_MS * 2));
+  assert.equal(presence.stats().eventRequests + presence.stats().heartbeats, requests);
+  assert.equal((await api(server.url, "/v1/nodes/leaving")).status, 404);
+});
