@@ -27,7 +27,7 @@ export interface PresenceOptions {
   /** Heartbeat interval; default: what the server advises (`heartbeatIntervalMs`, 2 s by default). */
   heartbeatMs?: number;
   /**
-   * Events requests under way at once, 1–4 (default 1). Each socket is in at most one of them, so
+   * Events requests under way at once, 1–4 (default 2). Each socket is in at most one of them, so
    * its events apply in order; a second request overlaps the server's work on the first.
    */
   maxInFlight?: number;

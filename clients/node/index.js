@@ -117,7 +117,7 @@ export class Presence {
   /** @param {PresenceOptions} options */
   constructor(options) {
     const { url, token, readToken, writeToken, nodeId, address, meta, heartbeatMs, timeoutMs = 10_000,
-      batchDelayMs = 10, closeTimeoutMs = 5000, maxInFlight = 1, signals = ["SIGTERM", "SIGINT"], logger = console } = options ?? {};
+      batchDelayMs = 10, closeTimeoutMs = 5000, maxInFlight = 2, signals = ["SIGTERM", "SIGINT"], logger = console } = options ?? {};
     if (typeof url !== "string" || !/^https?:\/\//.test(url)) throw new TypeError("presence: url must be an http(s) URL");
     checkId(nodeId, "nodeId");
     if (address !== undefined) checkId(address, "address");
