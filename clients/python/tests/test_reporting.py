@@ -164,7 +164,7 @@ def test_redis_restarted_empty_is_resynced_within_two_heartbeats(presence: Prese
             client.connected(socket_id, user_id=f"user-{index % 300}")
         await registry_equals(api, local_truth(client, touched), DELIVERY, "all alive before the restart")
 
-        redis.kill()
+        await asyncio.to_thread(redis.kill)  # blocking calls never run in the client's event loop
         retries = client.stats()["retries"]
         # Changes while Redis is down fail with 503; newer changes for the same sockets follow.
         olds = sorted(touched)
@@ -184,7 +184,7 @@ def test_redis_restarted_empty_is_resynced_within_two_heartbeats(presence: Prese
         touched |= new
         assert client.stats()["pending"] + client.stats()["in_flight"] <= 400
 
-        redis.start()  # empty, same port
+        await asyncio.to_thread(redis.start)  # empty, same port
         await wait_until(api.ready, 30, "presence ready again")
         took = await registry_equals(api, local_truth(client, touched), 2 * HEARTBEAT,
                                      "registry complete again within two heartbeats")
@@ -221,8 +221,8 @@ def test_resync_while_a_batch_is_in_flight(presence: PresenceServer, redis: Redi
                     client.connected(f"f-late-{index}", user_id="late")
                     touched.add(f"f-late-{index}")
                 await wait_until(lambda: _async(client.stats()["in_flight"] == 100), DELIVERY, "batch held in flight")
-                redis.kill()
-                redis.start()
+                await asyncio.to_thread(redis.kill)
+                await asyncio.to_thread(redis.start)
                 await wait_until(lambda: _async(client.stats()["resyncs"] >= 1), 10 * HEARTBEAT,
                                  "a heartbeat asked for a resync while the batch was in flight")
                 assert client.stats()["in_flight"] == 100
@@ -246,7 +246,7 @@ def test_presence_down_for_5_s_loses_nothing_and_buffers_one_entry_per_socket(tm
         assert status == 201
         touched.add("ghost")
 
-        presence.kill()
+        await asyncio.to_thread(presence.kill)
         loop = asyncio.get_running_loop()
         outage_end = loop.time() + 5
         during: set[str] = set()
@@ -274,7 +274,7 @@ def test_presence_down_for_5_s_loses_nothing_and_buffers_one_entry_per_socket(tm
         touched |= during
         print(f"outage: {len(during)} sockets touched, at most {largest} pending, {client.stats()['retries']} retries")
 
-        presence.start()  # same port, same Redis: the node expired meanwhile and is revived
+        await asyncio.to_thread(presence.start)  # same port, same Redis: the node expired meanwhile and is revived
         await wait_until(api.ready, 30, "presence ready again")
         # Noticing takes up to one heartbeat (the retry pause is capped there), then the revived node
         # resends everything (paced) and prunes: within one node TTL, the staleness of a crash.
