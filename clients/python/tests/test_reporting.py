@@ -4,13 +4,14 @@ coalescing, refused events, Redis restarts, presence outages, queries and a grac
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from conftest import HEARTBEAT, NODE_TTL
-from harness import Api, PresenceServer, RedisServer, registry_matches, wait_until
+from harness import Answer, Api, FaultProxy, Forward, PresenceServer, RedisServer, registry_matches, wait_until
 from presence_client import Presence, SocketInfo
 
 # Generous: only a broken client takes that long to send what these tests connect.
@@ -31,6 +32,27 @@ def run(presence: PresenceServer, node_id: str, scenario: Callable[[Api, Presenc
                 await client.close()
 
     asyncio.run(main())
+
+
+def run_proxied(presence: PresenceServer, node_id: str, scenario: Callable[[Api, Presence, FaultProxy], Awaitable[None]],
+                **options: Any) -> None:
+    """`run`, with the client talking to presence through a FaultProxy (the raw API goes direct)."""
+
+    async def main() -> None:
+        async with Api(presence.url) as api, FaultProxy(presence.port) as proxy:
+            client = Presence(proxy.url, None, node_id, address="127.0.0.1:1", **options)
+            try:
+                await client.start()
+                await wait_until(lambda: node_alive(api, node_id), NODE_TTL, f"{node_id} registered")
+                await scenario(api, client, proxy)
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+def error_body(code: str, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message}})
 
 
 async def node_alive(api: Api, node_id: str) -> bool:
@@ -132,10 +154,48 @@ def test_an_event_the_server_refuses_is_dropped_and_the_rest_goes_through(presen
         client.connected("later", user_id="u")
         client.disconnected(good[0])
         await registry_equals(api, {"later": ("refusing", "u"), good[0]: None}, DELIVERY, "later changes recorded")
+        await wait_until(settled(client), DELIVERY, "later changes answered")
+        before = client.stats()
+        assert before["events_sent"] == 22 and before["registered"] == 20, before
+        # Its connect was refused, so nothing of it was written: its disconnect sends nothing.
         client.disconnected(refused)
-        assert client.stats()["dropped"] == 1
+        await wait_until(settled(client), DELIVERY, "nothing left to send")
+        after = client.stats()
+        assert after["dropped"] == 1, after
+        assert (after["requests"], after["events_sent"], after["registered"]) == \
+            (before["requests"], before["events_sent"], before["registered"]), (before, after)
+        assert await api.events_requests() == after["requests"]
 
     run(presence, "refusing", scenario)
+
+
+def test_a_batch_refused_without_naming_an_event_is_retried_never_dropped(presence: PresenceServer) -> None:
+    """401, 403, a route 404, 413 and a WAF's HTML page write nothing and blame no event: the batch
+    is sent again (after a backoff) until it is recorded; nothing is dropped or left as a ghost."""
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        client.connected("early", user_id="u")
+        await registry_equals(api, {"early": ("refused-4xx", "u")}, DELIVERY, "'early' recorded")
+        await wait_until(settled(client), DELIVERY, "'early' answered")
+        refusals = [
+            Answer(401, error_body("unauthorized", "a bearer token is required")),
+            Answer(403, error_body("forbidden", "the token may not write")),
+            Answer(404, error_body("not_found", "no such route")),
+            Answer(413, "<html>Request Entity Too Large</html>", "text/html"),
+            Answer(403, "<html>Blocked by policy</html>", "text/html"),
+        ]
+        answers = iter(refusals)
+        proxy.rule = lambda method, path: next(answers, Forward()) if path.endswith("/events") else Forward()
+        client.connected("new", user_id="u")
+        client.disconnected("early")
+        await registry_equals(api, {"new": ("refused-4xx", "u"), "early": None}, DELIVERY, "both changes recorded")
+        await wait_until(settled(client), DELIVERY, "answered")
+        stats = client.stats()
+        assert stats["dropped"] == 0 and stats["retries"] == len(refusals), stats
+        assert stats["sockets"] == stats["registered"] == 1, stats
+        assert proxy.count("POST", "/events") == 1 + len(refusals) + 1
+
+    run_proxied(presence, "refused-4xx", scenario)
 
 
 def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:

@@ -105,6 +105,9 @@ class _Done:
 
 _DONE = _Done()
 
+_Sent = tuple[str, bool, bool]
+"""An event of a batch: socket id, whether it is a connect, whether the registry held the socket before."""
+
 
 class Presence:
     """Reports one node's sockets to presence over HTTP, and queries the registry.
@@ -177,7 +180,8 @@ class Presence:
         self._registered: set[str] = set()
         # Local sockets the server refused (invalid id or meta): not sent again until changed.
         self._rejected: set[str] = set()
-        self._in_flight: list[tuple[str, bool]] = []
+        # The batch in flight: (socket id, is a connect, was in _registered before this batch).
+        self._in_flight: list[_Sent] = []
 
         self._started = False
         self._closed = False
@@ -187,6 +191,7 @@ class Presence:
         self._node_ready: asyncio.Event | None = None
         self._retry_now: asyncio.Event | None = None
         self._resync_delay = 0.0
+        self._node_generation = 0  # +1 whenever a request learns that the node is not registered
         self._prune_due = False
         self._heartbeat_ok_once = False
 
@@ -482,8 +487,16 @@ class Presence:
             return failures + 1
         except PresenceError as error:
             self._in_flight = []
-            self._refused(batch, error)
-            return failures
+            if self._refused(batch, error):
+                return failures
+            # Nothing of it was written and no event is to blame (401, 403, a route or proxy 404, 413,
+            # 415, 421, a WAF's answer): the batch stays, to be sent again once the cause is fixed.
+            self._retries += 1
+            self._requeue(batch)
+            (self._log.error if failures == 0 else self._log.debug)(
+                "presence: %d events of %s refused (%s); retrying", len(batch), self.node_id, error)
+            await self._pause_before_retry(failures + 1)
+            return failures + 1
         except BaseException:
             self._in_flight = []
             self._requeue(batch)
@@ -506,9 +519,9 @@ class Presence:
         except asyncio.TimeoutError:
             pass
 
-    def _take_batch(self) -> tuple[list[tuple[str, bool]], str]:
+    def _take_batch(self) -> tuple[list[_Sent], str]:
         """Pop up to 1,000 pending sockets (and under 1 MB) and encode their current state."""
-        batch: list[tuple[str, bool]] = []
+        batch: list[_Sent] = []
         parts: list[str] = []
         size = len('{"events":[]}')
         pending = self._pending
@@ -534,25 +547,26 @@ class Presence:
             if part is None:
                 continue
             is_connect = state is not None
+            was_registered = socket_id in self._registered
             if is_connect:
                 self._registered.add(socket_id)
-            batch.append((socket_id, is_connect))
+            batch.append((socket_id, is_connect, was_registered))
             parts.append(part)
             size += len(part) + 1
         return batch, '{"events":[' + ",".join(parts) + "]}"
 
-    def _requeue(self, batch: list[tuple[str, bool]]) -> None:
+    def _requeue(self, batch: list[_Sent]) -> None:
         """Put a batch that was not recorded back at the front; a newer change already pending wins."""
-        for socket_id, _ in reversed(batch):
+        for socket_id, _, _ in reversed(batch):
             self._pending[socket_id] = None
             self._pending.move_to_end(socket_id, last=False)
 
-    def _applied(self, batch: list[tuple[str, bool]], answer: Mapping[str, Any]) -> None:
+    def _applied(self, batch: list[_Sent], answer: Mapping[str, Any]) -> None:
         results = answer.get("results") if isinstance(answer, Mapping) else None
         if not isinstance(results, list) or len(results) != len(batch):
             self._log.error("presence: events answer of %s does not match its %d events", self.node_id, len(batch))
             return
-        for (socket_id, is_connect), item in zip(batch, results):
+        for (socket_id, is_connect, _), item in zip(batch, results):
             result = item.get("result") if isinstance(item, Mapping) else None
             if not is_connect:
                 self._registered.discard(socket_id)  # removed, or not held: either way not ours now
@@ -561,33 +575,40 @@ class Presence:
                 self._registered.discard(socket_id)
                 self._superseded += 1
 
-    def _refused(self, batch: list[tuple[str, bool]], error: PresenceError) -> None:
-        """A 4xx: nothing of the batch was written. Re-register, or drop what the server refuses."""
+    def _refused(self, batch: list[_Sent], error: PresenceError) -> bool:
+        """A 4xx: nothing of the batch was written. True when it was handled here: the node is
+        registered again (404 `node_not_found`), or the one event the server names as invalid (400
+        `invalid_*` naming `events[i]`) is dropped and the rest queued again. False for any other
+        answer: then no event is to blame and the caller retries the batch."""
         assert self._node_ready is not None and self._heartbeat_now is not None
         if error.status == 404 and error.code == "node_not_found":
-            # The node expired or Redis lost it: heartbeat now; its answer asks for a resync.
+            # The node expired or Redis lost it: heartbeat now; its answer asks for a resync. An
+            # answer to a heartbeat sent before this one must not mark the node ready again.
             self._requeue(batch)
+            self._node_generation += 1
             self._node_ready.clear()
             self._heartbeat_now.set()
             self._log.warning("presence: node %s is not registered; registering again", self.node_id)
-            return
-        match = _EVENT_INDEX.search(error.message) if error.status == 400 else None
+            return True
+        if error.status != 400 or not error.code.startswith("invalid_"):
+            return False
+        match = _EVENT_INDEX.search(error.message)
         index = int(match.group(1)) if match else -1
-        if 0 <= index < len(batch):
-            socket_id, is_connect = batch[index]
-            self._drop(socket_id, is_connect)
-            self._log.error("presence: dropped event for socket %r of %s: %s", socket_id, self.node_id, error)
-            self._requeue(batch[:index] + batch[index + 1:])
-            return
-        for socket_id, is_connect in batch:
-            self._drop(socket_id, is_connect)
-        self._log.error("presence: dropped %d events of %s: %s", len(batch), self.node_id, error)
+        if not 0 <= index < len(batch):
+            return False
+        self._drop(batch[index])
+        self._log.error("presence: dropped event for socket %r of %s: %s", batch[index][0], self.node_id, error)
+        self._requeue(batch[:index] + batch[index + 1:])
+        return True
 
-    def _drop(self, socket_id: str, is_connect: bool) -> None:
+    def _drop(self, sent: _Sent) -> None:
+        socket_id, is_connect, was_registered = sent
         self._dropped += 1
         if is_connect:
             if socket_id in self._local:
-                self._rejected.add(socket_id)
+                self._rejected.add(socket_id)  # not sent again until it changes
+            if not was_registered:
+                self._registered.discard(socket_id)  # nothing written: a disconnect has nothing to remove
         else:
             self._registered.discard(socket_id)
 
