@@ -256,25 +256,30 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, w
 
 @dataclass
 class Forward:
-    """Pass the request on: after `hold` is set (if given), and its answer back after `answer_delay` seconds."""
+    """Pass the request on once `hold` is set (if given); pass its answer back once `answer_hold`
+    is set (if given) and `answer_delay` seconds have passed."""
 
     hold: asyncio.Event | None = None
+    answer_hold: asyncio.Event | None = None
     answer_delay: float = 0.0
 
 
 @dataclass
 class Answer:
-    """Answer the request in the proxy's name (a WAF, a misrouted ingress) without passing it on."""
+    """Answer the request in the proxy's name (a WAF, a misrouted ingress) without passing it on,
+    once `hold` is set (if given)."""
 
     status: int
     body: str = ""
     content_type: str = "application/json"
+    hold: asyncio.Event | None = None
 
 
 class FaultProxy:
     """An HTTP/1.1 proxy on loopback in front of presence that applies `rule(method, path)` to each
     request: forward it (held back, or its answer delayed) or answer it itself. One request per
-    connection (it adds `Connection: close`). `arrivals` records (loop time, method, path).
+    connection (it adds `Connection: close`). `arrivals` records (loop time, method, path) as
+    requests come in, `answered` (loop time, method, path, status) as the server answers them.
 
     A held request that the client gave up on is still passed on once released, as a slow
     network or server would: the server applies it, and its answer goes nowhere."""
@@ -283,6 +288,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.rule: Callable[[str, str], Forward | Answer] = lambda method, path: Forward()
         self.arrivals: list[tuple[float, str, str]] = []
+        self.answered: list[tuple[float, str, str, int]] = []
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -318,6 +324,8 @@ class FaultProxy:
             self.arrivals.append((asyncio.get_running_loop().time(), method, path))
             action = self.rule(method, path)
             if isinstance(action, Answer):
+                if action.hold is not None:
+                    await action.hold.wait()
                 payload = action.body.encode()
                 writer.write((f"HTTP/1.1 {action.status} Fault\r\nContent-Type: {action.content_type}\r\n"
                               f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload)
@@ -333,6 +341,10 @@ class FaultProxy:
                 answer_head, answer_body = await _read_message(up_reader)
             finally:
                 up_writer.close()
+            status = int(answer_head.split(b" ", 2)[1])
+            self.answered.append((asyncio.get_running_loop().time(), method, path, status))
+            if action.answer_hold is not None:
+                await action.answer_hold.wait()
             if action.answer_delay:
                 await asyncio.sleep(action.answer_delay)
             writer.write(answer_head + answer_body)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from conftest import HEARTBEAT, NODE_TTL
 from harness import Answer, Api, FaultProxy, Forward, PresenceServer, RedisServer, registry_matches, wait_until
@@ -196,6 +198,118 @@ def test_a_batch_refused_without_naming_an_event_is_retried_never_dropped(presen
         assert proxy.count("POST", "/events") == 1 + len(refusals) + 1
 
     run_proxied(presence, "refused-4xx", scenario)
+
+
+def test_heartbeats_keep_a_fixed_rate_and_give_up_after_one_interval(presence: PresenceServer) -> None:
+    interval = HEARTBEAT / 2  # the client's own, below the server's advice
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        def heartbeat_times() -> list[float]:
+            return [t for t, method, _ in proxy.arrivals if method == "PUT"]
+
+        # Every heartbeat answered half an interval late: still one per interval, start to start.
+        proxy.rule = lambda method, path: Forward(answer_delay=interval / 2) if method == "PUT" else Forward()
+        first = len(heartbeat_times())
+        count = 6
+        await wait_until(lambda: _async(len(heartbeat_times()) > first + count), 10 * count * interval,
+                         f"{count} more heartbeats", interval=interval / 10)
+        times = heartbeat_times()[first:first + count + 1]
+        # Scheduled from each start: count intervals (plus one heartbeat's lateness, not count of them).
+        # Scheduled from each answer it would be count × 1.5 intervals.
+        assert times[-1] - times[0] < count * interval * 1.25, [round(b - a, 3) for a, b in zip(times, times[1:])]
+
+        # A heartbeat left unanswered fails after one interval, not request_timeout (40 s here), and
+        # is retried at once: the node never waits out a timeout longer than it lives.
+        hold = asyncio.Event()
+        proxy.rule = lambda method, path: Forward(hold=hold) if method == "PUT" else Forward()
+        failures = client.stats()["heartbeat_failures"]
+        try:
+            await wait_until(lambda: _async(client.stats()["heartbeat_failures"] > failures), 3 * interval,
+                             "a held heartbeat counted as failed", interval=interval / 10)
+        finally:
+            hold.set()
+        assert await node_alive(api, "fixed-rate")
+
+    run_proxied(presence, "fixed-rate", scenario, heartbeat=interval, request_timeout=10 * NODE_TTL)
+
+
+def test_a_recovery_during_a_failing_request_wakes_the_sender_after_a_jitter(
+        presence: PresenceServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat answered again while an events request is still failing must cut the sender's
+    backoff short (the signal is not cleared when the pause starts), after a random delay of at
+    most a quarter interval so that a fleet does not retry at once."""
+    interval = NODE_TTL / 2
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # every jitter and backoff at its longest
+    unavailable = error_body("unavailable", "Redis is unavailable")
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        events = 0
+        heartbeats_down = False
+        release = asyncio.Event()
+
+        def rule(method: str, path: str) -> Forward | Answer:
+            nonlocal events
+            if method == "PUT" and heartbeats_down:
+                return Answer(503, unavailable)
+            if path.endswith("/events"):
+                events += 1
+                if events < 6:
+                    return Answer(503, unavailable)
+                if events == 6:  # backoff(6) = 1.6 s, more than half an interval
+                    return Answer(503, unavailable, hold=release)
+            return Forward()
+
+        proxy.rule = rule
+        client.connected("s", user_id="u")
+        await wait_until(lambda: _async(events >= 6), DELIVERY, "six events requests, the last held")
+        # While the sixth is held, heartbeats fail and then are answered again.
+        heartbeats_down = True
+        failures = client.stats()["heartbeat_failures"]
+        await wait_until(lambda: _async(client.stats()["heartbeat_failures"] > failures), 2 * interval,
+                         "a heartbeat failed", interval=HEARTBEAT / 10)
+        heartbeats = client.stats()["heartbeats"]
+        heartbeats_down = False
+        await wait_until(lambda: _async(client.stats()["heartbeats"] > heartbeats), 2 * interval,
+                         "heartbeats answered again", interval=HEARTBEAT / 10)
+        released = asyncio.get_running_loop().time()
+        release.set()
+        await registry_equals(api, {"s": ("recovery", "u")}, DELIVERY, "'s' recorded")
+        seventh = [t for t, _, path in proxy.arrivals if path.endswith("/events")][6]
+        # The jitter (a quarter interval, at its longest here), not the 1.6 s backoff.
+        assert interval / 4 <= seventh - released < interval / 2, seventh - released
+
+    run_proxied(presence, "recovery", scenario, heartbeat=interval)
+
+
+def test_node_not_found_registers_again_and_an_older_heartbeat_answer_does_not_count(presence: PresenceServer) -> None:
+    interval = NODE_TTL / 2
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        client.connected("a", user_id="u")
+        await registry_equals(api, {"a": ("reregister", "u")}, DELIVERY, "'a' recorded")
+        await wait_until(settled(client), DELIVERY, "'a' answered")
+
+        # A heartbeat is applied ("ok") but its answer is held while the node leaves the registry.
+        answer = asyncio.Event()
+        proxy.rule = lambda method, path: Forward(answer_hold=answer) if method == "PUT" else Forward()
+        answered = len(proxy.answered)
+        await wait_until(lambda: _async(any(m == "PUT" for _, m, _, _ in proxy.answered[answered:])), 2 * interval,
+                         "a heartbeat applied, its answer held", interval=HEARTBEAT / 10)
+        proxy.rule = lambda method, path: Forward()
+        status, _ = await api.call("DELETE", "/v1/nodes/reregister")  # as after an expiry, or Redis lost it
+        assert status == 204
+        client.connected("b", user_id="u")
+        await wait_until(lambda: _async(not client.stats()["node_registered"]), DELIVERY,
+                         "the events request met node_not_found", interval=HEARTBEAT / 10)
+        answer.set()  # "ok", but older than the 404
+        await registry_equals(api, {"a": ("reregister", "u"), "b": ("reregister", "u")}, interval,
+                              "registered again at once and every socket resent")
+        not_found = [a for a in proxy.answered if a[2].endswith("/events") and a[3] == 404]
+        assert len(not_found) == 1, not_found  # no events request went out on the older answer
+        stats = client.stats()
+        assert stats["resyncs"] == 1 and stats["dropped"] == 0, stats
+
+    run_proxied(presence, "reregister", scenario, heartbeat=interval)
 
 
 def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:

@@ -192,6 +192,7 @@ class Presence:
         self._retry_now: asyncio.Event | None = None
         self._resync_delay = 0.0
         self._node_generation = 0  # +1 whenever a request learns that the node is not registered
+        self._recovered = False  # a heartbeat was answered again after failures
         self._prune_due = False
         self._heartbeat_ok_once = False
 
@@ -366,9 +367,13 @@ class Presence:
     # MARK: heartbeat
 
     async def _heartbeat_loop(self) -> None:
-        assert self._heartbeat_now is not None
+        assert self._heartbeat_now is not None and self._retry_now is not None
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
+            # Cleared before the request: a wish for a heartbeat made while it runs is kept.
+            self._heartbeat_now.clear()
+            started = loop.time()
             try:
                 await self._heartbeat()
             except asyncio.CancelledError:
@@ -387,24 +392,29 @@ class Presence:
             else:
                 if failures:
                     self._log.info("presence: heartbeat of %s answered again", self.node_id)
-                    assert self._retry_now is not None
+                    self._recovered = True
                     self._retry_now.set()  # presence is back: a sender waiting to retry goes now
                 failures = 0
-                delay = self._interval
-            self._heartbeat_now.clear()
-            try:
-                await asyncio.wait_for(self._heartbeat_now.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+                # A fixed rate: one interval from the start of the last heartbeat, not from its end.
+                delay = started + self._interval - loop.time()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._heartbeat_now.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _heartbeat(self) -> None:
-        assert self._node_ready is not None
+        assert self._node_ready is not None and self._wake is not None
         body: dict[str, Any] = {"incarnation": self.incarnation, "userCount": len(self._users)}
         if self.address is not None:
             body["address"] = self.address
         if self._node_meta is not None:
             body["meta"] = self._node_meta
-        _, answer = await self._request("PUT", self._node_path, json.dumps(body))
+        generation = self._node_generation
+        # Never longer than an interval: a heartbeat waiting out request_timeout (10 s) would let
+        # the node expire (node TTL 6 s) before the next one is even sent.
+        _, answer = await self._request("PUT", self._node_path, json.dumps(body),
+                                        timeout=min(self._timeout.total or self._interval, self._interval))
         self._heartbeats += 1
         advised = answer.get("heartbeatIntervalMs")
         if self._fixed_interval is None and isinstance(advised, int) and advised > 0:
@@ -413,7 +423,10 @@ class Presence:
         self._heartbeat_ok_once = True
         if answer.get("resyncRequired"):
             self._resync(str(answer.get("status")), first)
-        self._node_ready.set()
+        if generation == self._node_generation:
+            self._node_ready.set()
+        # else: a request learned during this heartbeat that the node is not registered; the answer
+        # may predate that, so the next heartbeat (at once: _heartbeat_now is set) decides.
 
     def _resync(self, status: str, first: bool) -> None:
         """Queue every local socket again: the registry lost them, or they read dead."""
@@ -472,6 +485,8 @@ class Presence:
         started = loop.time()
         self._in_flight = batch
         self._requests += 1
+        assert self._retry_now is not None
+        self._retry_now.clear()  # a recovery or resync from now on cuts the pause after a failure short
         try:
             _, answer = await self._request("POST", self._node_path + "/events", body)
         except PresenceUnavailable as error:
@@ -511,13 +526,19 @@ class Presence:
         return 0
 
     async def _pause_before_retry(self, failures: int) -> None:
-        """Back off, but retry at once when a heartbeat is answered again or asks for a resync."""
+        """Back off, but go early when a heartbeat is answered again or asks for a resync.
+
+        `_retry_now` is cleared before each events request, not here: a recovery signalled while
+        the failing request ran is not lost. On a recovery every node of a fleet learns at once, so
+        the early go waits a random part of a quarter interval (a resync has its own such delay)."""
         assert self._retry_now is not None
-        self._retry_now.clear()
         try:
             await asyncio.wait_for(self._retry_now.wait(), _backoff(failures, self._interval))
         except asyncio.TimeoutError:
-            pass
+            return
+        if self._recovered and not self._resync_delay:
+            await asyncio.sleep(random.uniform(0, self._interval / 4))
+        self._recovered = False
 
     def _take_batch(self) -> tuple[list[_Sent], str]:
         """Pop up to 1,000 pending sockets (and under 1 MB) and encode their current state."""
@@ -723,19 +744,21 @@ class Presence:
 
     # MARK: HTTP
 
-    async def _request(self, method: str, path: str, body: str | None = None, *, ok_404: bool = False) -> tuple[int, Any]:
+    async def _request(self, method: str, path: str, body: str | None = None, *, ok_404: bool = False,
+                       timeout: float | None = None) -> tuple[int, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._session.request(method, URL(self._base + path, encoded=True), data=body,
-                                             headers=headers, timeout=self._timeout) as response:
+                                             headers=headers, timeout=limit) as response:
                 status = response.status
                 raw = await response.read()
         except asyncio.TimeoutError as error:
-            raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {self._timeout.total} s") from error
+            raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {limit.total:g} s") from error
         except (aiohttp.ClientError, OSError) as error:
             raise PresenceUnavailable(0, "network", f"{method} {path}: {error!r}") from error
         try:
