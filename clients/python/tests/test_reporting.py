@@ -4,6 +4,7 @@ coalescing, refused events, Redis restarts, presence outages, queries and a grac
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,18 @@ from presence_client import Presence, SocketInfo
 
 # Generous: only a broken client takes that long to send what these tests connect.
 DELIVERY = 10 * NODE_TTL
+# One events request of up to 1,000 events, on a loaded 2-core machine with a debug build.
+BATCH_SLACK = HEARTBEAT / 2
+
+
+def resync_bound(batches: int) -> float:
+    """From the moment presence answers again to a complete registry: up to an interval until the
+    next heartbeat, another when the one in flight still failed, the resync's random delay (a
+    quarter interval), then each batch."""
+    return 2 * HEARTBEAT + HEARTBEAT / 4 + batches * BATCH_SLACK
+
+
+RESYNC_BOUND = resync_bound(2)  # a resend and a prune (a listing and a disconnect)
 
 
 def run(presence: PresenceServer, node_id: str, scenario: Callable[[Api, Presence], Awaitable[None]]) -> None:
@@ -310,6 +323,78 @@ def test_node_not_found_registers_again_and_an_older_heartbeat_answer_does_not_c
         assert stats["resyncs"] == 1 and stats["dropped"] == 0, stats
 
     run_proxied(presence, "reregister", scenario, heartbeat=interval)
+
+
+def test_a_request_applied_after_its_timeout_and_retry_is_pruned(presence: PresenceServer) -> None:
+    """A connect held on the way (a slow network or server) times out; the socket disconnects and
+    the retry says so; then the held connect lands and brings the socket back on this node. The
+    client lists its node's records request_timeout after the failure and disconnects it."""
+    request_timeout = 2 * HEARTBEAT
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        hold = asyncio.Event()
+        held = False
+
+        def rule(method: str, path: str) -> Forward:
+            nonlocal held
+            if path.endswith("/events") and not held:
+                held = True
+                return Forward(hold=hold)
+            return Forward()
+
+        proxy.rule = rule
+        try:
+            client.connected("late", user_id="u")
+            await wait_until(lambda: _async(held), DELIVERY, "the connect held", interval=HEARTBEAT / 10)
+            client.disconnected("late")
+            # The connect times out; its retry is the disconnect (answered: not held).
+            await wait_until(lambda: _async(any(a[2].endswith("/events") for a in proxy.answered)),
+                             request_timeout + DELIVERY, "the retry answered", interval=HEARTBEAT / 10)
+            assert client.stats()["retries"] == 1
+        finally:
+            hold.set()
+        await wait_until(lambda: _async(sum(a[2].endswith("/events") for a in proxy.answered) == 2), DELIVERY,
+                         "the held connect applied", interval=HEARTBEAT / 10)
+        assert (await api.lookup(["late"]))["late"]["alive"], "the late connect made a ghost"
+
+        # Continuous changes, answered slowly: the queue is never empty, and the prune still runs.
+        proxy.rule = lambda method, path: Forward(answer_delay=HEARTBEAT / 10) if path.endswith("/events") else Forward()
+
+        async def churn() -> None:
+            for index in itertools.count():
+                client.connected(f"churn-{index}", user_id="c")
+                client.disconnected(f"churn-{index - 1}")
+                await asyncio.sleep(HEARTBEAT / 20)
+
+        churning = asyncio.create_task(churn())
+        try:
+            # Due request_timeout after the failure (which came before the retry); under changes
+            # that never stop, an interval after that at the latest.
+            await registry_equals(api, {"late": None}, request_timeout + 2 * HEARTBEAT, "the ghost pruned")
+            assert client.stats()["pending"] + client.stats()["in_flight"] > 0  # still changing
+        finally:
+            churning.cancel()
+
+    run_proxied(presence, "timed-out", scenario, request_timeout=request_timeout)
+
+
+def test_records_left_from_before_a_lost_registration_are_pruned_after_status_new(
+        presence: PresenceServer, redis: RedisServer) -> None:
+    async def scenario(api: Api, client: Presence) -> None:
+        client.connected("kept", user_id="u")
+        await registry_equals(api, {"kept": ("lost-registration", "u")}, DELIVERY, "'kept' recorded")
+        # A record this process does not hold (a disconnect lost in a failover, say) ...
+        status, _ = await api.call("PUT", "/v1/nodes/lost-registration/sockets/ghost", {"userId": "ghost"})
+        assert status == 201
+        # ... and the node's registration lost with it: the next heartbeat answers `new`.
+        resyncs = client.stats()["resyncs"]
+        assert await asyncio.to_thread(redis.command, "HDEL", "presence:{registry}:nodes", "lost-registration") == b":1"
+        assert await asyncio.to_thread(redis.command, "DEL", "presence:{registry}:node:lost-registration") == b":1"
+        await registry_equals(api, {"kept": ("lost-registration", "u"), "ghost": None}, RESYNC_BOUND,
+                              "resent after `new`, the ghost pruned")
+        assert client.stats()["resyncs"] == resyncs + 1
+
+    run(presence, "lost-registration", scenario)
 
 
 def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:

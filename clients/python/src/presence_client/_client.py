@@ -193,7 +193,8 @@ class Presence:
         self._resync_delay = 0.0
         self._node_generation = 0  # +1 whenever a request learns that the node is not registered
         self._recovered = False  # a heartbeat was answered again after failures
-        self._prune_due = False
+        # When to list the node's records and disconnect those this process does not hold (loop time).
+        self._prune_at: float | None = None
         self._heartbeat_ok_once = False
 
         self._requests = 0
@@ -425,6 +426,8 @@ class Presence:
             self._resync(str(answer.get("status")), first)
         if generation == self._node_generation:
             self._node_ready.set()
+            if self._prune_at is not None:
+                self._wake.set()  # a prune waits for the node to be registered
         # else: a request learned during this heartbeat that the node is not registered; the answer
         # may predate that, so the next heartbeat (at once: _heartbeat_now is set) decides.
 
@@ -439,10 +442,10 @@ class Presence:
             self._resync_delay = random.uniform(0, self._interval / 4)
             if status == "replaced":
                 self._log.warning("presence: another process registered node id %s: ids must be unique", self.node_id)
-            # After an expiry the registry may still hold records this process no longer does
-            # (a disconnect it gave up on): list them once the resend is done.
-            if status in ("revived", "replaced"):
-                self._prune_due = True
+            # new, revived and replaced alike: write every socket again, then prune. The registry may
+            # still hold records this process no longer does (a disconnect it gave up on, one lost
+            # with the node's registration): list them once the resend is done.
+            self._prune_after(0.0)
         for socket_id in self._local:
             if socket_id not in self._rejected and socket_id not in self._pending:
                 self._pending[socket_id] = None
@@ -463,18 +466,36 @@ class Presence:
                 self._log.exception("presence: the sender of %s failed", self.node_id)
                 await self._pause_before_retry(failures)
 
+    def _prune_after(self, delay: float) -> None:
+        """Prune `delay` seconds from now (or later, when one is already due later)."""
+        when = asyncio.get_running_loop().time() + delay
+        self._prune_at = when if self._prune_at is None else max(self._prune_at, when)
+
     async def _send_once(self, failures: int) -> int:
-        """Send one batch (or wait for work); returns the count of consecutive failures."""
+        """Send one batch, prune, or wait for work; returns the count of consecutive failures."""
         assert self._wake is not None and self._node_ready is not None
-        if not self._pending:
-            if self._prune_due and self._node_ready.is_set():
-                self._prune_due = False
-                await self._prune()
+        loop = asyncio.get_running_loop()
+        ready = self._node_ready.is_set()
+        if ready and self._prune_at is not None:
+            now = loop.time()
+            # Due: once the queue is empty, or under continuous changes an interval later at the latest.
+            if now >= self._prune_at and (not self._pending or now >= self._prune_at + self._interval):
+                self._prune_at = None
+                if not await self._prune():
+                    self._prune_after(self._interval)
                 return failures
+        if not self._pending:
             self._wake.clear()
-            await self._wake.wait()
+            # Not ready: a heartbeat answered wakes the sender when a prune is due.
+            until = self._prune_at - loop.time() if ready and self._prune_at is not None else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), until)
+            except asyncio.TimeoutError:
+                pass
             return failures
-        await self._node_ready.wait()
+        if not ready:
+            await self._node_ready.wait()
+            return failures
         if self._resync_delay:
             delay, self._resync_delay = self._resync_delay, 0.0
             await asyncio.sleep(delay)
@@ -493,9 +514,11 @@ class Presence:
             self._in_flight = []
             self._retries += 1
             self._requeue(batch)
-            if error.code == "timeout":
-                # The server may still apply it after the retry: check the node's records once idle.
-                self._prune_due = True
+            if error.status != 503 and error.code != "connect":
+                # Maybe applied and not answered (a timeout, a connection lost after sending, a 502 or
+                # 504 of a proxy): the server may apply it after its retry, bringing back a socket
+                # that has left since. List the node's records once it must have landed.
+                self._prune_after(self._timeout.total or self._interval)
             (self._log.warning if failures == 0 else self._log.debug)(
                 "presence: %d events of %s not recorded (%s); retrying", len(batch), self.node_id, error)
             await self._pause_before_retry(failures + 1)
@@ -633,8 +656,9 @@ class Presence:
         else:
             self._registered.discard(socket_id)
 
-    async def _prune(self) -> None:
-        """Disconnect the records the registry holds for this node that this process does not."""
+    async def _prune(self) -> bool:
+        """Disconnect the records the registry holds for this node that this process does not.
+        False when the records could not be listed."""
         cursor: str | None = "0"
         found = 0
         try:
@@ -652,9 +676,10 @@ class Presence:
             raise
         except Exception as error:  # noqa: BLE001 - the next resync tries again
             self._log.warning("presence: could not list the sockets of %s: %s", self.node_id, error)
-            return
+            return False
         if found:
             self._log.warning("presence: node %s disconnects %d records it no longer holds", self.node_id, found)
+        return True
 
     # MARK: queries
 
@@ -759,6 +784,8 @@ class Presence:
                 raw = await response.read()
         except asyncio.TimeoutError as error:
             raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {limit.total:g} s") from error
+        except aiohttp.ClientConnectorError as error:  # not connected: nothing was sent
+            raise PresenceUnavailable(0, "connect", f"{method} {path}: {error!r}") from error
         except (aiohttp.ClientError, OSError) as error:
             raise PresenceUnavailable(0, "network", f"{method} {path}: {error!r}") from error
         try:
