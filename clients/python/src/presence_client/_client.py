@@ -726,12 +726,12 @@ class Presence:
             if previous_connect is not None:
                 result = await _call(previous_connect, sid, environ, auth)
             elif class_handler is not None:
-                result = await class_handler.trigger_event("connect", sid, environ, auth)
+                result = await _trigger_connect(class_handler, sid, environ, auth)
             else:
                 result = None
             if result is False:
                 return False
-            user: str | None = None
+            user: Any = None
             if self._user_id is not None:
                 try:
                     answer = self._user_id(sid, environ, auth)
@@ -739,10 +739,19 @@ class Presence:
                 except Exception:  # noqa: BLE001 - report the socket even without its user
                     self._log.exception("presence: user_id(%s) failed", sid)
                     user = None
-            try:
-                self.connected(sid, user_id=user)
-            except (TypeError, ValueError) as error:
-                self._log.error("presence: socket %s not reported: %s", sid, error)
+            if not _session_alive(sio, sid, namespace):
+                # It left while the handlers ran: python-socketio calls no disconnect handler for a
+                # socket still connecting, so reporting it now would leave a ghost.
+                self._log.info("presence: socket %s left before its connect completed; not reported", sid)
+                return result
+            if user is not None:
+                try:
+                    check_id(user, "user_id")
+                except (TypeError, ValueError) as error:
+                    self._log.error("presence: socket %s reported without a user: user_id() returned %r (%s)",
+                                    sid, user, error)
+                    user = None
+            self.connected(sid, user_id=user)
             return result
 
         async def on_disconnect(sid: str, reason: Any = None) -> Any:
@@ -814,6 +823,37 @@ async def _call(handler: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def _trigger_connect(handler: Any, sid: str, environ: Mapping[str, Any], auth: Any) -> Any:
+    """A class-based namespace's connect, called as python-socketio does: without auth sent, the
+    newer signature (with auth None) first, then the legacy one (without it) after a TypeError."""
+    if auth is not None:
+        return await handler.trigger_event("connect", sid, environ, auth)
+    try:
+        return await handler.trigger_event("connect", sid, environ, None)
+    except TypeError as first:
+        try:
+            return await handler.trigger_event("connect", sid, environ)
+        except TypeError:
+            raise first from None
+
+
+def _session_alive(sio: Any, sid: str, namespace: str) -> bool:
+    """Whether the engine.io session of `sid` is still open (True when the server cannot tell)."""
+    manager = getattr(sio, "manager", None)
+    find = getattr(manager, "eio_sid_from_sid", None)
+    eio_sid = find(sid, namespace) if callable(find) else None
+    if eio_sid is None:
+        return not callable(find)
+    environ = getattr(sio, "environ", None)
+    if isinstance(environ, dict) and eio_sid not in environ:
+        return False  # python-socketio forgets it when engine.io reports the disconnect
+    sockets = getattr(getattr(sio, "eio", None), "sockets", None)
+    if isinstance(sockets, dict):
+        socket = sockets.get(eio_sid)
+        return socket is not None and not getattr(socket, "closed", False)
+    return True
 
 
 def _backoff(failures: int, cap: float) -> float:
