@@ -15,7 +15,7 @@ import pytest
 
 from conftest import HEARTBEAT, NODE_TTL
 from harness import Answer, Api, FaultProxy, Forward, PresenceServer, RedisServer, registry_matches, wait_until
-from presence_client import Presence, SocketInfo
+from presence_client import Presence, PresenceError, PresenceUnavailable, SocketInfo
 
 # Generous: only a broken client takes that long to send what these tests connect.
 DELIVERY = 10 * NODE_TTL
@@ -589,14 +589,57 @@ def test_close_leaves_the_registry_and_every_socket_reads_dead_at_once(presence:
             for socket_id in ids:
                 client.connected(socket_id)  # starts the client
             await registry_equals(api, local_truth(client, ids), DELIVERY, "all alive")
+            with pytest.raises(TypeError):
+                client.sockets["c-0"] = (None, None)  # type: ignore[index]  # a read-only view
             await client.close()
             status, _ = await api.call("GET", "/v1/nodes/closing")
             assert status == 404
             await registry_equals(api, {s: None for s in ids}, 0, "every socket dead right after close()")
             client.connected("after-close")  # ignored, no error
             assert client.stats()["pending"] == 0
+            # Queries after close() fail as PresenceError, not a raw RuntimeError, and not as
+            # "unavailable, try again"; a client that never queried opens no session after close().
+            reader = Presence(presence.url, None, "reader")
+            await reader.close()
+            for closed in (client, reader):
+                with pytest.raises(PresenceError) as raised:
+                    await closed.socket("c-0")
+                assert raised.value.code == "closed" and not isinstance(raised.value, PresenceUnavailable)
 
     asyncio.run(main())
+
+
+def test_close_retries_a_503_and_returns_within_its_timeout(presence: PresenceServer) -> None:
+    unavailable = error_body("unavailable", "Redis is unavailable")
+
+    async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        # Three 503s, then the DELETE goes through: the node leaves, its sockets read dead at once.
+        client.connected("s", user_id="u")
+        await registry_equals(api, {"s": ("leaving", "u")}, DELIVERY, "'s' recorded")
+        deletes = iter([Answer(503, unavailable)] * 3)
+        proxy.rule = lambda method, path: next(deletes, Forward()) if method == "DELETE" else Forward()
+        await client.close(timeout=NODE_TTL)
+        assert proxy.count("DELETE", "/v1/nodes/leaving") == 4
+        status, _ = await api.call("GET", "/v1/nodes/leaving")
+        assert status == 404
+
+    run_proxied(presence, "leaving", scenario)
+
+    async def unanswered(api: Api, client: Presence, proxy: FaultProxy) -> None:
+        # A DELETE that is never answered: close() still returns within its timeout, though one
+        # request may take request_timeout (40 s here).
+        hold = asyncio.Event()
+        proxy.rule = lambda method, path: Forward(hold=hold) if method == "DELETE" else Forward()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await client.close(timeout=HEARTBEAT)
+        finally:
+            hold.set()
+        assert loop.time() - started < HEARTBEAT + BATCH_SLACK
+        assert proxy.count("DELETE", "/v1/nodes/stuck") >= 1
+
+    run_proxied(presence, "stuck", unanswered, request_timeout=10 * NODE_TTL)
 
 
 async def _async(value: bool) -> bool:

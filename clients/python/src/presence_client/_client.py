@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, TypedDict
 from urllib.parse import quote
 
@@ -276,8 +277,8 @@ class Presence:
 
     @property
     def sockets(self) -> Mapping[str, tuple[str | None, dict[str, str] | None]]:
-        """The local truth: socket id -> (user id, meta). Read-only view."""
-        return self._local
+        """The local truth: socket id -> (user id, meta). A read-only live view."""
+        return MappingProxyType(self._local)
 
     def _forget_user(self, user_id: str | None) -> None:
         if user_id is None:
@@ -329,7 +330,9 @@ class Presence:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop reporting and leave the registry (`DELETE /v1/nodes/{id}`): the node's sockets read
-        dead at once. Retries a 503 or network error for up to `timeout` seconds. Idempotent."""
+        dead at once. Retries a 503 or network error; returns within `timeout` seconds whatever
+        presence does (then the node's sockets read dead when its TTL runs out). Idempotent; queries
+        afterwards raise PresenceError (code `closed`)."""
         if self._closed:
             return
         self._closed = True
@@ -349,8 +352,13 @@ class Presence:
         deadline = loop.time() + timeout
         failures = 0
         while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                self._log.warning("presence: node %s could not leave within %g s", self.node_id, timeout)
+                return
             try:
-                await self._request("DELETE", self._node_path)
+                # The time left is this request's timeout: one slow DELETE cannot outlast `timeout`.
+                await self._request("DELETE", self._node_path, timeout=min(self._timeout.total or left, left))
                 self._log.info("presence: node %s left the registry", self.node_id)
                 return
             except PresenceUnavailable as error:
@@ -780,7 +788,9 @@ class Presence:
 
     async def _request(self, method: str, path: str, body: str | None = None, *, ok_404: bool = False,
                        timeout: float | None = None) -> tuple[int, Any]:
-        if self._session is None:
+        if self._session is None or self._session.closed:
+            if (self._closed and self._own_session) or self._session is not None:
+                raise PresenceError(0, "closed", f"{method} {path}: this Presence (or its session) is closed")
             self._session = aiohttp.ClientSession()
         headers = dict(self._headers)
         if body is not None:
