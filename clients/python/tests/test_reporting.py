@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -395,6 +396,35 @@ def test_records_left_from_before_a_lost_registration_are_pruned_after_status_ne
         assert client.stats()["resyncs"] == resyncs + 1
 
     run(presence, "lost-registration", scenario)
+
+
+def test_two_processes_sharing_a_node_id_back_off_their_resends(
+        presence: PresenceServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Each heartbeat of one replaces the other's incarnation (`replaced`): without a backoff both
+    would resend every socket at every heartbeat."""
+    interval = HEARTBEAT / 8
+
+    async def main() -> None:
+        twins = [Presence(presence.url, None, "twin", heartbeat=interval) for _ in range(2)]
+        try:
+            for index, twin in enumerate(twins):
+                for number in range(50):
+                    twin.connected(f"twin-{index}-{number}", user_id="u")
+                await twin.start()
+                await asyncio.sleep(interval / 2)  # out of phase, so that the heartbeats alternate
+            heartbeats = 24
+            await wait_until(lambda: _async(min(t.stats()["heartbeats"] for t in twins) >= heartbeats),
+                             DELIVERY, f"{heartbeats} heartbeats each", interval=interval)
+            resyncs = [t.stats()["resyncs"] for t in twins]
+            # Resent on the 1st, 2nd, 4th, 8th, 16th replacement in a row: 5 of about 24 at most.
+            assert max(resyncs) <= 6 and max(resyncs) >= 2, resyncs
+            assert any(r.levelno == logging.ERROR and "must be unique per process" in r.getMessage()
+                       for r in caplog.records)
+        finally:
+            for twin in twins:
+                await twin.close()
+
+    asyncio.run(main())
 
 
 def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(presence: PresenceServer) -> None:

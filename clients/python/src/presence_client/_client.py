@@ -194,6 +194,8 @@ class Presence:
         self._resync_delay = 0.0
         self._node_generation = 0  # +1 whenever a request learns that the node is not registered
         self._recovered = False  # a heartbeat was answered again after failures
+        self._replaced_in_a_row = 0  # heartbeats answered `replaced` (another incarnation was registered)
+        self._ok_since_replaced = 0
         # When to list the node's records and disconnect those this process does not hold (loop time).
         self._prune_at: float | None = None
         self._heartbeat_ok_once = False
@@ -430,8 +432,16 @@ class Presence:
             self._interval = advised / 1000
         first = not self._heartbeat_ok_once
         self._heartbeat_ok_once = True
+        status = str(answer.get("status"))
+        if status == "replaced" and not first:
+            self._replaced_in_a_row += 1
+            self._ok_since_replaced = 0
+        elif status == "ok":
+            self._ok_since_replaced += 1
+            if self._ok_since_replaced >= 4:  # a few in a row: two near-simultaneous heartbeats can both see ok
+                self._replaced_in_a_row = 0
         if answer.get("resyncRequired"):
-            self._resync(str(answer.get("status")), first)
+            self._resync(status, first)
         if generation == self._node_generation:
             self._node_ready.set()
             if self._prune_at is not None:
@@ -443,6 +453,16 @@ class Presence:
         """Queue every local socket again: the registry lost them, or they read dead."""
         assert self._wake is not None and self._retry_now is not None
         if not first:
+            repeated = self._replaced_in_a_row
+            if status == "replaced" and repeated >= 2:
+                # Another process heartbeats with this node id: each heartbeat flips the incarnation
+                # back. Resending everything every time would only load Redis: back off, resending
+                # on the 2nd, 4th, 8th, ... replacement in a row (and every 64th).
+                if repeated & (repeated - 1) and repeated % 64:
+                    return
+                self._log.error("presence: node id %s is registered by another process too (replaced %d times "
+                                "in a row): node ids must be unique per process; resending less often",
+                                self.node_id, repeated)
             self._resyncs += 1
             self._log.warning("presence: node %s must resend its %d sockets (status %s)",
                               self.node_id, len(self._local), status)
