@@ -582,7 +582,9 @@ def test_queries_and_heartbeat_contents(presence: PresenceServer) -> None:
         client.connected("q-3", user_id="bob")
         client.connected("q-4")
         await wait_until(settled(client), DELIVERY, "sent")
-        reader = Presence(presence.url, None, "reader-never-registered")
+        # A session of the user's that raises for every 4xx: the client still reads its answers.
+        strict = aiohttp.ClientSession(raise_for_status=True)
+        reader = Presence(presence.url, None, "reader-never-registered", session=strict)
         try:
             socket = await reader.socket("q-1")
             assert isinstance(socket, SocketInfo)
@@ -596,6 +598,7 @@ def test_queries_and_heartbeat_contents(presence: PresenceServer) -> None:
             assert await reader.user("carol") == []
         finally:
             await reader.close()
+            await strict.close()
         status, _ = await api.call("GET", "/v1/nodes/reader-never-registered")
         assert status == 404  # queries alone never register a node
 

@@ -817,8 +817,10 @@ class Presence:
             headers["Content-Type"] = "application/json"
         limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
+            # raise_for_status=False whatever the session says: a 4xx must reach the handling below
+            # (as a ClientResponseError it would read as a network error and be retried forever).
             async with self._session.request(method, URL(self._base + path, encoded=True), data=body,
-                                             headers=headers, timeout=limit) as response:
+                                             headers=headers, timeout=limit, raise_for_status=False) as response:
                 status = response.status
                 raw = await response.read()
         except asyncio.TimeoutError as error:
