@@ -136,7 +136,8 @@ class Presence:
         user_id: For `attach()`: `user_id(sid, environ, auth)` returns the socket's user id (or None);
             it may be a coroutine function.
         session: An `aiohttp.ClientSession` to send with; None creates one (closed by `close()`).
-        request_timeout: Seconds one request may take before it counts as failed and is retried.
+        request_timeout: Seconds one request may take before it counts as failed and is retried
+            (a heartbeat: at most one interval).
         logger: Where warnings go; default `logging.getLogger("presence_client")`.
     """
 
@@ -743,7 +744,9 @@ class Presence:
         class-based): a socket is reported once your handler accepted it, with the user id from the
         `user_id(sid, environ, auth)` option. Register your own handlers before calling `attach`.
         With an aiohttp `app`, the client starts with the app and leaves the registry on shutdown
-        (aiohttp's `run_app` turns SIGTERM into a shutdown).
+        (aiohttp's `run_app` turns SIGTERM into a shutdown); elsewhere (ASGI) call `start()` and
+        `close()` yourself. A socket that leaves before its connect completed is not reported; a
+        `user_id` answer that is not a valid id reports the socket without a user (logged).
         """
         handlers = getattr(sio, "handlers", {}).get(namespace, {})
         class_handler = getattr(sio, "namespace_handlers", {}).get(namespace)
