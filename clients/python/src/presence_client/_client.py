@@ -469,7 +469,7 @@ class Presence:
                               self.node_id, len(self._local), status)
             # Spread a fleet that learns of a restart at once over a quarter interval.
             self._resync_delay = random.uniform(0, self._interval / 4)
-            if status == "replaced":
+            if status == "replaced" and repeated < 2:
                 self._log.warning("presence: another process registered node id %s: ids must be unique", self.node_id)
             # new, revived and replaced alike: write every socket again, then prune. The registry may
             # still hold records this process no longer does (a disconnect it gave up on, one lost
@@ -531,7 +531,6 @@ class Presence:
         batch, body = self._take_batch()
         if not batch:
             return failures
-        loop = asyncio.get_running_loop()
         started = loop.time()
         self._in_flight = batch
         self._requests += 1
@@ -588,6 +587,7 @@ class Presence:
             await asyncio.wait_for(self._retry_now.wait(), _backoff(failures, self._interval))
         except asyncio.TimeoutError:
             return
+        self._retry_now.clear()  # delivered: a failure that involved no request must not find it set again
         if self._recovered and not self._resync_delay:
             await asyncio.sleep(random.uniform(0, self._interval / 4))
         self._recovered = False
