@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -123,7 +123,7 @@ def test_a_user_id_that_is_not_a_valid_id_reports_the_socket_without_a_user(
     async def main() -> None:
         sio = socketio.AsyncServer(async_mode="aiohttp")
 
-        @sio.event  # type: ignore[misc]
+        @sio.event  # type: ignore[untyped-decorator]
         async def connect(sid: str, environ: Mapping[str, Any], auth: Any) -> None:
             pass
 
@@ -150,5 +150,3 @@ def test_a_user_id_that_is_not_a_valid_id_reports_the_socket_without_a_user(
 async def _async(value: bool) -> bool:
     return value
 
-
-_: Callable[..., Awaitable[bool]] = _async
