@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, TypedDict
 from urllib.parse import quote
 
@@ -105,6 +106,9 @@ class _Done:
 
 _DONE = _Done()
 
+_Sent = tuple[str, bool, bool]
+"""An event of a batch: socket id, whether it is a connect, whether the registry held the socket before."""
+
 
 class Presence:
     """Reports one node's sockets to presence over HTTP, and queries the registry.
@@ -132,7 +136,8 @@ class Presence:
         user_id: For `attach()`: `user_id(sid, environ, auth)` returns the socket's user id (or None);
             it may be a coroutine function.
         session: An `aiohttp.ClientSession` to send with; None creates one (closed by `close()`).
-        request_timeout: Seconds one request may take before it counts as failed and is retried.
+        request_timeout: Seconds one request may take before it counts as failed and is retried
+            (a heartbeat: at most one interval).
         logger: Where warnings go; default `logging.getLogger("presence_client")`.
     """
 
@@ -177,7 +182,8 @@ class Presence:
         self._registered: set[str] = set()
         # Local sockets the server refused (invalid id or meta): not sent again until changed.
         self._rejected: set[str] = set()
-        self._in_flight: list[tuple[str, bool]] = []
+        # The batch in flight: (socket id, is a connect, was in _registered before this batch).
+        self._in_flight: list[_Sent] = []
 
         self._started = False
         self._closed = False
@@ -187,7 +193,12 @@ class Presence:
         self._node_ready: asyncio.Event | None = None
         self._retry_now: asyncio.Event | None = None
         self._resync_delay = 0.0
-        self._prune_due = False
+        self._node_generation = 0  # +1 whenever a request learns that the node is not registered
+        self._recovered = False  # a heartbeat was answered again after failures
+        self._replaced_in_a_row = 0  # heartbeats answered `replaced` (another incarnation was registered)
+        self._ok_since_replaced = 0
+        # When to list the node's records and disconnect those this process does not hold (loop time).
+        self._prune_at: float | None = None
         self._heartbeat_ok_once = False
 
         self._requests = 0
@@ -269,8 +280,8 @@ class Presence:
 
     @property
     def sockets(self) -> Mapping[str, tuple[str | None, dict[str, str] | None]]:
-        """The local truth: socket id -> (user id, meta). Read-only view."""
-        return self._local
+        """The local truth: socket id -> (user id, meta). A read-only live view."""
+        return MappingProxyType(self._local)
 
     def _forget_user(self, user_id: str | None) -> None:
         if user_id is None:
@@ -322,7 +333,9 @@ class Presence:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop reporting and leave the registry (`DELETE /v1/nodes/{id}`): the node's sockets read
-        dead at once. Retries a 503 or network error for up to `timeout` seconds. Idempotent."""
+        dead at once. Retries a 503 or network error; returns within `timeout` seconds whatever
+        presence does (then the node's sockets read dead when its TTL runs out). Idempotent; queries
+        afterwards raise PresenceError (code `closed`)."""
         if self._closed:
             return
         self._closed = True
@@ -342,8 +355,13 @@ class Presence:
         deadline = loop.time() + timeout
         failures = 0
         while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                self._log.warning("presence: node %s could not leave within %g s", self.node_id, timeout)
+                return
             try:
-                await self._request("DELETE", self._node_path)
+                # The time left is this request's timeout: one slow DELETE cannot outlast `timeout`.
+                await self._request("DELETE", self._node_path, timeout=min(self._timeout.total or left, left))
                 self._log.info("presence: node %s left the registry", self.node_id)
                 return
             except PresenceUnavailable as error:
@@ -361,9 +379,13 @@ class Presence:
     # MARK: heartbeat
 
     async def _heartbeat_loop(self) -> None:
-        assert self._heartbeat_now is not None
+        assert self._heartbeat_now is not None and self._retry_now is not None
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
+            # Cleared before the request: a wish for a heartbeat made while it runs is kept.
+            self._heartbeat_now.clear()
+            started = loop.time()
             try:
                 await self._heartbeat()
             except asyncio.CancelledError:
@@ -382,49 +404,77 @@ class Presence:
             else:
                 if failures:
                     self._log.info("presence: heartbeat of %s answered again", self.node_id)
-                    assert self._retry_now is not None
+                    self._recovered = True
                     self._retry_now.set()  # presence is back: a sender waiting to retry goes now
                 failures = 0
-                delay = self._interval
-            self._heartbeat_now.clear()
-            try:
-                await asyncio.wait_for(self._heartbeat_now.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+                # A fixed rate: one interval from the start of the last heartbeat, not from its end.
+                delay = started + self._interval - loop.time()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._heartbeat_now.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _heartbeat(self) -> None:
-        assert self._node_ready is not None
+        assert self._node_ready is not None and self._wake is not None
         body: dict[str, Any] = {"incarnation": self.incarnation, "userCount": len(self._users)}
         if self.address is not None:
             body["address"] = self.address
         if self._node_meta is not None:
             body["meta"] = self._node_meta
-        _, answer = await self._request("PUT", self._node_path, json.dumps(body))
+        generation = self._node_generation
+        # Never longer than an interval: a heartbeat waiting out request_timeout (10 s) would let
+        # the node expire (node TTL 6 s) before the next one is even sent.
+        _, answer = await self._request("PUT", self._node_path, json.dumps(body),
+                                        timeout=min(self._timeout.total or self._interval, self._interval))
         self._heartbeats += 1
         advised = answer.get("heartbeatIntervalMs")
         if self._fixed_interval is None and isinstance(advised, int) and advised > 0:
             self._interval = advised / 1000
         first = not self._heartbeat_ok_once
         self._heartbeat_ok_once = True
+        status = str(answer.get("status"))
+        if status == "replaced" and not first:
+            self._replaced_in_a_row += 1
+            self._ok_since_replaced = 0
+        elif status == "ok":
+            self._ok_since_replaced += 1
+            if self._ok_since_replaced >= 4:  # a few in a row: two near-simultaneous heartbeats can both see ok
+                self._replaced_in_a_row = 0
         if answer.get("resyncRequired"):
-            self._resync(str(answer.get("status")), first)
-        self._node_ready.set()
+            self._resync(status, first)
+        if generation == self._node_generation:
+            self._node_ready.set()
+            if self._prune_at is not None:
+                self._wake.set()  # a prune waits for the node to be registered
+        # else: a request learned during this heartbeat that the node is not registered; the answer
+        # may predate that, so the next heartbeat (at once: _heartbeat_now is set) decides.
 
     def _resync(self, status: str, first: bool) -> None:
         """Queue every local socket again: the registry lost them, or they read dead."""
         assert self._wake is not None and self._retry_now is not None
         if not first:
+            repeated = self._replaced_in_a_row
+            if status == "replaced" and repeated >= 2:
+                # Another process heartbeats with this node id: each heartbeat flips the incarnation
+                # back. Resending everything every time would only load Redis: back off, resending
+                # on the 2nd, 4th, 8th, ... replacement in a row (and every 64th).
+                if repeated & (repeated - 1) and repeated % 64:
+                    return
+                self._log.error("presence: node id %s is registered by another process too (replaced %d times "
+                                "in a row): node ids must be unique per process; resending less often",
+                                self.node_id, repeated)
             self._resyncs += 1
             self._log.warning("presence: node %s must resend its %d sockets (status %s)",
                               self.node_id, len(self._local), status)
             # Spread a fleet that learns of a restart at once over a quarter interval.
             self._resync_delay = random.uniform(0, self._interval / 4)
-            if status == "replaced":
+            if status == "replaced" and repeated < 2:
                 self._log.warning("presence: another process registered node id %s: ids must be unique", self.node_id)
-            # After an expiry the registry may still hold records this process no longer does
-            # (a disconnect it gave up on): list them once the resend is done.
-            if status in ("revived", "replaced"):
-                self._prune_due = True
+            # new, revived and replaced alike: write every socket again, then prune. The registry may
+            # still hold records this process no longer does (a disconnect it gave up on, one lost
+            # with the node's registration): list them once the resend is done.
+            self._prune_after(0.0)
         for socket_id in self._local:
             if socket_id not in self._rejected and socket_id not in self._pending:
                 self._pending[socket_id] = None
@@ -445,45 +495,74 @@ class Presence:
                 self._log.exception("presence: the sender of %s failed", self.node_id)
                 await self._pause_before_retry(failures)
 
+    def _prune_after(self, delay: float) -> None:
+        """Prune `delay` seconds from now (or later, when one is already due later)."""
+        when = asyncio.get_running_loop().time() + delay
+        self._prune_at = when if self._prune_at is None else max(self._prune_at, when)
+
     async def _send_once(self, failures: int) -> int:
-        """Send one batch (or wait for work); returns the count of consecutive failures."""
+        """Send one batch, prune, or wait for work; returns the count of consecutive failures."""
         assert self._wake is not None and self._node_ready is not None
-        if not self._pending:
-            if self._prune_due and self._node_ready.is_set():
-                self._prune_due = False
-                await self._prune()
+        loop = asyncio.get_running_loop()
+        ready = self._node_ready.is_set()
+        if ready and self._prune_at is not None:
+            now = loop.time()
+            # Due: once the queue is empty, or under continuous changes an interval later at the latest.
+            if now >= self._prune_at and (not self._pending or now >= self._prune_at + self._interval):
+                self._prune_at = None
+                if not await self._prune():
+                    self._prune_after(self._interval)
                 return failures
+        if not self._pending:
             self._wake.clear()
-            await self._wake.wait()
+            # Not ready: a heartbeat answered wakes the sender when a prune is due.
+            until = self._prune_at - loop.time() if ready and self._prune_at is not None else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), until)
+            except asyncio.TimeoutError:
+                pass
             return failures
-        await self._node_ready.wait()
+        if not ready:
+            await self._node_ready.wait()
+            return failures
         if self._resync_delay:
             delay, self._resync_delay = self._resync_delay, 0.0
             await asyncio.sleep(delay)
         batch, body = self._take_batch()
         if not batch:
             return failures
-        loop = asyncio.get_running_loop()
         started = loop.time()
         self._in_flight = batch
         self._requests += 1
+        assert self._retry_now is not None
+        self._retry_now.clear()  # a recovery or resync from now on cuts the pause after a failure short
         try:
             _, answer = await self._request("POST", self._node_path + "/events", body)
         except PresenceUnavailable as error:
             self._in_flight = []
             self._retries += 1
             self._requeue(batch)
-            if error.code == "timeout":
-                # The server may still apply it after the retry: check the node's records once idle.
-                self._prune_due = True
+            if error.status != 503 and error.code != "connect":
+                # Maybe applied and not answered (a timeout, a connection lost after sending, a 502 or
+                # 504 of a proxy): the server may apply it after its retry, bringing back a socket
+                # that has left since. List the node's records once it must have landed.
+                self._prune_after(self._timeout.total or self._interval)
             (self._log.warning if failures == 0 else self._log.debug)(
                 "presence: %d events of %s not recorded (%s); retrying", len(batch), self.node_id, error)
             await self._pause_before_retry(failures + 1)
             return failures + 1
         except PresenceError as error:
             self._in_flight = []
-            self._refused(batch, error)
-            return failures
+            if self._refused(batch, error):
+                return failures
+            # Nothing of it was written and no event is to blame (401, 403, a route or proxy 404, 413,
+            # 415, 421, a WAF's answer): the batch stays, to be sent again once the cause is fixed.
+            self._retries += 1
+            self._requeue(batch)
+            (self._log.error if failures == 0 else self._log.debug)(
+                "presence: %d events of %s refused (%s); retrying", len(batch), self.node_id, error)
+            await self._pause_before_retry(failures + 1)
+            return failures + 1
         except BaseException:
             self._in_flight = []
             self._requeue(batch)
@@ -498,17 +577,24 @@ class Presence:
         return 0
 
     async def _pause_before_retry(self, failures: int) -> None:
-        """Back off, but retry at once when a heartbeat is answered again or asks for a resync."""
+        """Back off, but go early when a heartbeat is answered again or asks for a resync.
+
+        `_retry_now` is cleared before each events request, not here: a recovery signalled while
+        the failing request ran is not lost. On a recovery every node of a fleet learns at once, so
+        the early go waits a random part of a quarter interval (a resync has its own such delay)."""
         assert self._retry_now is not None
-        self._retry_now.clear()
         try:
             await asyncio.wait_for(self._retry_now.wait(), _backoff(failures, self._interval))
         except asyncio.TimeoutError:
-            pass
+            return
+        self._retry_now.clear()  # delivered: a failure that involved no request must not find it set again
+        if self._recovered and not self._resync_delay:
+            await asyncio.sleep(random.uniform(0, self._interval / 4))
+        self._recovered = False
 
-    def _take_batch(self) -> tuple[list[tuple[str, bool]], str]:
+    def _take_batch(self) -> tuple[list[_Sent], str]:
         """Pop up to 1,000 pending sockets (and under 1 MB) and encode their current state."""
-        batch: list[tuple[str, bool]] = []
+        batch: list[_Sent] = []
         parts: list[str] = []
         size = len('{"events":[]}')
         pending = self._pending
@@ -534,25 +620,26 @@ class Presence:
             if part is None:
                 continue
             is_connect = state is not None
+            was_registered = socket_id in self._registered
             if is_connect:
                 self._registered.add(socket_id)
-            batch.append((socket_id, is_connect))
+            batch.append((socket_id, is_connect, was_registered))
             parts.append(part)
             size += len(part) + 1
         return batch, '{"events":[' + ",".join(parts) + "]}"
 
-    def _requeue(self, batch: list[tuple[str, bool]]) -> None:
+    def _requeue(self, batch: list[_Sent]) -> None:
         """Put a batch that was not recorded back at the front; a newer change already pending wins."""
-        for socket_id, _ in reversed(batch):
+        for socket_id, _, _ in reversed(batch):
             self._pending[socket_id] = None
             self._pending.move_to_end(socket_id, last=False)
 
-    def _applied(self, batch: list[tuple[str, bool]], answer: Mapping[str, Any]) -> None:
+    def _applied(self, batch: list[_Sent], answer: Mapping[str, Any]) -> None:
         results = answer.get("results") if isinstance(answer, Mapping) else None
         if not isinstance(results, list) or len(results) != len(batch):
             self._log.error("presence: events answer of %s does not match its %d events", self.node_id, len(batch))
             return
-        for (socket_id, is_connect), item in zip(batch, results):
+        for (socket_id, is_connect, _), item in zip(batch, results):
             result = item.get("result") if isinstance(item, Mapping) else None
             if not is_connect:
                 self._registered.discard(socket_id)  # removed, or not held: either way not ours now
@@ -561,38 +648,46 @@ class Presence:
                 self._registered.discard(socket_id)
                 self._superseded += 1
 
-    def _refused(self, batch: list[tuple[str, bool]], error: PresenceError) -> None:
-        """A 4xx: nothing of the batch was written. Re-register, or drop what the server refuses."""
+    def _refused(self, batch: list[_Sent], error: PresenceError) -> bool:
+        """A 4xx: nothing of the batch was written. True when it was handled here: the node is
+        registered again (404 `node_not_found`), or the one event the server names as invalid (400
+        `invalid_*` naming `events[i]`) is dropped and the rest queued again. False for any other
+        answer: then no event is to blame and the caller retries the batch."""
         assert self._node_ready is not None and self._heartbeat_now is not None
         if error.status == 404 and error.code == "node_not_found":
-            # The node expired or Redis lost it: heartbeat now; its answer asks for a resync.
+            # The node expired or Redis lost it: heartbeat now; its answer asks for a resync. An
+            # answer to a heartbeat sent before this one must not mark the node ready again.
             self._requeue(batch)
+            self._node_generation += 1
             self._node_ready.clear()
             self._heartbeat_now.set()
             self._log.warning("presence: node %s is not registered; registering again", self.node_id)
-            return
-        match = _EVENT_INDEX.search(error.message) if error.status == 400 else None
+            return True
+        if error.status != 400 or not error.code.startswith("invalid_"):
+            return False
+        match = _EVENT_INDEX.search(error.message)
         index = int(match.group(1)) if match else -1
-        if 0 <= index < len(batch):
-            socket_id, is_connect = batch[index]
-            self._drop(socket_id, is_connect)
-            self._log.error("presence: dropped event for socket %r of %s: %s", socket_id, self.node_id, error)
-            self._requeue(batch[:index] + batch[index + 1:])
-            return
-        for socket_id, is_connect in batch:
-            self._drop(socket_id, is_connect)
-        self._log.error("presence: dropped %d events of %s: %s", len(batch), self.node_id, error)
+        if not 0 <= index < len(batch):
+            return False
+        self._drop(batch[index])
+        self._log.error("presence: dropped event for socket %r of %s: %s", batch[index][0], self.node_id, error)
+        self._requeue(batch[:index] + batch[index + 1:])
+        return True
 
-    def _drop(self, socket_id: str, is_connect: bool) -> None:
+    def _drop(self, sent: _Sent) -> None:
+        socket_id, is_connect, was_registered = sent
         self._dropped += 1
         if is_connect:
             if socket_id in self._local:
-                self._rejected.add(socket_id)
+                self._rejected.add(socket_id)  # not sent again until it changes
+            if not was_registered:
+                self._registered.discard(socket_id)  # nothing written: a disconnect has nothing to remove
         else:
             self._registered.discard(socket_id)
 
-    async def _prune(self) -> None:
-        """Disconnect the records the registry holds for this node that this process does not."""
+    async def _prune(self) -> bool:
+        """Disconnect the records the registry holds for this node that this process does not.
+        False when the records could not be listed."""
         cursor: str | None = "0"
         found = 0
         try:
@@ -610,9 +705,10 @@ class Presence:
             raise
         except Exception as error:  # noqa: BLE001 - the next resync tries again
             self._log.warning("presence: could not list the sockets of %s: %s", self.node_id, error)
-            return
+            return False
         if found:
             self._log.warning("presence: node %s disconnects %d records it no longer holds", self.node_id, found)
+        return True
 
     # MARK: queries
 
@@ -648,7 +744,9 @@ class Presence:
         class-based): a socket is reported once your handler accepted it, with the user id from the
         `user_id(sid, environ, auth)` option. Register your own handlers before calling `attach`.
         With an aiohttp `app`, the client starts with the app and leaves the registry on shutdown
-        (aiohttp's `run_app` turns SIGTERM into a shutdown).
+        (aiohttp's `run_app` turns SIGTERM into a shutdown); elsewhere (ASGI) call `start()` and
+        `close()` yourself. A socket that leaves before its connect completed is not reported; a
+        `user_id` answer that is not a valid id reports the socket without a user (logged).
         """
         handlers = getattr(sio, "handlers", {}).get(namespace, {})
         class_handler = getattr(sio, "namespace_handlers", {}).get(namespace)
@@ -659,12 +757,12 @@ class Presence:
             if previous_connect is not None:
                 result = await _call(previous_connect, sid, environ, auth)
             elif class_handler is not None:
-                result = await class_handler.trigger_event("connect", sid, environ, auth)
+                result = await _trigger_connect(class_handler, sid, environ, auth)
             else:
                 result = None
             if result is False:
                 return False
-            user: str | None = None
+            user: Any = None
             if self._user_id is not None:
                 try:
                     answer = self._user_id(sid, environ, auth)
@@ -672,10 +770,19 @@ class Presence:
                 except Exception:  # noqa: BLE001 - report the socket even without its user
                     self._log.exception("presence: user_id(%s) failed", sid)
                     user = None
-            try:
-                self.connected(sid, user_id=user)
-            except (TypeError, ValueError) as error:
-                self._log.error("presence: socket %s not reported: %s", sid, error)
+            if not _session_alive(sio, sid, namespace):
+                # It left while the handlers ran: python-socketio calls no disconnect handler for a
+                # socket still connecting, so reporting it now would leave a ghost.
+                self._log.info("presence: socket %s left before its connect completed; not reported", sid)
+                return result
+            if user is not None:
+                try:
+                    check_id(user, "user_id")
+                except (TypeError, ValueError) as error:
+                    self._log.error("presence: socket %s reported without a user: user_id() returned %r (%s)",
+                                    sid, user, error)
+                    user = None
+            self.connected(sid, user_id=user)
             return result
 
         async def on_disconnect(sid: str, reason: Any = None) -> Any:
@@ -702,19 +809,27 @@ class Presence:
 
     # MARK: HTTP
 
-    async def _request(self, method: str, path: str, body: str | None = None, *, ok_404: bool = False) -> tuple[int, Any]:
-        if self._session is None:
+    async def _request(self, method: str, path: str, body: str | None = None, *, ok_404: bool = False,
+                       timeout: float | None = None) -> tuple[int, Any]:
+        if self._session is None or self._session.closed:
+            if (self._closed and self._own_session) or self._session is not None:
+                raise PresenceError(0, "closed", f"{method} {path}: this Presence (or its session) is closed")
             self._session = aiohttp.ClientSession()
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
+            # raise_for_status=False whatever the session says: a 4xx must reach the handling below
+            # (as a ClientResponseError it would read as a network error and be retried forever).
             async with self._session.request(method, URL(self._base + path, encoded=True), data=body,
-                                             headers=headers, timeout=self._timeout) as response:
+                                             headers=headers, timeout=limit, raise_for_status=False) as response:
                 status = response.status
                 raw = await response.read()
         except asyncio.TimeoutError as error:
-            raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {self._timeout.total} s") from error
+            raise PresenceUnavailable(0, "timeout", f"{method} {path}: no answer within {limit.total:g} s") from error
+        except aiohttp.ClientConnectorError as error:  # not connected: nothing was sent
+            raise PresenceUnavailable(0, "connect", f"{method} {path}: {error!r}") from error
         except (aiohttp.ClientError, OSError) as error:
             raise PresenceUnavailable(0, "network", f"{method} {path}: {error!r}") from error
         try:
@@ -743,6 +858,37 @@ async def _call(handler: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def _trigger_connect(handler: Any, sid: str, environ: Mapping[str, Any], auth: Any) -> Any:
+    """A class-based namespace's connect, called as python-socketio does: without auth sent, the
+    newer signature (with auth None) first, then the legacy one (without it) after a TypeError."""
+    if auth is not None:
+        return await handler.trigger_event("connect", sid, environ, auth)
+    try:
+        return await handler.trigger_event("connect", sid, environ, None)
+    except TypeError as first:
+        try:
+            return await handler.trigger_event("connect", sid, environ)
+        except TypeError:
+            raise first from None
+
+
+def _session_alive(sio: Any, sid: str, namespace: str) -> bool:
+    """Whether the engine.io session of `sid` is still open (True when the server cannot tell)."""
+    manager = getattr(sio, "manager", None)
+    find = getattr(manager, "eio_sid_from_sid", None)
+    eio_sid = find(sid, namespace) if callable(find) else None
+    if eio_sid is None:
+        return not callable(find)
+    environ = getattr(sio, "environ", None)
+    if isinstance(environ, dict) and eio_sid not in environ:
+        return False  # python-socketio forgets it when engine.io reports the disconnect
+    sockets = getattr(getattr(sio, "eio", None), "sockets", None)
+    if isinstance(sockets, dict):
+        socket = sockets.get(eio_sid)
+        return socket is not None and not getattr(socket, "closed", False)
+    return True
 
 
 def _backoff(failures: int, cap: float) -> float:
