@@ -115,6 +115,32 @@ struct APIEndpointTests {
         }
     }
 
+    @Test("a connect reported late with the node's connectedAt does not displace a newer connection elsewhere")
+    func lateConnectOverHTTP() async throws {
+        let server = try await RedisServer.start()
+        try await withAPI(server, options: testOptions(nodeTTL: .seconds(30))) { http, _ in
+            #expect(try await http.send(.put, "/v1/nodes/a").status == .ok)
+            #expect(try await http.send(.put, "/v1/nodes/b").status == .ok)
+            let now = Date()
+            let newer = Timestamp.string(now)
+            let older = Timestamp.string(now.addingTimeInterval(-5))
+            // The client moved from node a to node b; b reports first, a's report arrives late.
+            #expect(try await http.send(.put, "/v1/nodes/b/sockets/m", json: #"{"connectedAt":"\#(newer)"}"#).status == .created)
+            let late = try await http.send(.post, "/v1/nodes/a/events", json: #"{"events":[{"type":"connect","socketId":"m","connectedAt":"\#(older)"}]}"#)
+            #expect(((late.json["results"] as? [[String: Any]])?.first?["result"] as? String) == "superseded")
+            let socket = try await http.send(.get, "/v1/sockets/m", token: readToken)
+            #expect(socket.json["nodeId"] as? String == "b")
+            #expect(socket.json["connectedAt"] as? String == newer)
+            // a's disconnect then removes nothing: the socket stays on b.
+            #expect(try await http.send(.delete, "/v1/nodes/a/sockets/m").status == .notFound)
+            #expect(try await http.send(.get, "/v1/sockets/m", token: readToken).json["nodeId"] as? String == "b")
+            // A connect with a later connectedAt, or none (the server's clock), takes the socket.
+            let moved = try await http.send(.put, "/v1/nodes/a/sockets/m")
+            #expect(moved.status == .created)
+            #expect(try await http.send(.get, "/v1/sockets/m", token: readToken).json["nodeId"] as? String == "a")
+        }
+    }
+
     @Test("a node whose heartbeats stop reads dead through the API within its TTL")
     func heartbeatsStop() async throws {
         let server = try await RedisServer.start()
@@ -210,6 +236,11 @@ struct APIEndpointTests {
                 (.get, "/v1/nodes/good/sockets?cursor=-1", nil, .badRequest, "invalid_parameter"),
                 (.get, "/v1/nodes/good/sockets?cursor=%2B5", nil, .badRequest, "invalid_parameter"),
                 (.post, "/v1/nodes/good/events", #"{"events":[{"type":"disconnect","socketId":"a","meta":5}]}"#, .badRequest, "invalid_meta"),
+                (.put, "/v1/nodes/good/sockets/s", #"{"connectedAt":"yesterday"}"#, .badRequest, "invalid_body"),
+                (.put, "/v1/nodes/good/sockets/s", #"{"connectedAt":1795772629}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"connect","socketId":"a","connectedAt":"2026-02-30T00:00:00Z"}]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"connect","socketId":"a","connectedAt":"1999-12-31T23:59:59Z"}]}"#, .badRequest, "invalid_body"),
+                (.post, "/v1/nodes/good/events", #"{"events":[{"type":"disconnect","socketId":"a","connectedAt":"2026-11-30T02:00:00.1234567Z"}]}"#, .badRequest, "invalid_body"),
                 (.get, "/v1/nope", nil, .notFound, "not_found"),
                 (.get, "/index.html", nil, .notFound, "not_found"),  // "/" is the status page
             ]

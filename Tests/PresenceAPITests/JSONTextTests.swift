@@ -39,6 +39,28 @@ struct JSONTextTests {
         #expect(Timestamp.string(Date(timeIntervalSince1970: seconds)) == expected)
     }
 
+    @Test("reported times: RFC 3339 with up to microseconds and any offset; anything else is nil", arguments: [
+        ("2026-11-30T02:00:00Z", 1_796_004_000.0),
+        ("2026-11-30T02:00:00.5Z", 1_796_004_000.5),
+        ("2026-11-30T02:00:00.123456Z", 1_796_004_000.123456),
+        ("2026-11-30t03:30:00.250+01:30", 1_796_004_000.25),
+        ("2026-11-29T21:00:00-05:00", 1_796_004_000.0),
+        ("2024-02-29T00:00:00Z", 1_709_164_800.0),
+    ])
+    func parsesReportedTimes(text: String, seconds: Double) throws {
+        let date = try #require(Timestamp.parse(text))
+        #expect(abs(date.timeIntervalSince1970 - seconds) < 1e-6)
+    }
+
+    @Test("reported times that are not RFC 3339 are refused", arguments: [
+        "", "2026-11-30", "2026-11-30T02:00:00", "2026-11-30T02:00:00.Z", "2026-11-30T02:00:00.1234567Z",
+        "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-30T24:00:00Z", "2026-11-30T02:00:00+1:00",
+        "2026-11-30 02:00:00Z", "2026-11-30T02:00:00Zjunk", "２０２６-11-30T02:00:00Z",
+    ])
+    func refusesOtherTimes(text: String) {
+        #expect(Timestamp.parse(text) == nil)
+    }
+
     @Test("timestamps outside four-digit years neither crash nor wrap", arguments: [-1e12, -62_200_000_000, 253_402_300_800, 1e13])
     func farTimestamps(seconds: Double) {
         let date = Date(timeIntervalSince1970: seconds)

@@ -43,11 +43,12 @@ struct ReportingController<Context: RequestContext>: Sendable {
     @Sendable func connect(_ request: Request, context: Context) async throws -> Response {
         let nodeID = try Parameter.id(context, "nodeId")
         let socketID = try Parameter.id(context, "socketId")
-        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["userId", "meta"])
+        let body = try await JSONBody.read(request, allowEmpty: true, allowedKeys: ["userId", "meta", "connectedAt"])
         let userID = try body.id("userId")
         let meta = try body.meta() ?? [:]
+        let now = Date()
+        let connectedAt = try JSONBody.connectedAt(body["connectedAt"], field: "connectedAt", now: now) ?? now
         let node = try await registeredNode(nodeID)
-        let connectedAt = Date()
         let outcome = try await writer.apply(nodeID: nodeID, incarnation: node.incarnation, events: [
             .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: connectedAt),
         ])[0].get()
@@ -111,7 +112,7 @@ struct ReportingController<Context: RequestContext>: Sendable {
         guard let fields = item as? [String: Any] else {
             throw APIError.badRequest("invalid_body", "events[\(index)] must be an object")
         }
-        if let unknown = fields.keys.sorted().first(where: { !["type", "socketId", "userId", "meta"].contains($0) }) {
+        if let unknown = fields.keys.sorted().first(where: { !["type", "socketId", "userId", "meta", "connectedAt"].contains($0) }) {
             throw APIError.badRequest("invalid_body", "events[\(index)] has unknown field '\(unknown.prefix(64))'")
         }
         guard let socketID = try JSONBody.id(fields["socketId"], field: "events[\(index)].socketId") else {
@@ -121,9 +122,11 @@ struct ReportingController<Context: RequestContext>: Sendable {
         switch fields["type"] as? String {
         case "connect":
             let meta = try JSONBody.meta(fields["meta"], field: "events[\(index)].meta") ?? [:]
-            return .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: now)
+            let connectedAt = try JSONBody.connectedAt(fields["connectedAt"], field: "events[\(index)].connectedAt", now: now)
+            return .connect(socketID: socketID, userID: userID, meta: meta, connectedAt: connectedAt ?? now)
         case "disconnect":
             _ = try JSONBody.meta(fields["meta"], field: "events[\(index)].meta")  // checked, then ignored
+            _ = try JSONBody.connectedAt(fields["connectedAt"], field: "events[\(index)].connectedAt", now: now)
             return .disconnect(socketID: socketID, userID: userID)
         default:
             throw APIError.badRequest("invalid_body", "events[\(index)].type must be \"connect\" or \"disconnect\"")

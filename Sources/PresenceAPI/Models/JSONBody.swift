@@ -80,6 +80,22 @@ struct JSONBody {
         return meta
     }
 
+    /// How far ahead of the server's clock a reported `connectedAt` counts: a later one counts as
+    /// this far ahead, so that a node with a fast clock cannot win every reconnect race.
+    static let connectedAtLead: TimeInterval = 60
+
+    /// An optional `connectedAt` (RFC 3339 from the year 2000 on, up to microseconds; `null` counts
+    /// as absent): when the node accepted the socket, which orders a late connect from another node
+    /// against it. A time more than ``connectedAtLead`` ahead of `now` counts as `now` plus that.
+    static func connectedAt(_ value: Any?, field: String, now: Date) throws -> Date? {
+        guard let value, !(value is NSNull) else { return nil }
+        guard let text = value as? String, !isNumber(value), text.utf8.count <= 40, let date = Timestamp.parse(text),
+              date.timeIntervalSince1970 >= 946_684_800 else {
+            throw APIError.badRequest("invalid_body", "\(field) must be an RFC 3339 timestamp from 2000 on, e.g. 2026-11-30T02:00:00.123456Z")
+        }
+        return min(date, now.addingTimeInterval(connectedAtLead))
+    }
+
     /// Foundation bridges JSON numbers and booleans to NSNumber, which a cast to String must not accept.
     static func isNumber(_ value: Any) -> Bool { value is NSNumber }
 }
