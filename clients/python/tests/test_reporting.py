@@ -450,11 +450,10 @@ def test_a_socket_that_moves_to_another_node_stays_with_the_newest_connection(pr
     run(presence, "mover-old", scenario)
 
 
-def test_an_old_nodes_connect_delayed_past_the_move_displaces_the_newer_connection(presence: PresenceServer) -> None:
-    """A documented limit (README): presence stamps connectedAt when a connect arrives, so the old
-    node's connect, held on the way until after the new node's, is the later one and wins; the old
-    node's disconnect then removes the record, and the socket reads dead until the new node's next
-    resync."""
+def test_an_old_nodes_connect_delayed_past_the_move_does_not_displace_the_newer_connection(presence: PresenceServer) -> None:
+    """Each connect carries the node's connectedAt: the old node's connect, held on the way until
+    after the new node's, is the earlier one and is superseded; the old node's disconnect then
+    removes nothing, and the socket stays on the new node throughout."""
 
     async def scenario(api: Api, old: Presence, proxy: FaultProxy) -> None:
         new = Presence(presence.url, None, "late-mover-new")
@@ -476,10 +475,11 @@ def test_an_old_nodes_connect_delayed_past_the_move_displaces_the_newer_connecti
             await registry_equals(api, {"moving": ("late-mover-new", "u")}, DELIVERY, "on the new node")
             hold.set()
             await wait_until(settled(old), DELIVERY, "the old node's connect answered")
-            await registry_equals(api, {"moving": ("late-mover-old", "u")}, 0, "displaced by the older connection")
+            assert old.stats()["superseded"] == 1
+            await registry_equals(api, {"moving": ("late-mover-new", "u")}, 0, "still on the new node")
             old.disconnected("moving")
             await wait_until(settled(old), DELIVERY, "the old node's disconnect answered")
-            await registry_equals(api, {"moving": None}, 0, "dead, though connected to the new node")
+            await registry_equals(api, {"moving": ("late-mover-new", "u")}, 0, "still on the new node after the old one's disconnect")
             assert "moving" in new.sockets and new.stats()["superseded"] == 0
         finally:
             hold.set()

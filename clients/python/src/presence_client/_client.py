@@ -175,6 +175,9 @@ class Presence:
 
         # The local truth: socket id -> (user id, meta). It bounds everything below.
         self._local: dict[str, tuple[str | None, dict[str, str] | None]] = {}
+        # When each local socket connected (RFC 3339, µs): sent with its connect, so that a connect
+        # arriving late at presence loses to a newer connection of the socket on another node.
+        self._connected_at: dict[str, str] = {}
         self._users: dict[str, int] = {}
         # Sockets whose state changed since last sent; the state itself is read from _local at send time.
         self._pending: OrderedDict[str, None] = OrderedDict()
@@ -228,6 +231,7 @@ class Presence:
         if old is not None:
             self._forget_user(old[0])
         self._local[socket_id] = (user_id, copy or None)
+        self._connected_at[socket_id] = _now_rfc3339()
         if user_id is not None:
             self._users[user_id] = self._users.get(user_id, 0) + 1
         self._rejected.discard(socket_id)
@@ -242,6 +246,7 @@ class Presence:
         if self._closed:
             return _DONE
         old = self._local.pop(socket_id, None)
+        self._connected_at.pop(socket_id, None)
         if old is not None:
             self._forget_user(old[0])
         self._rejected.discard(socket_id)
@@ -605,6 +610,8 @@ class Presence:
                 part = None
             elif state is not None:
                 event: dict[str, Any] = {"type": "connect", "socketId": socket_id}
+                if socket_id in self._connected_at:
+                    event["connectedAt"] = self._connected_at[socket_id]
                 if state[0] is not None:
                     event["userId"] = state[0]
                 if state[1]:
@@ -895,6 +902,11 @@ def _backoff(failures: int, cap: float) -> float:
     """Exponential from 50 ms up to `cap`, times 0.5-1 (jitter)."""
     pause = min(cap, _FIRST_BACKOFF * 2.0 ** min(failures - 1, 30))
     return pause * random.uniform(0.5, 1.0)
+
+
+def _now_rfc3339() -> str:
+    """This host's time now, as presence reads a reported connectedAt (UTC, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _timestamp(text: str) -> datetime:
