@@ -1,11 +1,9 @@
 // The client through failures of real processes: Redis restarted empty, `presence serve` down for
 // 5 s, the node's process SIGKILLed. Each test runs its own servers.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { createPresence } from "../index.js";
-import { api, lookupAll, memoryLogger, registryDifference, startPresence, startRedis, waitFor } from "../testing/harness.js";
+import { api, lookupAll, memoryLogger, registryDifference, spawnChildNode, startPresence, startRedis, waitFor } from "../testing/harness.js";
 
 function client(url, nodeId, heartbeatMs) {
   const logger = memoryLogger();
@@ -175,25 +173,19 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
   const heartbeatMs = 500;
   const nodeTtlMs = 2000;
   const server = await startPresence({ heartbeat: heartbeatMs / 1000, nodeTtl: nodeTtlMs / 1000 });
-  const child = spawn(process.execPath, [fileURLToPath(new URL("../testing/child-node.js", import.meta.url))], {
-    env: { ...process.env, URL: server.url, NODE_ID: "doomed", COUNT: "300", HEARTBEAT_MS: String(heartbeatMs) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise((r) => child.once("exit", r));
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "doomed", COUNT: "300", HEARTBEAT_MS: String(heartbeatMs) });
   t.after(async () => {
-    child.kill("SIGKILL");
+    child.kill();
     await server.stop();
   });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  await waitFor(() => output.includes("settled") || child.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
-  assert.ok(output.includes("settled"), `the child exited early: ${output}`);
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
   const ids = Array.from({ length: 300 }, (_, i) => `doomed-${i}`);
   assert.ok([...(await lookupAll(server.url, ids)).values()].every((a) => a.alive && a.nodeId === "doomed"));
 
   const killedAt = performance.now();
-  child.kill("SIGKILL");
-  await exited;
+  child.process.kill("SIGKILL");
+  await child.exited;
   // Dead at the last heartbeat + TTL, and the last heartbeat was at most one interval before the
   // kill: a lookup that starts later than that and still sees a socket alive is a failure. (Each
   // lookup reads the registry after it starts, so a slow poll cannot fail the test.)
@@ -211,21 +203,16 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
 test("SIGTERM: the process leaves the registry, then exits as SIGTERM would", async (t) => {
   const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
   // The child keeps the client's default signal handling.
-  const child = spawn(process.execPath, [fileURLToPath(new URL("../testing/child-node.js", import.meta.url))], {
-    env: { ...process.env, URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500" });
   t.after(async () => {
-    child.kill("SIGKILL");
+    child.kill();
     await server.stop();
   });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  await waitFor(() => output.includes("settled") || child.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 200);
-  child.kill("SIGTERM");
-  assert.deepEqual(await exited, { code: null, signal: "SIGTERM" });
+  child.process.kill("SIGTERM");
+  assert.deepEqual(await child.exited, { code: null, signal: "SIGTERM" });
   // With a 30 s node TTL, only the leave can have made them dead by now.
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 404);
   const answers = await lookupAll(server.url, Array.from({ length: 100 }, (_, i) => `terminated-${i}`));
