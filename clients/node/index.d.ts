@@ -31,11 +31,11 @@ export interface PresenceOptions {
    * its events apply in order; a second request overlaps the server's work on the first.
    */
   maxInFlight?: number;
-  /** Per-request timeout (default 10,000 ms). */
+  /** Per-request timeout, reading the answer's body included (default 10,000 ms). */
   timeoutMs?: number;
   /** How long a change waits for others to join its batch when fewer than 1,000 are pending (default 10 ms). */
   batchDelayMs?: number;
-  /** How long close() keeps retrying the leave (default 5,000 ms). */
+  /** How long close() may take in all, retrying the leave meanwhile (default 5,000 ms). */
   closeTimeoutMs?: number;
   /**
    * Signals on which the node leaves the registry, then exits as the signal would have made it

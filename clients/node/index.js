@@ -145,7 +145,7 @@ export class Presence {
       process.once(signal, handler);
       this.#signalHandlers.push([signal, handler]);
     }
-    this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+    this.#beatIn(0);
   }
 
   /** This node's id. */
@@ -174,7 +174,7 @@ export class Presence {
         this.connected(socket.id, { userId: user, meta: meta?.(socket) });
         socket.on("disconnect", () => this.disconnected(socket.id));
       } catch (error) {
-        this.#logger.error(`presence: socket ${socket.id} not reported: ${error.message}`);
+        this.#log("error", `presence: socket ${socket.id} not reported: ${error.message}`);
       }
     };
     const namespace = io.sockets instanceof Map ? io : io.sockets;
@@ -298,29 +298,42 @@ export class Presence {
   }
 
   async #leave() {
+    // Bounded as a whole: waiting for the requests under way counts against closeTimeoutMs too.
+    const deadline = performance.now() + this.#closeTimeoutMs;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
     clearTimeout(this.#heartbeatTimer);
     for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
     this.#abort.abort();
-    await Promise.allSettled([...this.#requests, this.#heartbeatInFlight]);
-    const deadline = Date.now() + this.#closeTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      let status;
-      try {
-        const response = await this.#request("DELETE", this.#nodePath, undefined, this.#writeToken, null,
-          Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
-        status = response.status;
-        if (status === 204 || status === 404) return true;
-        await response.body?.cancel();
-      } catch (error) {
-        status = error.message;
+    try {
+      // Aborted, they end at once (a request is raced against its abort, whatever fetch does).
+      let timer;
+      await Promise.race([
+        Promise.allSettled([...this.#requests, this.#heartbeatInFlight]),
+        new Promise((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+      for (let attempt = 0; ; attempt++) {
+        let status;
+        const left = deadline - performance.now();
+        if (left > 0) {
+          try {
+            ({ status } = await this.#request("DELETE", this.#nodePath, undefined, this.#writeToken, { timeoutMs: Math.max(1, Math.min(this.#timeoutMs, left)) }));
+            if (status === 204 || status === 404) return true;
+          } catch (error) {
+            status = error.message;
+          }
+        }
+        const pause = backoff(attempt, 1000);
+        if (left <= 0 || !(typeof status !== "number" || retryable(status)) || performance.now() + pause > deadline) {
+          this.#log("error", `presence: leaving the registry failed (${status ?? "no time left"}); the node's sockets read dead after its TTL`);
+          return false;
+        }
+        await sleep(pause, true); // referenced: a process awaiting close() does not exit in the pause
       }
-      if (!(typeof status !== "number" || retryable(status)) || Date.now() + backoff(attempt, 1000) > deadline) {
-        this.#logger.error(`presence: leaving the registry failed (${status}); the node's sockets read dead after its TTL`);
-        return false;
-      }
-      await sleep(backoff(attempt, 1000));
+    } catch (error) {
+      this.#log("error", `presence: leaving the registry failed: ${error?.message ?? error}`);
+      return false;
     }
   }
 
@@ -333,6 +346,13 @@ export class Presence {
 
   // MARK: heartbeat
 
+  #beatIn(ms) {
+    clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = later(() => {
+      this.#heartbeat().catch((error) => this.#log("error", `presence: heartbeat: ${error?.stack ?? error}`));
+    }, Math.max(0, ms));
+  }
+
   async #heartbeat() {
     if (this.#closed) return;
     const sentAt = performance.now();
@@ -344,9 +364,9 @@ export class Presence {
       const incarnation = this.#incarnation;
       this.#counters.heartbeats++;
       try {
-        const response = await this.#request("PUT", this.#nodePath, body, this.#writeToken, this.#abort.signal);
-        if (response.status !== 200) throw await answerError(response);
-        const answer = await response.json();
+        const { status, body: answer } = await this.#request("PUT", this.#nodePath, body, this.#writeToken, { signal: this.#abort.signal });
+        if (status !== 200) throw answerError(status, answer);
+        if (typeof answer !== "object" || answer === null) throw new PresenceError("the heartbeat's answer is not JSON", { status });
         this.#heartbeatAnswered(answer, sentAt, incarnation);
         // Not registered yet (answered for an older incarnation, or sent before the registry was
         // found to have lost the node): again at once.
@@ -363,7 +383,7 @@ export class Presence {
     this.#heartbeatInFlight = beat;
     await beat;
     this.#heartbeatInFlight = null;
-    if (!this.#closed) this.#heartbeatTimer = later(() => this.#heartbeat(), Math.max(0, delay));
+    if (!this.#closed) this.#beatIn(delay);
   }
 
   #heartbeatAnswered(answer, sentAt, incarnation) {
@@ -381,7 +401,7 @@ export class Presence {
     if (this.#resyncWanted) {
       this.#resyncWanted = false;
       if (this.#everRegistered) {
-        this.#logger.warn(`presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
+        this.#log("warn", `presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
       }
       this.#startResync(this.#everRegistered);
     }
@@ -402,7 +422,7 @@ export class Presence {
       this.#registered = false;
       for (const id of this.#remote.keys()) if (!this.#busy.has(id)) this.#remote.delete(id);
       for (const id of this.#dirty) if (!this.#local.has(id) && !this.#remote.has(id)) this.#dirty.delete(id);
-      this.#logger.warn(`presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
+      this.#log("warn", `presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
     }
   }
 
@@ -509,7 +529,12 @@ export class Presence {
     }
     this.#counters.eventRequests++;
     this.#counters.eventsSent += batch.ids.length;
-    const request = this.#post(batch).finally(() => {
+    const request = this.#post(batch).catch((error) => {
+      // A defect here must not become an unhandled rejection (which ends the process): the batch
+      // goes again.
+      this.#log("error", `presence: events request: ${error?.stack ?? error}`);
+      if (!this.#closed) this.#retryLater(batch, error);
+    }).finally(() => {
       this.#requests.delete(request);
       for (const id of batch.ids) this.#busy.delete(id);
       this.#kick();
@@ -520,37 +545,32 @@ export class Presence {
   }
 
   async #post(batch) {
-    let response;
+    let status;
+    let answer;
     try {
-      response = await this.#request("POST", `${this.#nodePath}/events`, batch.body, this.#writeToken, this.#abort.signal);
+      ({ status, body: answer } = await this.#request("POST", `${this.#nodePath}/events`, batch.body, this.#writeToken, { signal: this.#abort.signal }));
     } catch (error) {
       if (this.#closed) return;
       return this.#retryLater(batch, error);
     }
-    if (response.status === 200) {
-      let results;
-      try {
-        ({ results } = await response.json());
-      } catch (error) {
-        return this.#retryLater(batch, error);
-      }
-      this.#accepted(batch, results);
+    if (this.#closed) return;
+    if (status === 200) {
+      if (!Array.isArray(answer?.results)) return this.#retryLater(batch, new PresenceError("the events answer holds no results", { status }));
+      this.#accepted(batch, answer.results);
       return;
     }
-    const error = await answerError(response);
-    if (this.#closed) return;
-    if (response.status === 404 && error.code === "node_not_found") {
+    const error = answerError(status, answer);
+    if (status === 404 && error.code === "node_not_found") {
       // The registry lost the node (Redis restarted, or it was removed): register, then resync.
       this.#redirty(batch);
       this.#registered = false;
       this.#resyncWanted = true;
       this.#lostAt = performance.now();
       this.#eventsRetryAt = this.#lostAt + backoff(this.#eventsFailures++, this.#heartbeatMs);
-      clearTimeout(this.#heartbeatTimer);
-      if (!this.#heartbeatInFlight) this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+      if (!this.#heartbeatInFlight) this.#beatIn(0);
       return;
     }
-    if (retryable(response.status) || isConfigurationError(error)) return this.#retryLater(batch, error);
+    if (retryable(status) || isConfigurationError(error)) return this.#retryLater(batch, error);
     this.#refused(batch, error);
   }
 
@@ -597,14 +617,14 @@ export class Presence {
     const index = /^events\[(\d+)\]/.exec(error.message)?.[1];
     if (error.status === 400 && index !== undefined && Number(index) < batch.ids.length) {
       const id = batch.ids[Number(index)];
-      this.#logger.error(`presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
+      this.#log("error", `presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
       this.#counters.eventsDropped++;
       if (this.#local.has(id)) this.#rejected.add(id);
       if (this.#remote.get(id) === UNKNOWN) this.#remote.delete(id);
       this.#redirty({ ids: batch.ids.filter((_, i) => i !== Number(index)) });
       return;
     }
-    this.#logger.error(`presence: a batch of ${batch.ids.length} events was refused and dropped: ${error.message}`);
+    this.#log("error", `presence: a batch of ${batch.ids.length} events was refused and dropped: ${error.message}`);
     this.#counters.eventsDropped += batch.ids.length;
   }
 
@@ -621,48 +641,81 @@ export class Presence {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
     if (refused) {
-      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
+      this.#log("error", `presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
     } else {
-      this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
+      this.#log("warn", `presence: ${what} failed, retrying: ${describe(error)}`);
     }
   }
 
   #recovered(what) {
-    if (this.#failing.delete(what)) this.#logger.warn(`presence: ${what} recovered`);
+    if (this.#failing.delete(what)) this.#log("warn", `presence: ${what} recovered`);
+  }
+
+  /** Logs through the configured logger; a logger that throws does not break reporting. */
+  #log(level, message) {
+    try {
+      this.#logger[level]?.(message);
+    } catch {}
   }
 
   async #query(method, path, body) {
-    let response;
+    let status;
+    let answer;
     try {
-      response = await this.#request(method, path, body === undefined ? undefined : JSON.stringify(body), this.#readToken, null);
+      ({ status, body: answer } = await this.#request(method, path, body === undefined ? undefined : JSON.stringify(body), this.#readToken));
     } catch (error) {
       throw new PresenceError(`presence: ${method} ${path} failed: ${error.message}`, { cause: error });
     }
-    if (response.status === 200 || (response.status === 404 && path.startsWith("/v1/sockets/"))) {
-      const answer = await response.json();
-      if (response.status === 200 || answer.alive === false) return answer;
-      throw new PresenceError(`presence: ${method} ${path}: 404`, { status: 404, code: answer.error?.code });
-    }
-    throw await answerError(response);
+    if (status === 200 && typeof answer === "object" && answer !== null) return answer;
+    // A socket that is not alive: 404 with {socketId, alive: false}.
+    if (status === 404 && answer?.alive === false && path.startsWith("/v1/sockets/")) return answer;
+    if (status === 200) throw new PresenceError(`presence: ${method} ${path}: the answer is not JSON`, { status });
+    throw answerError(status, answer);
   }
 
-  async #request(method, path, body, token, signal, timeoutMs = this.#timeoutMs) {
+  /**
+   * One exchange, its body read whole within the timeout (an answer whose body stalls cannot hold
+   * a request forever), and ended at once by `signal` even when a custom fetch ignores its own.
+   * @returns {Promise<{status: number, body: any}>} `body`: the parsed JSON, undefined when none
+   */
+  async #request(method, path, body, token, { signal, timeoutMs = this.#timeoutMs } = {}) {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = () => controller.abort(new Error("closed"));
-    signal?.addEventListener("abort", onAbort);
+    let timer;
+    let onAbort;
+    const ended = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new Error(`no answer within ${timeoutMs} ms`);
+        controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+      onAbort = () => {
+        const error = new Error("closed");
+        controller.abort(error);
+        reject(error);
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort);
+    });
     const headers = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (token) headers.authorization = `Bearer ${token}`;
-    try {
-      return await this.#fetch(this.#url + path, {
+    const exchange = (async () => {
+      const response = await this.#fetch(this.#url + path, {
         method,
         headers,
         body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
         signal: controller.signal,
       });
-    } catch (error) {
-      throw controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : error;
+      const text = await response.text();
+      let parsed;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {}
+      return { status: response.status, body: parsed };
+    })();
+    exchange.catch(() => {}); // it may lose the race; its rejection is then nobody's
+    try {
+      return await Promise.race([exchange, ended]);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -676,17 +729,10 @@ function describe(error) {
 }
 
 /** An error answer as a PresenceError (code and message from its JSON body when it has one). */
-async function answerError(response) {
-  let code;
-  let message = `HTTP ${response.status}`;
-  try {
-    const body = await response.json();
-    if (body?.error) {
-      code = body.error.code;
-      message = body.error.message;
-    }
-  } catch {}
-  return new PresenceError(message, { status: response.status, code });
+function answerError(status, body) {
+  const code = typeof body?.error?.code === "string" ? body.error.code : undefined;
+  const message = typeof body?.error?.message === "string" ? body.error.message : `HTTP ${status}`;
+  return new PresenceError(message, { status, code });
 }
 
 /** 408, 429, 5xx: try again later. */
@@ -711,8 +757,9 @@ function later(fn, ms) {
   return timer;
 }
 
-function sleep(ms) {
-  return new Promise((resolve) => later(resolve, ms));
+/** A pause; `referenced` keeps the process alive meanwhile (close() is work the caller awaits). */
+function sleep(ms, referenced = false) {
+  return new Promise((resolve) => (referenced ? setTimeout(resolve, ms) : later(resolve, ms)));
 }
 
 function utf8Bytes(text) {

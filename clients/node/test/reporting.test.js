@@ -178,6 +178,72 @@ test("with two requests in flight, a socket's events still apply in order", asyn
   assert.ok(presence.stats().eventRequests >= 3, "connects, the others, then the disconnects");
 });
 
+test("an answer whose body stalls counts as no answer: the batch goes again once the timeout passes", async () => {
+  let stalled = 0;
+  const fetchStalling = async (url, init) => {
+    const response = await fetch(url, init);
+    if (url.endsWith("/events") && stalled === 0) {
+      stalled++;
+      await response.body?.cancel();
+      // The headers, then a body that never ends and ignores the abort.
+      return new Response(new ReadableStream({ start() {} }), { status: 200, headers: { "content-type": "application/json" } });
+    }
+    return response;
+  };
+  const timeoutMs = 300;
+  const { presence } = client("stalled-body", { fetch: fetchStalling, timeoutMs });
+  const ids = Array.from({ length: 20 }, (_, i) => `stalled-${i}`);
+  for (const id of ids) presence.connected(id);
+  await settled(presence);
+  assert.equal(stalled, 1, "one answer stalled");
+  assert.ok(presence.stats().failedRequests >= 1, "the stalled answer counted as a failed request");
+  assert.equal(await registryDifference(server.url, "stalled-body", ids), "");
+});
+
+test("close() returns within closeTimeoutMs even when no request ever ends", async () => {
+  let blackhole = false;
+  // A fetch that never settles and ignores its abort signal once `blackhole` is set.
+  const fetchBlackholing = (url, init) => (blackhole ? new Promise(() => {}) : fetch(url, init));
+  const closeTimeoutMs = 500;
+  const { presence } = client("blackholed", { fetch: fetchBlackholing, closeTimeoutMs });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  blackhole = true;
+  presence.connected("blackholed-1");
+  await waitFor(() => presence.stats().inFlight === 1, { timeoutMs: settleTimeout, what: "an events request under way" });
+  const started = performance.now();
+  let hung;
+  const outcome = await Promise.race([presence.close(), new Promise((r) => (hung = setTimeout(() => r("hung"), closeTimeoutMs + 10 * HEARTBEAT_MS)))]);
+  clearTimeout(hung);
+  const elapsed = performance.now() - started;
+  assert.equal(outcome, false, "close() resolved, unconfirmed");
+  assert.ok(elapsed < closeTimeoutMs + HEARTBEAT_MS, `close() took ${elapsed.toFixed(0)} ms`);
+});
+
+test("an events answer the client cannot read is retried, never an unhandled rejection", async (t) => {
+  const rejections = [];
+  const onRejection = (reason) => rejections.push(reason);
+  process.on("unhandledRejection", onRejection);
+  t.after(() => process.off("unhandledRejection", onRejection));
+  const odd = ["{}", "<html>proxy</html>"];
+  let served = 0;
+  const fetchOdd = async (url, init) => {
+    const response = await fetch(url, init);
+    if (url.endsWith("/events") && served < odd.length) {
+      await response.body?.cancel();
+      return new Response(odd[served++], { status: 200 });
+    }
+    return response;
+  };
+  const { presence } = client("odd-answers", { fetch: fetchOdd });
+  const ids = Array.from({ length: 20 }, (_, i) => `odd-${i}`);
+  for (const id of ids) presence.connected(id, { userId: "u" });
+  await settled(presence);
+  assert.equal(served, odd.length, "both odd answers were served");
+  assert.deepEqual(rejections, []);
+  assert.equal(presence.stats().eventsDropped, 0);
+  assert.equal(await registryDifference(server.url, "odd-answers", ids), "");
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
