@@ -98,7 +98,7 @@ export interface PresenceStats {
   eventsSent: number;
   /** Events in 200 answers. */
   eventsAccepted: number;
-  /** Events refused by the server and dropped. */
+  /** Events refused by the server (a 400 naming the event's socket id) and dropped. */
   eventsDropped: number;
   /** Connects the registry ignored because the socket connected later on another node. */
   superseded: number;

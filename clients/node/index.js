@@ -8,8 +8,10 @@
 import { randomUUID } from "node:crypto";
 
 const MAX_EVENTS = 1000;
-// The server refuses bodies over 1 MiB; a batch of large meta maps stops short of that.
+// The server refuses bodies over 1 MiB; a batch of large meta maps stops short of that (and
+// shorter once a 413 shows something in between allows less).
 const MAX_BODY_BYTES = 1_000_000;
+const MIN_BODY_BYTES = 1024;
 const ID_MAX_BYTES = 256;
 const META_MAX_ENTRIES = 16;
 const META_KEY_MAX_BYTES = 64;
@@ -63,6 +65,7 @@ export class Presence {
   #batchDelayMs;
   #closeTimeoutMs;
   #maxInFlight;
+  #maxBodyBytes = MAX_BODY_BYTES;
   #incarnation = randomUUID();
 
   // Local truth.
@@ -375,7 +378,7 @@ export class Presence {
         if (this.#closed) return;
         this.#counters.failedRequests++;
         // Any other 4xx refuses this node's id, address or meta: as wrong as a bad token.
-        const refused = error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status);
+        const refused = isRefusal(error);
         this.#heartbeatFailed(error, refused);
         delay = refused ? this.#heartbeatMs : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
       }
@@ -468,14 +471,15 @@ export class Presence {
     const connects = [];
     let bytes = 16;
     const add = (id, socket) => {
-      const user = socket ? socket.userId : this.#remote.get(id);
+      // A user id or meta map the server refused is left out (the socket is reported without it).
+      const user = socket ? (socket.userRefused ? null : socket.userId) : this.#remote.get(id);
       let text = socket ? `{"type":"connect","socketId":${JSON.stringify(id)}` : `{"type":"disconnect","socketId":${JSON.stringify(id)}`;
       if (user !== null && user !== UNKNOWN && user !== undefined) text += `,"userId":${JSON.stringify(user)}`;
-      if (socket?.meta) text += `,"meta":${JSON.stringify(socket.meta)}`;
+      if (socket?.meta && !socket.metaRefused) text += `,"meta":${JSON.stringify(socket.meta)}`;
       text += "}";
       // 1,000 events of up to 300 characters stay under the limit even at 3 bytes a character.
       const size = (text.length <= 300 ? text.length * 3 : Buffer.byteLength(text)) + 1;
-      if (ids.length > 0 && bytes + size > MAX_BODY_BYTES) return false;
+      if (ids.length > 0 && bytes + size > this.#maxBodyBytes) return false;
       bytes += size;
       parts.push(text);
       ids.push(id);
@@ -570,8 +574,13 @@ export class Presence {
       if (!this.#heartbeatInFlight) this.#beatIn(0);
       return;
     }
-    if (retryable(status) || isConfigurationError(error)) return this.#retryLater(batch, error);
-    this.#refused(batch, error);
+    // Only a 400 naming one of the batch's events refuses that event; any other answer (a token,
+    // a URL or a proxy in the way, a body too large for something in between) refuses nothing
+    // for good: the batch goes again.
+    const index = status === 400 ? /^events\[(\d+)\]/.exec(error.message)?.[1] : undefined;
+    if (index !== undefined && Number(index) < batch.ids.length) return this.#refused(batch, error, Number(index));
+    if (status === 413) this.#shrink(batch);
+    this.#retryLater(batch, error);
   }
 
   #accepted(batch, results) {
@@ -584,7 +593,7 @@ export class Presence {
       const result = results[i]?.result;
       if (batch.connects[i]) {
         if (result === "created" || result === "updated") {
-          if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userId ?? null);
+          if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userRefused ? null : batch.connects[i].userId ?? null);
         } else if (result === "superseded") {
           // A later connection of this socket on another node stands: nothing of ours to remove.
           this.#counters.superseded++;
@@ -601,7 +610,7 @@ export class Presence {
     this.#failed("events", error);
     this.#redirty(batch);
     // At most a heartbeat interval apart: presence back is noticed within one.
-    const delay = isConfigurationError(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
+    const delay = isRefusal(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
     this.#eventsRetryAt = performance.now() + delay;
   }
 
@@ -612,20 +621,37 @@ export class Presence {
     }
   }
 
-  /** A refused batch (4xx): the event it names is dropped for good, the others go again. */
-  #refused(batch, error) {
-    const index = /^events\[(\d+)\]/.exec(error.message)?.[1];
-    if (error.status === 400 && index !== undefined && Number(index) < batch.ids.length) {
-      const id = batch.ids[Number(index)];
+  /**
+   * A 400 naming `events[index]` (the server applied none of the batch). A refused user id or
+   * meta map is left out from then on, the socket still reported; any other refusal drops that
+   * event, and its socket is not sent again until it changes. The others go again at once.
+   */
+  #refused(batch, error, index) {
+    const id = batch.ids[index];
+    const sent = batch.connects[index];
+    const field = /^events\[\d+\]\.(\w+)/.exec(error.message)?.[1];
+    if (field === "userId" || field === "meta") {
+      this.#log("error", `presence: socket ${JSON.stringify(id)}: its ${field} was refused, reported without it: ${error.message}`);
+      if (sent && this.#local.get(id) === sent) sent[field === "userId" ? "userRefused" : "metaRefused"] = true;
+      else if (!sent && field === "userId") this.#remote.set(id, UNKNOWN); // a disconnect, sent without the user
+    } else {
       this.#log("error", `presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
       this.#counters.eventsDropped++;
       if (this.#local.has(id)) this.#rejected.add(id);
-      if (this.#remote.get(id) === UNKNOWN) this.#remote.delete(id);
-      this.#redirty({ ids: batch.ids.filter((_, i) => i !== Number(index)) });
-      return;
+      // An id the registry refuses it cannot hold; a refused disconnect is not sent again.
+      if (field === "socketId" || !sent) this.#remote.delete(id);
     }
-    this.#log("error", `presence: a batch of ${batch.ids.length} events was refused and dropped: ${error.message}`);
-    this.#counters.eventsDropped += batch.ids.length;
+    this.#redirty(batch);
+  }
+
+  /** A 413: something between here and presence allows smaller bodies; batches shrink to half this one. */
+  #shrink(batch) {
+    const size = Buffer.byteLength(batch.body);
+    const limit = Math.max(MIN_BODY_BYTES, Math.floor(Math.min(this.#maxBodyBytes, size) / 2));
+    if (limit < this.#maxBodyBytes) {
+      this.#maxBodyBytes = limit;
+      this.#log("warn", `presence: a body of ${size} bytes was refused as too large (413); batches are kept under ${limit} bytes from now on`);
+    }
   }
 
   // MARK: plumbing
@@ -637,11 +663,11 @@ export class Presence {
     else this.#users.delete(userId);
   }
 
-  #failed(what, error, refused = isConfigurationError(error)) {
+  #failed(what, error, refused = isRefusal(error)) {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
     if (refused) {
-      this.#log("error", `presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
+      this.#log("error", `presence: ${what} refused (${error.status}${error.code ? ` ${error.code}` : ""}: ${error.message}): check the configuration (token, URL, node id, address, meta) and any proxy in between; retrying every heartbeat interval`);
     } else {
       this.#log("warn", `presence: ${what} failed, retrying: ${describe(error)}`);
     }
@@ -740,9 +766,12 @@ function retryable(status) {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** 401, 403, 421: the token or URL is wrong; events are retried at the slowest pace, never dropped. */
-function isConfigurationError(error) {
-  return error instanceof PresenceError && (error.status === 401 || error.status === 403 || error.status === 421);
+/**
+ * A 4xx other than 408, 429 and 413: a wrong token, URL, node id, or a proxy in the way. Nothing
+ * is dropped for it: retried at the slowest pace (a heartbeat interval), logged as an error.
+ */
+function isRefusal(error) {
+  return error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status) && error.status !== 413;
 }
 
 /** Exponential backoff with jitter: a random delay in [½, 1] of min(cap, 100 ms × 2^attempt). */

@@ -119,6 +119,60 @@ test("an event the server refuses is dropped alone and the queue goes on", async
   assert.equal(presence.stats().rejected, 0);
 });
 
+test("a user id or meta map the server refuses: the socket is still reported, without it", async () => {
+  const { presence, logger } = client("refused-fields");
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  // U+0378 is unassigned: the client leaves that rule to the server, which refuses the event (400).
+  presence.connected("bad-user", { userId: "user-\u0378", meta: { room: "a" } });
+  presence.connected("bad-meta", { userId: "u", meta: { room: "x\u0378" } });
+  presence.connected("fine", { userId: "u" });
+  await settled(presence);
+  const badUser = await presence.socket("bad-user");
+  assert.equal(badUser.alive, true);
+  assert.equal(badUser.userId, null);
+  assert.deepEqual(badUser.meta, { room: "a" });
+  const badMeta = await presence.socket("bad-meta");
+  assert.equal(badMeta.alive, true);
+  assert.equal(badMeta.userId, "u");
+  assert.deepEqual(badMeta.meta, {});
+  assert.equal(presence.stats().eventsDropped, 0);
+  assert.match(logger.lines.join("\n"), /error: presence: socket "bad-user": its userId was refused/);
+  assert.match(logger.lines.join("\n"), /error: presence: socket "bad-meta": its meta was refused/);
+  presence.disconnected("bad-user");
+  presence.disconnected("bad-meta");
+  await settled(presence);
+  assert.equal(await registryDifference(server.url, "refused-fields", ["fine"], ["bad-user", "bad-meta"]), "");
+});
+
+test("only a 400 naming an event drops anything: a proxy's 404, 403 and 413 are retried until the reports land", async () => {
+  const limit = 8000; // the proxy's body limit
+  const refusals = [404, 403]; // its answers to the first events requests (a route it does not know, a rule)
+  let largest = 0;
+  let tooLarge = 0;
+  const fetchThroughProxy = async (url, init) => {
+    if (url.endsWith("/events")) {
+      if (refusals.length) return new Response("<html>refused</html>", { status: refusals.shift(), headers: { "content-type": "text/html" } });
+      const size = Buffer.byteLength(init.body);
+      if (size > limit) {
+        tooLarge++;
+        return new Response("<html>too large</html>", { status: 413, headers: { "content-type": "text/html" } });
+      }
+      largest = Math.max(largest, size);
+    }
+    return fetch(url, init);
+  };
+  const { presence, logger } = client("proxied", { fetch: fetchThroughProxy });
+  const ids = Array.from({ length: 300 }, (_, i) => `proxied-${i}`);
+  ids.forEach((id, i) => presence.connected(id, { userId: `user-${i}`, meta: { room: "r".repeat(50) } }));
+  await settled(presence);
+  assert.deepEqual(refusals, [], "both refusals were served");
+  assert.ok(tooLarge >= 1, "a batch over the proxy's limit was refused");
+  assert.ok(largest <= limit, `a body of ${largest} bytes went through`);
+  assert.equal(presence.stats().eventsDropped, 0);
+  assert.equal(await registryDifference(server.url, "proxied", ids), "");
+  assert.match(logger.lines.join("\n"), /error: presence: events refused \(404: HTTP 404\): check the configuration/);
+});
+
 test("a resync while a batch is in flight sends that batch's sockets again", async () => {
   // The server applies the batch; its answer is held back while the registry loses the node and
   // the next heartbeat asks for every socket.
