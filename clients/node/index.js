@@ -90,6 +90,7 @@ export class Presence {
   #resyncWanted = false;
   #nodeTtlMs = 0;
   #rotatedThisOutage = false;
+  #warnedTtl = false;
 
   #requests = new Set(); // events requests under way
   #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
@@ -356,6 +357,11 @@ export class Presence {
     }, Math.max(0, ms));
   }
 
+  /**
+   * One heartbeat. Heartbeats go at a fixed rate, each an interval after the previous one was
+   * *sent*, and none waits longer than an interval for its answer: a request lost on the way can
+   * cost one beat, never the node's TTL (which is a few intervals).
+   */
   async #heartbeat() {
     if (this.#closed) return;
     const sentAt = performance.now();
@@ -367,13 +373,14 @@ export class Presence {
       const incarnation = this.#incarnation;
       this.#counters.heartbeats++;
       try {
-        const { status, body: answer } = await this.#request("PUT", this.#nodePath, body, this.#writeToken, { signal: this.#abort.signal });
+        const { status, body: answer } = await this.#request("PUT", this.#nodePath, body, this.#writeToken,
+          { signal: this.#abort.signal, timeoutMs: Math.min(this.#timeoutMs, this.#heartbeatMs) });
         if (status !== 200) throw answerError(status, answer);
         if (typeof answer !== "object" || answer === null) throw new PresenceError("the heartbeat's answer is not JSON", { status });
         this.#heartbeatAnswered(answer, sentAt, incarnation);
         // Not registered yet (answered for an older incarnation, or sent before the registry was
         // found to have lost the node): again at once.
-        delay = this.#registered ? this.#heartbeatMs - (performance.now() - sentAt) : 0;
+        delay = this.#registered ? this.#heartbeatMs : 0;
       } catch (error) {
         if (this.#closed) return;
         this.#counters.failedRequests++;
@@ -386,7 +393,8 @@ export class Presence {
     this.#heartbeatInFlight = beat;
     await beat;
     this.#heartbeatInFlight = null;
-    if (!this.#closed) this.#beatIn(delay);
+    // From when this one was sent: one that timed out after an interval is followed at once.
+    if (!this.#closed) this.#beatIn(delay - (performance.now() - sentAt));
   }
 
   #heartbeatAnswered(answer, sentAt, incarnation) {
@@ -398,6 +406,10 @@ export class Presence {
     const ttl = Date.parse(answer.expiresAt) - Date.parse(answer.lastHeartbeatAt);
     if (ttl > 0) this.#nodeTtlMs = ttl;
     if (this.#configuredHeartbeatMs === undefined && answer.heartbeatIntervalMs > 0) this.#heartbeatMs = answer.heartbeatIntervalMs;
+    if (ttl > 0 && this.#heartbeatMs >= ttl && !this.#warnedTtl) {
+      this.#warnedTtl = true;
+      this.#log("error", `presence: heartbeatMs ${this.#heartbeatMs} is not shorter than the node TTL (${ttl} ms): the node expires between heartbeats; use the server's advice (leave heartbeatMs unset) or a third of the TTL`);
+    }
     if (answer.resyncRequired) this.#resyncWanted = true;
     // Sent before an events request found the node gone: a later answer registers it.
     if (sentAt < this.#lostAt) return;

@@ -298,6 +298,44 @@ test("an events answer the client cannot read is retried, never an unhandled rej
   assert.equal(await registryDifference(server.url, "odd-answers", ids), "");
 });
 
+test("a heartbeat that never gets an answer costs one beat, not the node: the next goes an interval after it was sent", async () => {
+  // The server's node TTL is 4 heartbeats; the client's request timeout (default 10 s) is longer.
+  let blackholeNext = false;
+  const beats = []; // {sentAt, status}
+  const fetchLosingOne = async (url, init) => {
+    if (init.method !== "PUT") return fetch(url, init);
+    const beat = { sentAt: performance.now(), status: undefined };
+    beats.push(beat);
+    if (blackholeNext) {
+      blackholeNext = false;
+      beat.status = "lost";
+      return new Promise(() => {}); // no answer ever, whatever the abort signal says
+    }
+    const response = await fetch(url, init);
+    const text = await response.text();
+    beat.status = JSON.parse(text).status;
+    return new Response(text, { status: response.status, headers: response.headers });
+  };
+  const { presence } = client("lost-beat", { fetch: fetchLosingOne });
+  presence.connected("lost-beat-1");
+  await settled(presence);
+  blackholeNext = true;
+  await waitFor(() => beats.some((b) => b.status === "lost"), { timeoutMs: settleTimeout, what: "a heartbeat to be lost" });
+  const lost = beats.findIndex((b) => b.status === "lost");
+  await waitFor(() => beats[lost + 1]?.status, { timeoutMs: settleTimeout, what: "the heartbeat after the lost one to be answered" });
+  const gap = beats[lost + 1].sentAt - beats[lost].sentAt;
+  assert.equal(beats[lost + 1].status, "ok", `the node expired meanwhile (the next heartbeat went ${gap.toFixed(0)} ms after the lost one)`);
+  assert.ok(gap < 2 * HEARTBEAT_MS, `the next heartbeat went ${gap.toFixed(0)} ms after the lost one`);
+  assert.equal(presence.stats().resyncs, 1, "no resync: the registry never lost the node");
+  assert.equal(presence.stats().incarnations, 1);
+});
+
+test("a heartbeat interval not shorter than the node TTL is logged as an error", async () => {
+  const { presence, logger } = client("slow-beat", { heartbeatMs: NODE_TTL_S * 1000 + 500 });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  assert.match(logger.lines.join("\n"), /error: presence: heartbeatMs 2500 is not shorter than the node TTL \(2000 ms\)/);
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
