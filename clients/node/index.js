@@ -95,6 +95,7 @@ export class Presence {
   #requests = new Set(); // events requests under way
   #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
   #flushTimer = null;
+  #flushAt = 0;
   #eventsFailures = 0;
   #eventsRetryAt = 0;
   #heartbeatTimer = null;
@@ -422,6 +423,10 @@ export class Presence {
     }
     this.#everRegistered = true;
     this.#registered = true;
+    // Presence answers: events waiting out a backoff go now (spread over a tenth of an interval,
+    // so that a fleet recovering at once does not send at once), not up to an interval later.
+    const now = performance.now();
+    if (this.#eventsRetryAt > now) this.#eventsRetryAt = now + Math.random() * Math.min(this.#eventsRetryAt - now, this.#heartbeatMs / 10);
     this.#kick();
   }
 
@@ -452,8 +457,13 @@ export class Presence {
 
   // MARK: events
 
+  /**
+   * Sends now, or arms the timer for when the next batch is due. A timer already armed for later
+   * (a paced resync's next batch, a backoff that a success or a heartbeat has since cut short) is
+   * armed again for the earlier time: a change never waits behind it.
+   */
   #kick() {
-    if (this.#closed || this.#requests.size >= this.#maxInFlight || this.#flushTimer || !this.#registered) return;
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || !this.#registered) return;
     const now = performance.now();
     let at;
     if (this.#dirty.size > 0) {
@@ -464,10 +474,16 @@ export class Presence {
       return;
     }
     at = Math.max(at, this.#eventsRetryAt);
+    if (this.#flushTimer) {
+      if (this.#flushAt <= at) return;
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
+    }
     if (at <= now) {
       this.#send(); // a timer would cost a millisecond per batch
       return;
     }
+    this.#flushAt = at;
     this.#flushTimer = later(() => {
       this.#flushTimer = null;
       // A timer may fire a little before performance.now() reaches `at` (the event loop's clock

@@ -336,6 +336,85 @@ test("a heartbeat interval not shorter than the node TTL is logged as an error",
   assert.match(logger.lines.join("\n"), /error: presence: heartbeatMs 2500 is not shorter than the node TTL \(2000 ms\)/);
 });
 
+test("a change made while a paced resync waits to start goes out at once, not behind it", async (t) => {
+  // The heartbeat answer after `forceResync` is set asks for a resync, as after Redis lost its state.
+  let forceResync = false;
+  const bodies = [];
+  const sentAt = [];
+  const fetchForcing = async (url, init) => {
+    if (url.endsWith("/events")) {
+      bodies.push(JSON.parse(init.body).events.map((event) => event.socketId));
+      sentAt.push(performance.now());
+    }
+    const response = await fetch(url, init);
+    if (init.method !== "PUT" || !forceResync) return response;
+    forceResync = false;
+    const answer = { ...(await response.json()), status: "new", resyncRequired: true };
+    return new Response(JSON.stringify(answer), { status: 200, headers: { "content-type": "application/json" } });
+  };
+  const random = Math.random;
+  Math.random = () => 0.999; // the resync's random delay at its longest: a quarter interval
+  t.after(() => (Math.random = random));
+  const heartbeatMs = 1200;
+  const { presence } = client("resync-first", { fetch: fetchForcing, heartbeatMs });
+  const ids = Array.from({ length: 200 }, (_, i) => `resync-first-${i}`);
+  for (const id of ids) presence.connected(id);
+  await settled(presence);
+  forceResync = true;
+  await waitFor(() => presence.stats().resyncs === 2, { timeoutMs: settleTimeout, intervalMs: 5, what: "the forced resync" });
+  const sent = bodies.length;
+  assert.equal(presence.stats().resyncLeft, ids.length, "the resync waits out its delay (a quarter interval)");
+  const changedAt = performance.now();
+  presence.connected("urgent");
+  await settled(presence);
+  assert.deepEqual(bodies[sent], ["urgent"], "the change went alone, before the resync's first batch");
+  // The resync waits 300 ms (a quarter of 1,200); the change waits for the batch delay (10 ms).
+  const waited = sentAt[sent] - changedAt;
+  assert.ok(waited < heartbeatMs / 8, `the change waited ${waited.toFixed(0)} ms`);
+  assert.deepEqual(new Set(bodies.slice(sent + 1).flat()), new Set(ids), "then the resync");
+});
+
+test("events waiting out a backoff go as soon as a heartbeat is answered again", async () => {
+  const heartbeatMs = 1200;
+  const unavailable = () => new Response(JSON.stringify({ error: { code: "redis_unavailable", message: "test" } }), { status: 503, headers: { "content-type": "application/json" } });
+  let failures = 0;
+  let held = null; // the last failing events request, answered just before a heartbeat's answer
+  let recoveredAt = 0;
+  let deliveredAt = 0;
+  let presence;
+  const fetchRecovering = async (url, init) => {
+    if (url.endsWith("/events")) {
+      failures++;
+      if (failures < 5) return unavailable(); // the backoff grows to its cap, an interval
+      if (failures === 5) {
+        await new Promise((resolve) => (held = resolve));
+        return unavailable();
+      }
+      const response = await fetch(url, init);
+      if (response.status === 200 && !deliveredAt) deliveredAt = performance.now();
+      return response;
+    }
+    if (init.method === "PUT" && held) {
+      const response = await fetch(url, init);
+      const failed = presence.stats().failedRequests;
+      const release = held;
+      held = null;
+      release();
+      await waitFor(() => presence.stats().failedRequests > failed, { timeoutMs: settleTimeout, intervalMs: 1, what: "the last events failure" });
+      recoveredAt = performance.now();
+      return response;
+    }
+    return fetch(url, init);
+  };
+  ({ presence } = client("recovering", { fetch: fetchRecovering, heartbeatMs }));
+  presence.connected("recovering-1");
+  await settled(presence);
+  assert.ok(recoveredAt > 0 && deliveredAt > recoveredAt);
+  // The backoff after the fifth failure alone would be half an interval to an interval.
+  assert.ok(deliveredAt - recoveredAt < heartbeatMs * 0.4, `delivered ${(deliveredAt - recoveredAt).toFixed(0)} ms after the heartbeat's answer`);
+  assert.equal(await registryDifference(server.url, "recovering", ["recovering-1"]), "");
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
