@@ -90,8 +90,13 @@ export interface PresenceStats {
   inRegistry: number;
   /** Sockets the server refused (400), not sent again until they change. */
   rejected: number;
-  /** Events in the request under way. */
+  /** Events in the requests under way. */
   inFlight: number;
+  /**
+   * Sockets of requests that may have been applied without an answer (a timeout, a reset
+   * connection, a 502/504), whose state is sent once more when such a request can no longer arrive.
+   */
+  rechecks: number;
   eventRequests: number;
   heartbeats: number;
   failedRequests: number;
@@ -140,7 +145,7 @@ export declare class Presence {
   readonly nodeId: string;
   /** Random per process; a new one after an outage longer than the node TTL. */
   readonly incarnation: string;
-  /** Registered, nothing pending, no resync left and no request in flight. */
+  /** Registered, nothing pending, no resync or recheck left and no request in flight. */
   readonly settled: boolean;
   /** Reports a Socket.IO server's (or namespace's) connections and disconnects, those already connected too. */
   attach(io: SocketIOServerLike, options?: AttachOptions): this;

@@ -77,6 +77,11 @@ export class Presence {
   #dirty = new Set();
   // Sockets the server refused (400 naming the event): not sent again until they change.
   #rejected = new Set();
+  // Sockets of requests that may have been applied without an answer (a timeout, a reset
+  // connection, a 502/504): socketId → when their state is sent once more, after the stray request
+  // can no longer be applied late (it may have overtaken its own retry).
+  #recheck = new Map();
+  #recheckTimer = null;
   // A paced resync: the local set as it stood, sent in batches spread over half an interval.
   #resync = [];
   #resyncNext = 0;
@@ -246,6 +251,7 @@ export class Presence {
       inRegistry: this.#remote.size,
       rejected: this.#rejected.size,
       inFlight: this.#busy.size,
+      rechecks: this.#recheck.size,
       ...this.#counters,
     };
   }
@@ -255,7 +261,8 @@ export class Presence {
    * no request in flight, and the node registered.
    */
   get settled() {
-    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0;
+    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0 &&
+      this.#recheck.size === 0;
   }
 
   // MARK: queries
@@ -308,6 +315,7 @@ export class Presence {
     this.#closed = true;
     clearTimeout(this.#flushTimer);
     clearTimeout(this.#heartbeatTimer);
+    clearTimeout(this.#recheckTimer);
     for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
     this.#abort.abort();
     try {
@@ -637,9 +645,41 @@ export class Presence {
     this.#counters.failedRequests++;
     this.#failed("events", error);
     this.#redirty(batch);
+    if (maybeApplied(error)) this.#recheckLater(batch.ids);
     // At most a heartbeat interval apart: presence back is noticed within one.
     const delay = isRefusal(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
     this.#eventsRetryAt = performance.now() + delay;
+  }
+
+  /**
+   * A request that may have been applied without an answer may still be applied after its retry
+   * (a server or proxy still working on it): a connect after its retried disconnect leaves a ghost,
+   * a disconnect after the socket's reconnect removes it. Once it can no longer arrive (a request
+   * timeout and two heartbeat intervals later), each socket's state is sent once more.
+   */
+  #recheckLater(ids) {
+    const due = performance.now() + this.#timeoutMs + 2 * this.#heartbeatMs;
+    for (const id of ids) this.#recheck.set(id, due);
+    this.#armRecheck();
+  }
+
+  #armRecheck() {
+    if (this.#recheckTimer || this.#recheck.size === 0 || this.#closed) return;
+    let first = Infinity;
+    for (const due of this.#recheck.values()) first = Math.min(first, due);
+    this.#recheckTimer = later(() => {
+      this.#recheckTimer = null;
+      const now = performance.now();
+      for (const [id, due] of this.#recheck) {
+        if (due > now) continue;
+        this.#recheck.delete(id);
+        // Gone here: its disconnect is sent (again), whatever was last answered for it.
+        if (!this.#local.has(id) && !this.#remote.has(id)) this.#remote.set(id, UNKNOWN);
+        this.#dirty.add(id);
+      }
+      this.#armRecheck();
+      this.#kick();
+    }, Math.max(0, first - performance.now()));
   }
 
   /** Puts a batch's sockets back; what is sent for them is read from the local truth again. */
@@ -800,6 +840,15 @@ function retryable(status) {
  */
 function isRefusal(error) {
   return error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status) && error.status !== 413;
+}
+
+// Errors of a request that never reached the server.
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/** Whether a failed request may have been applied all the same: no answer, or a gateway's 502/504. */
+function maybeApplied(error) {
+  if (error instanceof PresenceError) return error.status === 502 || error.status === 504;
+  return !NOT_SENT.has(error?.cause?.code ?? error?.code);
 }
 
 /** Exponential backoff with jitter: a random delay in [½, 1] of min(cap, 100 ms × 2^attempt). */

@@ -415,6 +415,40 @@ test("events waiting out a backoff go as soon as a heartbeat is answered again",
   assert.equal(await registryDifference(server.url, "recovering", ["recovering-1"]), "");
 });
 
+test("a batch applied but unanswered (a 502) is sent again later: a connect that overtook its retried disconnect leaves no ghost", async () => {
+  // A gateway answers 502 for the first events request and hands it to presence only after a
+  // later request carrying the socket's disconnect has been answered.
+  let stray = null;
+  let strayResult = null;
+  const fetchThroughGateway = async (url, init) => {
+    if (!url.endsWith("/events")) return fetch(url, init);
+    if (!stray) {
+      stray = init;
+      return new Response("<html>bad gateway</html>", { status: 502, headers: { "content-type": "text/html" } });
+    }
+    const response = await fetch(url, init);
+    if (strayResult === null && init.body.includes('"disconnect"')) {
+      const late = await fetch(url, stray);
+      strayResult = (await late.json()).results[0].result;
+    }
+    return response;
+  };
+  const timeoutMs = 500;
+  const { presence } = client("stray", { fetch: fetchThroughGateway, timeoutMs });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  presence.connected("stray-1", { userId: "u" });
+  await waitFor(() => presence.stats().failedRequests >= 1, { timeoutMs: settleTimeout, intervalMs: 1, what: "the 502" });
+  presence.disconnected("stray-1");
+  await waitFor(() => strayResult !== null, { timeoutMs: settleTimeout, what: "the stray request to be applied" });
+  assert.equal(strayResult, "created", "the first request was applied after the disconnect");
+  assert.equal((await presence.socket("stray-1")).alive, true, "a ghost, for now");
+  assert.equal(presence.stats().rechecks, 1);
+  // The recheck is due a request timeout and two intervals after the 502.
+  await waitFor(() => presence.settled, { timeoutMs: settleTimeout + timeoutMs + 2 * HEARTBEAT_MS, what: "the recheck" });
+  assert.equal((await presence.socket("stray-1")).alive, false);
+  assert.equal(presence.stats().inRegistry, 0);
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
