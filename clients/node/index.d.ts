@@ -108,6 +108,8 @@ export interface PresenceStats {
   /** Connects the registry ignored because the socket connected later on another node. */
   superseded: number;
   resyncs: number;
+  /** Sockets the registry held for this node that it no longer held, found by a prune after a resync and disconnected. */
+  pruned: number;
   /** Incarnations used (a new one after an outage longer than the node TTL). */
   incarnations: number;
 }

@@ -82,6 +82,12 @@ export class Presence {
   // can no longer be applied late (it may have overtaken its own retry).
   #recheck = new Map();
   #recheckTimer = null;
+  // After the registry lost the node (`new`, `revived`, `replaced`) and every socket was sent again:
+  // the node's sockets are listed and those it no longer holds disconnected.
+  #pruneWanted = false;
+  #pruning = null;
+  #pruneRetryAt = 0;
+  #pruneFailures = 0;
   // A paced resync: the local set as it stood, sent in batches spread over half an interval.
   #resync = [];
   #resyncNext = 0;
@@ -121,6 +127,7 @@ export class Presence {
     eventsDropped: 0,
     superseded: 0,
     resyncs: 0,
+    pruned: 0,
     incarnations: 1,
   };
 
@@ -262,7 +269,7 @@ export class Presence {
    */
   get settled() {
     return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0 &&
-      this.#recheck.size === 0;
+      this.#recheck.size === 0 && !this.#pruneWanted && !this.#pruning;
   }
 
   // MARK: queries
@@ -322,7 +329,7 @@ export class Presence {
       // Aborted, they end at once (a request is raced against its abort, whatever fetch does).
       let timer;
       await Promise.race([
-        Promise.allSettled([...this.#requests, this.#heartbeatInFlight]),
+        Promise.allSettled([...this.#requests, this.#heartbeatInFlight, this.#pruning]),
         new Promise((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs))),
       ]);
       clearTimeout(timer);
@@ -426,6 +433,9 @@ export class Presence {
       this.#resyncWanted = false;
       if (this.#everRegistered) {
         this.#log("warn", `presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
+        // What it still holds, or holds again, may include sockets gone since (a lost
+        // disconnect, a request applied late): listed and removed once the resync is sent.
+        this.#pruneWanted = true;
       }
       this.#startResync(this.#everRegistered);
     }
@@ -471,6 +481,7 @@ export class Presence {
    * armed again for the earlier time: a change never waits behind it.
    */
   #kick() {
+    this.#maybePrune();
     if (this.#closed || this.#requests.size >= this.#maxInFlight || !this.#registered) return;
     const now = performance.now();
     let at;
@@ -498,6 +509,56 @@ export class Presence {
       // is cached): a resync batch not yet due is then scheduled again.
       if (!this.#send() && this.#resyncNext < this.#resync.length) this.#kick();
     }, at - now);
+  }
+
+  /** Starts the prune when one is wanted, the node registered and the resync's last batch sent. */
+  #maybePrune() {
+    if (!this.#pruneWanted || this.#pruning || this.#closed || !this.#registered || this.#resyncNext < this.#resync.length) return;
+    if (performance.now() < this.#pruneRetryAt) return; // a timer kicks again then
+    this.#pruneWanted = false;
+    this.#pruning = this.#prune().catch((error) => {
+      if (this.#closed) return;
+      this.#pruneWanted = true;
+      this.#failed("prune", error);
+      const delay = isRefusal(error) ? this.#heartbeatMs : backoff(this.#pruneFailures++, this.#heartbeatMs);
+      this.#pruneRetryAt = performance.now() + delay;
+      later(() => this.#kick(), delay);
+    }).finally(() => {
+      this.#pruning = null;
+      this.#kick();
+    });
+  }
+
+  /**
+   * Lists the node's live sockets (`GET /v1/nodes/{id}/sockets`, 1,000 a page) and sends a
+   * disconnect for each one this process does not hold: the prune that data-model.md asks of a
+   * node after `new`, `revived` or `replaced`. A disconnect removes only this incarnation's record,
+   * so a socket that moved to another node is left alone.
+   */
+  async #prune() {
+    let cursor = "0";
+    let found = 0;
+    do {
+      const { status, body } = await this.#request("GET", `${this.#nodePath}/sockets?limit=${MAX_EVENTS}&cursor=${cursor}`, undefined,
+        this.#writeToken, { signal: this.#abort.signal });
+      if (this.#closed) return;
+      // Lost again: the next registration resyncs and prunes again.
+      if (status === 404 && body?.error?.code === "node_not_found") return;
+      if (status !== 200 || !Array.isArray(body?.sockets)) throw answerError(status, body);
+      for (const socket of body.sockets) {
+        const id = socket?.socketId;
+        if (typeof id !== "string" || this.#local.has(id)) continue;
+        if (!this.#remote.has(id)) this.#remote.set(id, typeof socket.userId === "string" ? socket.userId : null);
+        this.#dirty.add(id);
+        found++;
+      }
+      this.#kick();
+      cursor = body.nextCursor;
+    } while (typeof cursor === "string");
+    this.#recovered("prune");
+    this.#pruneFailures = 0;
+    this.#counters.pruned += found;
+    if (found > 0) this.#log("warn", `presence: the registry held ${found} sockets for this node that it no longer holds; removing them`);
   }
 
   /** Takes up to 1,000 events (and under 1 MB): changes first, then resync entries when due. */

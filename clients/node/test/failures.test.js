@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createPresence } from "../index.js";
-import { api, lookupAll, memoryLogger, registryDifference, spawnChildNode, startPresence, startRedis, waitFor } from "../testing/harness.js";
+import { api, lookupAll, memoryLogger, redisCommand, registryDifference, spawnChildNode, startPresence, startRedis, waitFor } from "../testing/harness.js";
 
 function client(url, nodeId, heartbeatMs) {
   const logger = memoryLogger();
@@ -65,6 +65,35 @@ test("Redis restarted empty: resyncRequired is honoured and the registry is comp
   });
   assert.ok(presence.stats().resyncs >= 2, "the heartbeat after the restart asked for every socket again");
   assert.match(logger.lines.join("\n"), /registry lost this node/);
+});
+
+test("the registry lost the node but not a socket it no longer holds: after the resync, that ghost is pruned", async (t) => {
+  const heartbeatMs = 500;
+  const redis = await startRedis();
+  const server = await startPresence({ redis: redis.url, heartbeat: heartbeatMs / 1000, nodeTtl: 2 });
+  const { presence, logger } = client(server.url, "pruned", heartbeatMs);
+  t.after(async () => {
+    await presence.close();
+    await server.stop();
+    await redis.stop();
+  });
+  const writeMs = await fill(presence, "p", 500, 60_000);
+  const local = Array.from({ length: 500 }, (_, i) => `p-${i}`);
+  // A socket the registry holds for this node and incarnation, which the node does not hold: what
+  // a disconnect lost in a failover leaves behind.
+  const written = await api(server.url, "/v1/nodes/pruned/events", { method: "POST", body: { events: [{ type: "connect", socketId: "ghost-1", userId: "u" }] } });
+  assert.equal(written.body.results[0].result, "created");
+  // The failover also lost the node's registration (its socket records survive): the next
+  // heartbeat answers `new`, and registers the same incarnation again, which revives the ghost.
+  await redisCommand(redis.port, "HDEL", "presence:{registry}:nodes", "pruned");
+  await redisCommand(redis.port, "DEL", "presence:{registry}:node:pruned");
+  await waitFor(() => presence.stats().resyncs === 2, { timeoutMs: 4 * heartbeatMs, what: "the resync after `new`" });
+  // The resync starts within a quarter interval and is spread over half a one; then the prune.
+  const bound = 2 * heartbeatMs + 2 * writeMs;
+  await waitFor(() => presence.settled, { timeoutMs: bound, what: `the resync and the prune (${bound.toFixed(0)} ms)` });
+  assert.equal(await registryDifference(server.url, "pruned", local, ["ghost-1"]), "");
+  assert.equal(presence.stats().pruned, 1);
+  assert.match(logger.lines.join("\n"), /held 1 sockets for this node that it no longer holds/);
 });
 
 test("presence down for 5 s: nothing lost, the pending changes stay bounded, the registry equals the local set after", async (t) => {

@@ -150,6 +150,30 @@ function redisPing(port) {
   });
 }
 
+/** Sends one command to the redis-server on `port` (RESP); resolves with the first line of its reply. */
+export function redisCommand(port, ...args) {
+  return new Promise((resolveReply, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.setTimeout(5000);
+    let reply = "";
+    socket.once("connect", () => {
+      socket.write(`*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(String(arg))}\r\n${arg}\r\n`).join("")}`);
+    });
+    socket.on("data", (data) => {
+      reply += data;
+      if (!reply.includes("\r\n")) return;
+      socket.destroy();
+      if (reply.startsWith("-")) reject(new Error(`redis: ${reply.trim()}`));
+      else resolveReply(reply.slice(0, reply.indexOf("\r\n")));
+    });
+    socket.once("error", reject);
+    socket.once("timeout", () => {
+      socket.destroy();
+      reject(new Error(`redis on ${port}: no reply`));
+    });
+  });
+}
+
 /** A private redis-server on loopback, no persistence. `port` reuses one (a restart). */
 export async function startRedis(port) {
   port ??= await freePort();
