@@ -18,7 +18,11 @@ export interface PresenceOptions {
   readToken?: string;
   /** Token for reports (heartbeat, events, leave); default `token`. */
   writeToken?: string;
-  /** This node's id, stable across restarts of the same server (for example the host name). */
+  /**
+   * This node's id, stable across restarts of the same server (for example the host name), and
+   * unique among the processes running at once (two under one id take the registration from each
+   * other: logged as an error, heartbeats back off).
+   */
   nodeId: string;
   /** Where other nodes reach this one (for example `10.0.0.5:3000`); optional. */
   address?: string;
@@ -110,6 +114,8 @@ export interface PresenceStats {
   resyncs: number;
   /** Sockets the registry held for this node that it no longer held, found by a prune after a resync and disconnected. */
   pruned: number;
+  /** Heartbeats answered `replaced` although this incarnation was registered: another process under this node id. */
+  conflicts: number;
   /** Incarnations used (a new one after an outage longer than the node TTL). */
   incarnations: number;
 }

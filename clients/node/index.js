@@ -102,6 +102,11 @@ export class Presence {
   #nodeTtlMs = 0;
   #rotatedThisOutage = false;
   #warnedTtl = false;
+  #answeredAs = null; // the incarnation the last answered heartbeat registered
+  // Another process heartbeating under this node id (each heartbeat answers `replaced`): how many
+  // times in a row, and when last. Heartbeats after a conflict back off.
+  #conflicts = 0;
+  #conflictAt = -Infinity;
 
   #requests = new Set(); // events requests under way
   #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
@@ -128,6 +133,7 @@ export class Presence {
     superseded: 0,
     resyncs: 0,
     pruned: 0,
+    conflicts: 0,
     incarnations: 1,
   };
 
@@ -393,10 +399,10 @@ export class Presence {
           { signal: this.#abort.signal, timeoutMs: Math.min(this.#timeoutMs, this.#heartbeatMs) });
         if (status !== 200) throw answerError(status, answer);
         if (typeof answer !== "object" || answer === null) throw new PresenceError("the heartbeat's answer is not JSON", { status });
-        this.#heartbeatAnswered(answer, sentAt, incarnation);
+        const conflict = this.#heartbeatAnswered(answer, sentAt, incarnation);
         // Not registered yet (answered for an older incarnation, or sent before the registry was
         // found to have lost the node): again at once.
-        delay = this.#registered ? this.#heartbeatMs : 0;
+        delay = conflict ?? (this.#registered ? this.#heartbeatMs : 0);
       } catch (error) {
         if (this.#closed) return;
         this.#counters.failedRequests++;
@@ -413,9 +419,11 @@ export class Presence {
     if (!this.#closed) this.#beatIn(delay - (performance.now() - sentAt));
   }
 
+  /** Returns the delay before the next heartbeat when it must back off (another process under this id). */
   #heartbeatAnswered(answer, sentAt, incarnation) {
     if (incarnation !== this.#incarnation) return; // rotated meanwhile: the next heartbeat registers it
     this.#recovered("heartbeat");
+    const conflict = this.#conflict(answer, incarnation);
     this.#heartbeatFailures = 0;
     this.#rotatedThisOutage = false;
     this.#lastBeatSentAt = sentAt;
@@ -428,14 +436,15 @@ export class Presence {
     }
     if (answer.resyncRequired) this.#resyncWanted = true;
     // Sent before an events request found the node gone: a later answer registers it.
-    if (sentAt < this.#lostAt) return;
+    if (sentAt < this.#lostAt) return conflict;
     if (this.#resyncWanted) {
       this.#resyncWanted = false;
       if (this.#everRegistered) {
         this.#log("warn", `presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
         // What it still holds, or holds again, may include sockets gone since (a lost
-        // disconnect, a request applied late): listed and removed once the resync is sent.
-        this.#pruneWanted = true;
+        // disconnect, a request applied late): listed and removed once the resync is sent. Not
+        // while another process reports under this id: the listing would name its sockets.
+        if (this.#conflicts === 0) this.#pruneWanted = true;
       }
       this.#startResync(this.#everRegistered);
     }
@@ -446,6 +455,35 @@ export class Presence {
     const now = performance.now();
     if (this.#eventsRetryAt > now) this.#eventsRetryAt = now + Math.random() * Math.min(this.#eventsRetryAt - now, this.#heartbeatMs / 10);
     this.#kick();
+    return conflict;
+  }
+
+  /**
+   * `replaced` although this incarnation was registered by the previous answer: another process
+   * heartbeats under this node id, and each heartbeat of either takes the registration from the
+   * other (every socket of the other reads dead, and it resends them all). Logged as an error;
+   * the heartbeat after each such answer waits 1, 2, 4 … up to 16 intervals (jittered), so the
+   * two flip at most every few intervals instead of every heartbeat. Returns that delay.
+   */
+  #conflict(answer, incarnation) {
+    const previous = this.#answeredAs;
+    this.#answeredAs = incarnation;
+    const now = performance.now();
+    if (answer.status !== "replaced" || previous !== incarnation) {
+      if (this.#conflicts > 0 && now - this.#conflictAt > 32 * this.#heartbeatMs) {
+        this.#conflicts = 0;
+        this.#recovered("node id");
+      }
+      return undefined;
+    }
+    this.#conflicts++;
+    this.#conflictAt = now;
+    this.#counters.conflicts++;
+    if (!this.#failing.has("node id")) {
+      this.#failing.add("node id");
+      this.#log("error", `presence: another process reports as node ${JSON.stringify(this.#nodeId)} (the registry had another incarnation than this process's registered): node ids must be unique per process; backing off`);
+    }
+    return this.#heartbeatMs * Math.min(2 ** this.#conflicts, 16) * (0.5 + Math.random() / 2);
   }
 
   #heartbeatFailed(error, refused) {

@@ -449,6 +449,23 @@ test("a batch applied but unanswered (a 502) is sent again later: a connect that
   assert.equal(presence.stats().inRegistry, 0);
 });
 
+test("two processes under one node id: an error is logged and their heartbeats back off instead of flipping the node every beat", async () => {
+  const heartbeatMs = 100;
+  const { presence: first, logger } = client("twin", { heartbeatMs });
+  const { presence: second } = client("twin", { heartbeatMs });
+  first.connected("twin-a");
+  second.connected("twin-b");
+  await waitFor(() => first.stats().conflicts >= 1, { timeoutMs: settleTimeout, intervalMs: 5, what: "a conflict" });
+  const started = performance.now();
+  const resyncs = first.stats().resyncs;
+  await waitFor(() => first.stats().conflicts >= 4, { timeoutMs: 60 * heartbeatMs, intervalMs: 5, what: "three more conflicts" });
+  // After conflicts 1 to 3 the next heartbeat waits at least 1, 2 and 4 intervals (every one, without the backoff).
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed >= 6 * heartbeatMs, `three more conflicts in ${elapsed.toFixed(0)} ms`);
+  assert.ok(first.stats().resyncs - resyncs <= 3 + 1, "a resync per conflict, no more");
+  assert.match(logger.lines.join("\n"), /error: presence: another process reports as node "twin".*node ids must be unique/);
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
