@@ -409,7 +409,7 @@ export class Presence {
         // Any other 4xx refuses this node's id, address or meta: as wrong as a bad token.
         const refused = isRefusal(error);
         this.#heartbeatFailed(error, refused);
-        delay = refused ? this.#heartbeatMs : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
+        delay = refused ? jittered(this.#heartbeatMs) : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
       }
     })();
     this.#heartbeatInFlight = beat;
@@ -558,7 +558,7 @@ export class Presence {
       if (this.#closed) return;
       this.#pruneWanted = true;
       this.#failed("prune", error);
-      const delay = isRefusal(error) ? this.#heartbeatMs : backoff(this.#pruneFailures++, this.#heartbeatMs);
+      const delay = isRefusal(error) ? jittered(this.#heartbeatMs) : backoff(this.#pruneFailures++, this.#heartbeatMs);
       this.#pruneRetryAt = performance.now() + delay;
       later(() => this.#kick(), delay);
     }).finally(() => {
@@ -746,7 +746,7 @@ export class Presence {
     this.#redirty(batch);
     if (maybeApplied(error)) this.#recheckLater(batch.ids);
     // At most a heartbeat interval apart: presence back is noticed within one.
-    const delay = isRefusal(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
+    const delay = isRefusal(error) ? jittered(this.#heartbeatMs) : backoff(this.#eventsFailures++, this.#heartbeatMs);
     this.#eventsRetryAt = performance.now() + delay;
   }
 
@@ -935,7 +935,7 @@ function retryable(status) {
 
 /**
  * A 4xx other than 408, 429 and 413: a wrong token, URL, node id, or a proxy in the way. Nothing
- * is dropped for it: retried at the slowest pace (a heartbeat interval), logged as an error.
+ * is dropped for it: retried at the slowest pace (about a heartbeat interval), logged as an error.
  */
 function isRefusal(error) {
   return error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status) && error.status !== 413;
@@ -954,6 +954,14 @@ function maybeApplied(error) {
 function backoff(attempt, cap) {
   const ceiling = Math.min(cap, RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
   return ceiling * (0.5 + Math.random() / 2);
+}
+
+/**
+ * A random delay in [½, 1] of `ms`: nodes refused alike (a token rotated fleet-wide, a proxy
+ * misconfigured) and then fixed do not all retry in the same instant.
+ */
+function jittered(ms) {
+  return ms * (0.5 + Math.random() / 2);
 }
 
 function later(fn, ms) {
