@@ -130,13 +130,19 @@ export interface SocketIOServerLike {
 export interface SocketIOSocketLike {
   id: string;
   data?: any;
+  /** Socket.IO's flag; a socket found disconnected is not reported. */
+  connected?: boolean;
   on(event: "disconnect", listener: (...args: any[]) => void): unknown;
 }
 
 export interface AttachOptions {
-  /** The socket's user; default `socket.data.userId`. Numbers are sent as strings. */
-  userId?: (socket: any) => string | number | null | undefined;
-  /** The socket's meta map; default none. */
+  /**
+   * The socket's user; default `socket.data.userId`. Numbers are sent as strings. May be async:
+   * the socket is reported once it resolves, not at all if it disconnected meanwhile. One that
+   * throws, rejects or is refused is logged and the socket reported without a user.
+   */
+  userId?: (socket: any) => string | number | null | undefined | Promise<string | number | null | undefined>;
+  /** The socket's meta map; default none. One that throws or is refused is logged and left out. */
   meta?: (socket: any) => Meta | undefined;
 }
 

@@ -186,24 +186,74 @@ export class Presence {
   /**
    * Hooks a Socket.IO server (or one of its namespaces): every connection is reported with its
    * user id, every disconnect too. Sockets already connected are reported at once.
+   *
+   * `userId(socket)` may return a promise: the socket is reported once it resolves, and not at all
+   * if it disconnected meanwhile. A user id that throws, rejects or is one presence would refuse
+   * (and a meta map likewise) is logged as an error and the socket reported without it.
    * @param {import("node:events").EventEmitter} io
-   * @param {{userId?: (socket: any) => string | number | null | undefined, meta?: (socket: any) => Record<string, string> | undefined}} [options]
+   * @param {{userId?: (socket: any) => string | number | null | undefined | Promise<string | number | null | undefined>, meta?: (socket: any) => Record<string, string> | undefined}} [options]
    * @returns {Presence} this
    */
   attach(io, { userId, meta } = {}) {
     const report = (socket) => {
+      if (this.#closed || socket?.connected === false) return;
+      let gone = false;
       try {
-        const user = userId ? userId(socket) : socket.data?.userId;
-        this.connected(socket.id, { userId: user, meta: meta?.(socket) });
-        socket.on("disconnect", () => this.disconnected(socket.id));
+        // First: a disconnect while the user id is awaited must be seen.
+        socket.on("disconnect", () => {
+          gone = true;
+          this.disconnected(socket.id);
+        });
       } catch (error) {
-        this.#log("error", `presence: socket ${socket.id} not reported: ${error.message}`);
+        this.#log("error", `presence: socket ${socket?.id} not reported: ${error?.message ?? error}`);
+        return;
       }
+      let user;
+      try {
+        user = userId ? userId(socket) : socket.data?.userId;
+      } catch (error) {
+        this.#log("error", `presence: userId(socket) threw for socket ${socket.id}: ${error?.message ?? error}; reported without a user`);
+        user = null;
+      }
+      if (typeof user?.then !== "function") return this.#report(socket, user, meta);
+      Promise.resolve(user).then(
+        (value) => !gone && socket.connected !== false && this.#report(socket, value, meta),
+        (error) => {
+          this.#log("error", `presence: userId(socket) failed for socket ${socket.id}: ${error?.message ?? error}; reported without a user`);
+          if (!gone && socket.connected !== false) this.#report(socket, null, meta);
+        },
+      );
     };
     const namespace = io.sockets instanceof Map ? io : io.sockets;
     if (namespace?.sockets instanceof Map) for (const socket of namespace.sockets.values()) report(socket);
     io.on("connection", report);
     return this;
+  }
+
+  /** Reports a socket of attach(): a user id or meta map presence would refuse is left out, logged. */
+  #report(socket, user, metaOf) {
+    user = normalizeUser(user);
+    if (user !== null) {
+      try {
+        checkId(user, "userId");
+      } catch (error) {
+        this.#log("error", `presence: socket ${socket.id}: ${error.message}; reported without a user`);
+        user = null;
+      }
+    }
+    let socketMeta;
+    try {
+      socketMeta = metaOf?.(socket);
+      if (socketMeta !== undefined && socketMeta !== null) checkMeta(socketMeta, "meta");
+    } catch (error) {
+      this.#log("error", `presence: socket ${socket.id}: ${error?.message ?? error}; reported without meta`);
+      socketMeta = undefined;
+    }
+    try {
+      this.connected(socket.id, { userId: user, meta: socketMeta });
+    } catch (error) {
+      this.#log("error", `presence: socket ${socket.id} not reported: ${error.message}`);
+    }
   }
 
   /**
@@ -216,8 +266,7 @@ export class Presence {
   connected(socketId, { userId, meta } = {}) {
     if (this.#closed) return;
     checkId(socketId, "socketId");
-    if (typeof userId === "number" && Number.isFinite(userId)) userId = String(userId);
-    if (userId === undefined || userId === "") userId = null;
+    userId = normalizeUser(userId);
     if (userId !== null) checkId(userId, "userId");
     if (meta !== undefined && meta !== null) checkMeta(meta, "meta");
     const previous = this.#local.get(socketId);
@@ -973,6 +1022,13 @@ function later(fn, ms) {
 /** A pause; `referenced` keeps the process alive meanwhile (close() is work the caller awaits). */
 function sleep(ms, referenced = false) {
   return new Promise((resolve) => (referenced ? setTimeout(resolve, ms) : later(resolve, ms)));
+}
+
+/** A user id as sent: numbers as strings, none (undefined, null, "") as null. */
+function normalizeUser(userId) {
+  if (typeof userId === "number" && Number.isFinite(userId)) return String(userId);
+  if (userId === undefined || userId === "") return null;
+  return userId;
 }
 
 function utf8Bytes(text) {

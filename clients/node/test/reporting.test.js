@@ -524,6 +524,42 @@ test("attach(io) reports a Socket.IO server's connections and disconnects", asyn
   assert.deepEqual(answer.meta, { room: "lobby" });
 });
 
+test("attach(io): a user id that is awaited, refused or throws never loses the socket, and one gone meanwhile is not reported", async () => {
+  const io = new FakeServer();
+  const { presence, logger } = client("socketio-async");
+  const pending = new Map();
+  presence.attach(io, {
+    userId: (socket) => {
+      if (socket.data.mode === "async") return new Promise((resolve) => pending.set(socket.id, resolve));
+      if (socket.data.mode === "throws") throw new Error("no session");
+      return socket.data.user;
+    },
+    meta: (socket) => socket.data.meta,
+  });
+  io.connect("async-stays", { mode: "async" });
+  const leaves = io.connect("async-leaves", { mode: "async" });
+  io.connect("bad-user", { user: "line\nbreak", meta: { room: "a" } });
+  io.connect("bad-meta", { user: "carol", meta: { room: 7 } });
+  io.connect("throws", { mode: "throws" });
+  io.disconnect(leaves); // before its user id is known
+  pending.get("async-leaves")("bob");
+  pending.get("async-stays")("alice");
+  await new Promise((r) => setImmediate(r)); // the user ids' continuations
+  await settled(presence);
+  const expected = ["async-stays", "bad-user", "bad-meta", "throws"];
+  assert.equal(await registryDifference(server.url, "socketio-async", expected, ["async-leaves"]), "");
+  assert.equal(presence.stats().sockets, expected.length);
+  assert.equal((await presence.socket("async-stays")).userId, "alice");
+  assert.equal((await presence.socket("bad-user")).userId, null);
+  assert.deepEqual((await presence.socket("bad-user")).meta, { room: "a" });
+  assert.equal((await presence.socket("bad-meta")).userId, "carol");
+  assert.equal((await presence.socket("throws")).userId, null);
+  const log = logger.lines.join("\n");
+  assert.match(log, /error: presence: socket bad-user: .*userId.*reported without a user/);
+  assert.match(log, /error: presence: socket bad-meta: .*reported without meta/);
+  assert.match(log, /error: presence: userId\(socket\) threw for socket throws: no session/);
+});
+
 test("queries: socket, lookup (any number of ids) and user", async () => {
   const { presence } = client("queries");
   const ids = Array.from({ length: 1500 }, (_, i) => `q-${i}`);
