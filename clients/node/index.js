@@ -149,7 +149,7 @@ export class Presence {
     this.#nodeId = nodeId;
     this.#nodePath = `/v1/nodes/${encodeURIComponent(nodeId)}`;
     this.#address = address;
-    this.#nodeMeta = meta;
+    this.#nodeMeta = meta === undefined ? undefined : { ...meta }; // the caller's object may change later; checked as it was
     this.#writeToken = writeToken ?? token;
     this.#readToken = readToken ?? token ?? writeToken;
     this.#fetch = options.fetch ?? globalThis.fetch;

@@ -466,6 +466,18 @@ test("two processes under one node id: an error is logged and their heartbeats b
   assert.match(logger.lines.join("\n"), /error: presence: another process reports as node "twin".*node ids must be unique/);
 });
 
+test("the node's meta map is copied: changing the caller's object later changes nothing sent", async () => {
+  const meta = { zone: "a" };
+  const { presence } = client("meta-copy", { meta, heartbeatMs: 100 });
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  meta.zone = "changed\u0000"; // a value presence refuses
+  meta.extra = "x";
+  const beats = presence.stats().heartbeats;
+  await waitFor(() => presence.stats().heartbeats >= beats + 2, { timeoutMs: settleTimeout, what: "two more heartbeats" });
+  assert.equal(presence.stats().failedRequests, 0);
+  assert.deepEqual((await api(server.url, "/v1/nodes/meta-copy")).body.meta, { zone: "a" });
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
