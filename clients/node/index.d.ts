@@ -43,8 +43,9 @@ export interface PresenceOptions {
   closeTimeoutMs?: number;
   /**
    * Signals on which the node leaves the registry, then exits as the signal would have made it
-   * (unless the process has other listeners for it, which then decide). Default
-   * `["SIGTERM", "SIGINT"]`; `false` or `[]` installs none (then call close() yourself).
+   * once every client in the process has left (unless the application listens for the signal
+   * itself: its handler then decides, never cut short). Default `["SIGTERM", "SIGINT"]`; `false`
+   * or `[]` installs none (then call close() yourself).
    */
   signals?: string[] | false;
   /** Where failures and recoveries are logged, once per streak (default `console`). */

@@ -40,6 +40,11 @@ export class PresenceError extends Error {
   }
 }
 
+// Signal listeners of every client in this process, and the leaves they started: a signal heard by
+// several clients ends the process once all of them have left.
+const OUR_HANDLERS = new Set();
+const LEAVING = new Set();
+
 /**
  * Creates a reporter for one node (this process) and starts heartbeating at once.
  * @param {PresenceOptions} options see index.d.ts
@@ -165,7 +170,10 @@ export class Presence {
     this.#maxInFlight = maxInFlight;
     for (const signal of signals || []) {
       const handler = () => this.#onSignal(signal);
-      process.once(signal, handler);
+      // First in line: when it runs, the application's own listeners (`once` ones too) are all
+      // still registered, so it can tell whether the application handles the signal itself.
+      process.prependListener(signal, handler);
+      OUR_HANDLERS.add(handler);
       this.#signalHandlers.push([signal, handler]);
     }
     this.#beatIn(0);
@@ -378,7 +386,10 @@ export class Presence {
     clearTimeout(this.#flushTimer);
     clearTimeout(this.#heartbeatTimer);
     clearTimeout(this.#recheckTimer);
-    for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
+    for (const [signal, handler] of this.#signalHandlers) {
+      process.removeListener(signal, handler);
+      OUR_HANDLERS.delete(handler);
+    }
     this.#abort.abort();
     try {
       // Aborted, they end at once (a request is raced against its abort, whatever fetch does).
@@ -412,10 +423,21 @@ export class Presence {
     }
   }
 
+  /**
+   * Leaves the registry. If the application listens for the signal itself, it decides what
+   * happens next (its handler is not cut short); otherwise, once every client that heard the
+   * signal has left, the process ends as the signal would have ended it. Heard once: a second
+   * signal meanwhile meets the application's listeners or the default action.
+   */
   #onSignal(signal) {
-    this.close().finally(() => {
-      // Nobody else handles it: the default action (exit) as if we had not listened.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    const applicationListens = () => process.rawListeners(signal).some((listener) => !OUR_HANDLERS.has(listener));
+    const handled = applicationListens();
+    const leaving = this.close(); // removes this handler
+    LEAVING.add(leaving);
+    leaving.finally(async () => {
+      await Promise.allSettled([...LEAVING]);
+      LEAVING.delete(leaving);
+      if (!handled && !applicationListens() && process.listenerCount(signal) === 0) process.kill(process.pid, signal);
     });
   }
 

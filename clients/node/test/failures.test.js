@@ -229,10 +229,10 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
   assert.ok(lastAliveSeen <= nodeTtlMs + heartbeatMs, `a lookup begun ${lastAliveSeen.toFixed(0)} ms after the kill saw a socket alive`);
 });
 
-test("SIGTERM: the process leaves the registry, then exits as SIGTERM would", async (t) => {
+test("SIGTERM: the process leaves the registry (every client in it), then exits as SIGTERM would", async (t) => {
   const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
-  // The child keeps the client's default signal handling.
-  const child = spawnChildNode({ URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500" });
+  // The child keeps the client's default signal handling; its second client leaves 300 ms later.
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500", SECOND_LEAVE_DELAY: "300" });
   t.after(async () => {
     child.kill();
     await server.stop();
@@ -240,10 +240,28 @@ test("SIGTERM: the process leaves the registry, then exits as SIGTERM would", as
   await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
   assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 200);
+  assert.equal((await api(server.url, "/v1/nodes/terminated-second")).status, 200);
   child.process.kill("SIGTERM");
   assert.deepEqual(await child.exited, { code: null, signal: "SIGTERM" });
   // With a 30 s node TTL, only the leave can have made them dead by now.
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 404);
+  assert.equal((await api(server.url, "/v1/nodes/terminated-second")).status, 404, "the process waited for its second client's leave");
   const answers = await lookupAll(server.url, Array.from({ length: 100 }, (_, i) => `terminated-${i}`));
   assert.ok([...answers.values()].every((a) => !a.alive));
+});
+
+test("SIGTERM with the application's own handler: the node leaves, and the application's shutdown is not cut short", async (t) => {
+  const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "app-handled", COUNT: "10", HEARTBEAT_MS: "500", APP_SIGTERM: "300" });
+  t.after(async () => {
+    child.kill();
+    await server.stop();
+  });
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
+  child.process.kill("SIGTERM");
+  assert.deepEqual(await child.exited, { code: 0, signal: null }, `the application's handler decided the exit: ${child.output()}`);
+  assert.match(child.output(), /application shutdown done/);
+  // With a 30 s node TTL, only the leave can have removed it.
+  assert.equal((await api(server.url, "/v1/nodes/app-handled")).status, 404);
 });
