@@ -160,7 +160,11 @@ export class Presence {
     this.#fetch = options.fetch ?? globalThis.fetch;
     if (typeof this.#fetch !== "function") throw new TypeError("presence: no fetch (Node.js 18 or later, or pass options.fetch)");
     this.#logger = logger ?? { warn() {}, error() {} };
-    if (heartbeatMs !== undefined && !(heartbeatMs >= 50)) throw new TypeError("presence: heartbeatMs must be at least 50");
+    if (heartbeatMs !== undefined && !(Number.isFinite(heartbeatMs) && heartbeatMs >= 50)) throw new TypeError("presence: heartbeatMs must be at least 50");
+    for (const [name, value, least] of [["timeoutMs", timeoutMs, 1], ["batchDelayMs", batchDelayMs, 0], ["closeTimeoutMs", closeTimeoutMs, 0]]) {
+      // NaN or a string would make every timer fire at once (or never).
+      if (!(Number.isFinite(value) && value >= least)) throw new TypeError(`presence: ${name} must be a number of at least ${least}`);
+    }
     this.#configuredHeartbeatMs = heartbeatMs;
     if (heartbeatMs !== undefined) this.#heartbeatMs = heartbeatMs;
     this.#timeoutMs = timeoutMs;

@@ -478,6 +478,13 @@ test("the node's meta map is copied: changing the caller's object later changes 
   assert.deepEqual((await api(server.url, "/v1/nodes/meta-copy")).body.meta, { zone: "a" });
 });
 
+test("options that would break the timers throw at once", () => {
+  const base = { url: server.url, nodeId: "options", signals: false, logger: null };
+  for (const bad of [{ timeoutMs: "1000" }, { timeoutMs: 0 }, { batchDelayMs: NaN }, { closeTimeoutMs: -1 }, { heartbeatMs: Infinity }, { maxInFlight: 0 }]) {
+    assert.throws(() => createPresence({ ...base, ...bad }), TypeError, JSON.stringify(bad));
+  }
+});
+
 test("ids presence would refuse throw at once", () => {
   const { presence } = client("invalid");
   assert.throws(() => presence.connected("has%percent"), TypeError);
