@@ -51,7 +51,7 @@ test("refused retries are spread: each waits a random half to whole interval, no
   const random = Math.random;
   Math.random = () => 0; // the shortest wait the jitter allows: half an interval
   t.after(() => (Math.random = random));
-  const heartbeatMs = 800;
+  const heartbeatMs = 1000;
   const sent = [];
   const fetchCounting = (url, init) => {
     if (init.method === "PUT") sent.push(performance.now());
