@@ -800,7 +800,9 @@ export class Presence {
     this.#counters.eventsAccepted += results.length;
     for (let i = 0; i < batch.ids.length; i++) {
       const id = batch.ids[i];
-      const result = results[i]?.result;
+      // One result per event, in order; an event without its result goes again.
+      const result = results[i]?.socketId === id ? results[i].result : undefined;
+      if (result === undefined) this.#redirty({ ids: [id] });
       if (batch.connects[i]) {
         if (result === "created" || result === "updated") {
           if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userRefused ? null : batch.connects[i].userId ?? null);
@@ -909,7 +911,7 @@ export class Presence {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
     if (refused) {
-      this.#log("error", `presence: ${what} refused (${error.status}${error.code ? ` ${error.code}` : ""}: ${error.message}): check the configuration (token, URL, node id, address, meta) and any proxy in between; retrying every heartbeat interval`);
+      this.#log("error", `presence: ${what} refused (${error.status}${error.code ? ` ${error.code}` : ""}: ${error.message}): check the configuration (token, URL, node id, address, meta) and any proxy in between; retrying about every heartbeat interval`);
     } else {
       this.#log("warn", `presence: ${what} failed, retrying: ${describe(error)}`);
     }
