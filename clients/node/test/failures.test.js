@@ -19,7 +19,7 @@ async function fill(presence, prefix, count, timeoutMs) {
   return performance.now() - started;
 }
 
-test("Redis restarted empty: resyncRequired is honoured and the registry is complete within two heartbeats", async (t) => {
+test("Redis restarted empty: resyncRequired is honoured and the registry is complete within two heartbeats and one write of the set", async (t) => {
   const heartbeatMs = 500;
   const redis = await startRedis();
   const server = await startPresence({ redis: redis.url, heartbeat: heartbeatMs / 1000, nodeTtl: 3 });
