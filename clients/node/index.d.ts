@@ -174,7 +174,10 @@ export declare class Presence {
   /** One answer per id, in order (1,000 per request). */
   lookup(socketIds: string[]): Promise<Socket[]>;
   user(userId: string): Promise<User>;
-  /** Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once. Resolves true when confirmed. */
+  /**
+   * Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once.
+   * Resolves within closeTimeoutMs, true when confirmed; never rejects.
+   */
   close(): Promise<boolean>;
 }
 
