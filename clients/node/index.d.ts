@@ -160,7 +160,7 @@ export declare class Presence {
   readonly nodeId: string;
   /** Random per process; a new one after an outage longer than the node TTL. */
   readonly incarnation: string;
-  /** Registered, nothing pending, no resync or recheck left and no request in flight. */
+  /** Registered, nothing pending, no resync, prune or recheck left and no request in flight. */
   readonly settled: boolean;
   /** Reports a Socket.IO server's (or namespace's) connections and disconnects, those already connected too. */
   attach(io: SocketIOServerLike, options?: AttachOptions): this;

@@ -331,8 +331,8 @@ export class Presence {
   }
 
   /**
-   * Whether everything known locally has been sent and answered: nothing pending, no resync left,
-   * no request in flight, and the node registered.
+   * Whether everything known locally has been sent and answered: nothing pending, no resync,
+   * prune or recheck left, no request in flight, and the node registered.
    */
   get settled() {
     return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0 &&
