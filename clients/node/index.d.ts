@@ -18,7 +18,11 @@ export interface PresenceOptions {
   readToken?: string;
   /** Token for reports (heartbeat, events, leave); default `token`. */
   writeToken?: string;
-  /** This node's id, stable across restarts of the same server (for example the host name). */
+  /**
+   * This node's id, stable across restarts of the same server (for example the host name), and
+   * unique among the processes running at once (two under one id take the registration from each
+   * other: logged as an error, heartbeats back off).
+   */
   nodeId: string;
   /** Where other nodes reach this one (for example `10.0.0.5:3000`); optional. */
   address?: string;
@@ -31,16 +35,17 @@ export interface PresenceOptions {
    * its events apply in order; a second request overlaps the server's work on the first.
    */
   maxInFlight?: number;
-  /** Per-request timeout (default 10,000 ms). */
+  /** Per-request timeout, reading the answer's body included (default 10,000 ms). */
   timeoutMs?: number;
   /** How long a change waits for others to join its batch when fewer than 1,000 are pending (default 10 ms). */
   batchDelayMs?: number;
-  /** How long close() keeps retrying the leave (default 5,000 ms). */
+  /** How long close() may take in all, retrying the leave meanwhile (default 5,000 ms). */
   closeTimeoutMs?: number;
   /**
    * Signals on which the node leaves the registry, then exits as the signal would have made it
-   * (unless the process has other listeners for it, which then decide). Default
-   * `["SIGTERM", "SIGINT"]`; `false` or `[]` installs none (then call close() yourself).
+   * once every client in the process has left (unless the application listens for the signal
+   * itself: its handler then decides, never cut short). Default `["SIGTERM", "SIGINT"]`; `false`
+   * or `[]` installs none (then call close() yourself).
    */
   signals?: string[] | false;
   /** Where failures and recoveries are logged, once per streak (default `console`). */
@@ -90,19 +95,28 @@ export interface PresenceStats {
   inRegistry: number;
   /** Sockets the server refused (400), not sent again until they change. */
   rejected: number;
-  /** Events in the request under way. */
+  /** Events in the requests under way. */
   inFlight: number;
+  /**
+   * Sockets of requests that may have been applied without an answer (a timeout, a reset
+   * connection, a 502/504), whose state is sent once more when such a request can no longer arrive.
+   */
+  rechecks: number;
   eventRequests: number;
   heartbeats: number;
   failedRequests: number;
   eventsSent: number;
   /** Events in 200 answers. */
   eventsAccepted: number;
-  /** Events refused by the server and dropped. */
+  /** Events refused by the server (a 400 naming the event's socket id) and dropped. */
   eventsDropped: number;
   /** Connects the registry ignored because the socket connected later on another node. */
   superseded: number;
   resyncs: number;
+  /** Sockets the registry held for this node that it no longer held, found by a prune after a resync and disconnected. */
+  pruned: number;
+  /** Heartbeats answered `replaced` although this incarnation was registered: another process under this node id. */
+  conflicts: number;
   /** Incarnations used (a new one after an outage longer than the node TTL). */
   incarnations: number;
 }
@@ -117,13 +131,19 @@ export interface SocketIOServerLike {
 export interface SocketIOSocketLike {
   id: string;
   data?: any;
+  /** Socket.IO's flag; a socket found disconnected is not reported. */
+  connected?: boolean;
   on(event: "disconnect", listener: (...args: any[]) => void): unknown;
 }
 
 export interface AttachOptions {
-  /** The socket's user; default `socket.data.userId`. Numbers are sent as strings. */
-  userId?: (socket: any) => string | number | null | undefined;
-  /** The socket's meta map; default none. */
+  /**
+   * The socket's user; default `socket.data.userId`. Numbers are sent as strings. May be async:
+   * the socket is reported once it resolves, not at all if it disconnected meanwhile. One that
+   * throws, rejects or is refused is logged and the socket reported without a user.
+   */
+  userId?: (socket: any) => string | number | null | undefined | Promise<string | number | null | undefined>;
+  /** The socket's meta map; default none. One that throws or is refused is logged and left out. */
   meta?: (socket: any) => Meta | undefined;
 }
 
@@ -140,7 +160,7 @@ export declare class Presence {
   readonly nodeId: string;
   /** Random per process; a new one after an outage longer than the node TTL. */
   readonly incarnation: string;
-  /** Registered, nothing pending, no resync left and no request in flight. */
+  /** Registered, nothing pending, no resync, prune or recheck left and no request in flight. */
   readonly settled: boolean;
   /** Reports a Socket.IO server's (or namespace's) connections and disconnects, those already connected too. */
   attach(io: SocketIOServerLike, options?: AttachOptions): this;
@@ -154,7 +174,10 @@ export declare class Presence {
   /** One answer per id, in order (1,000 per request). */
   lookup(socketIds: string[]): Promise<Socket[]>;
   user(userId: string): Promise<User>;
-  /** Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once. Resolves true when confirmed. */
+  /**
+   * Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once.
+   * Resolves within closeTimeoutMs, true when confirmed; never rejects.
+   */
   close(): Promise<boolean>;
 }
 

@@ -8,8 +8,10 @@
 import { randomUUID } from "node:crypto";
 
 const MAX_EVENTS = 1000;
-// The server refuses bodies over 1 MiB; a batch of large meta maps stops short of that.
+// The server refuses bodies over 1 MiB; a batch of large meta maps stops short of that (and
+// shorter once a 413 shows something in between allows less).
 const MAX_BODY_BYTES = 1_000_000;
+const MIN_BODY_BYTES = 1024;
 const ID_MAX_BYTES = 256;
 const META_MAX_ENTRIES = 16;
 const META_KEY_MAX_BYTES = 64;
@@ -38,6 +40,11 @@ export class PresenceError extends Error {
   }
 }
 
+// Signal listeners of every client in this process, and the leaves they started: a signal heard by
+// several clients ends the process once all of them have left.
+const OUR_HANDLERS = new Set();
+const LEAVING = new Set();
+
 /**
  * Creates a reporter for one node (this process) and starts heartbeating at once.
  * @param {PresenceOptions} options see index.d.ts
@@ -63,6 +70,7 @@ export class Presence {
   #batchDelayMs;
   #closeTimeoutMs;
   #maxInFlight;
+  #maxBodyBytes = MAX_BODY_BYTES;
   #incarnation = randomUUID();
 
   // Local truth.
@@ -74,6 +82,17 @@ export class Presence {
   #dirty = new Set();
   // Sockets the server refused (400 naming the event): not sent again until they change.
   #rejected = new Set();
+  // Sockets of requests that may have been applied without an answer (a timeout, a reset
+  // connection, a 502/504): socketId → when their state is sent once more, after the stray request
+  // can no longer be applied late (it may have overtaken its own retry).
+  #recheck = new Map();
+  #recheckTimer = null;
+  // After the registry lost the node (`new`, `revived`, `replaced`) and every socket was sent again:
+  // the node's sockets are listed and those it no longer holds disconnected.
+  #pruneWanted = false;
+  #pruning = null;
+  #pruneRetryAt = 0;
+  #pruneFailures = 0;
   // A paced resync: the local set as it stood, sent in batches spread over half an interval.
   #resync = [];
   #resyncNext = 0;
@@ -87,10 +106,17 @@ export class Presence {
   #resyncWanted = false;
   #nodeTtlMs = 0;
   #rotatedThisOutage = false;
+  #warnedTtl = false;
+  #answeredAs = null; // the incarnation the last answered heartbeat registered
+  // Another process heartbeating under this node id (each heartbeat answers `replaced`): how many
+  // times in a row, and when last. Heartbeats after a conflict back off.
+  #conflicts = 0;
+  #conflictAt = -Infinity;
 
   #requests = new Set(); // events requests under way
   #busy = new Set(); // their sockets: each socket is in at most one request, so its events stay in order
   #flushTimer = null;
+  #flushAt = 0;
   #eventsFailures = 0;
   #eventsRetryAt = 0;
   #heartbeatTimer = null;
@@ -111,6 +137,8 @@ export class Presence {
     eventsDropped: 0,
     superseded: 0,
     resyncs: 0,
+    pruned: 0,
+    conflicts: 0,
     incarnations: 1,
   };
 
@@ -126,13 +154,17 @@ export class Presence {
     this.#nodeId = nodeId;
     this.#nodePath = `/v1/nodes/${encodeURIComponent(nodeId)}`;
     this.#address = address;
-    this.#nodeMeta = meta;
+    this.#nodeMeta = meta === undefined ? undefined : { ...meta }; // the caller's object may change later; checked as it was
     this.#writeToken = writeToken ?? token;
     this.#readToken = readToken ?? token ?? writeToken;
     this.#fetch = options.fetch ?? globalThis.fetch;
     if (typeof this.#fetch !== "function") throw new TypeError("presence: no fetch (Node.js 18 or later, or pass options.fetch)");
     this.#logger = logger ?? { warn() {}, error() {} };
-    if (heartbeatMs !== undefined && !(heartbeatMs >= 50)) throw new TypeError("presence: heartbeatMs must be at least 50");
+    if (heartbeatMs !== undefined && !(Number.isFinite(heartbeatMs) && heartbeatMs >= 50)) throw new TypeError("presence: heartbeatMs must be at least 50");
+    for (const [name, value, least] of [["timeoutMs", timeoutMs, 1], ["batchDelayMs", batchDelayMs, 0], ["closeTimeoutMs", closeTimeoutMs, 0]]) {
+      // NaN or a string would make every timer fire at once (or never).
+      if (!(Number.isFinite(value) && value >= least)) throw new TypeError(`presence: ${name} must be a number of at least ${least}`);
+    }
     this.#configuredHeartbeatMs = heartbeatMs;
     if (heartbeatMs !== undefined) this.#heartbeatMs = heartbeatMs;
     this.#timeoutMs = timeoutMs;
@@ -142,10 +174,13 @@ export class Presence {
     this.#maxInFlight = maxInFlight;
     for (const signal of signals || []) {
       const handler = () => this.#onSignal(signal);
-      process.once(signal, handler);
+      // First in line: when it runs, the application's own listeners (`once` ones too) are all
+      // still registered, so it can tell whether the application handles the signal itself.
+      process.prependListener(signal, handler);
+      OUR_HANDLERS.add(handler);
       this.#signalHandlers.push([signal, handler]);
     }
-    this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+    this.#beatIn(0);
   }
 
   /** This node's id. */
@@ -163,24 +198,74 @@ export class Presence {
   /**
    * Hooks a Socket.IO server (or one of its namespaces): every connection is reported with its
    * user id, every disconnect too. Sockets already connected are reported at once.
+   *
+   * `userId(socket)` may return a promise: the socket is reported once it resolves, and not at all
+   * if it disconnected meanwhile. A user id that throws, rejects or is one presence would refuse
+   * (and a meta map likewise) is logged as an error and the socket reported without it.
    * @param {import("node:events").EventEmitter} io
-   * @param {{userId?: (socket: any) => string | number | null | undefined, meta?: (socket: any) => Record<string, string> | undefined}} [options]
+   * @param {{userId?: (socket: any) => string | number | null | undefined | Promise<string | number | null | undefined>, meta?: (socket: any) => Record<string, string> | undefined}} [options]
    * @returns {Presence} this
    */
   attach(io, { userId, meta } = {}) {
     const report = (socket) => {
+      if (this.#closed || socket?.connected === false) return;
+      let gone = false;
       try {
-        const user = userId ? userId(socket) : socket.data?.userId;
-        this.connected(socket.id, { userId: user, meta: meta?.(socket) });
-        socket.on("disconnect", () => this.disconnected(socket.id));
+        // First: a disconnect while the user id is awaited must be seen.
+        socket.on("disconnect", () => {
+          gone = true;
+          this.disconnected(socket.id);
+        });
       } catch (error) {
-        this.#logger.error(`presence: socket ${socket.id} not reported: ${error.message}`);
+        this.#log("error", `presence: socket ${socket?.id} not reported: ${error?.message ?? error}`);
+        return;
       }
+      let user;
+      try {
+        user = userId ? userId(socket) : socket.data?.userId;
+      } catch (error) {
+        this.#log("error", `presence: userId(socket) threw for socket ${socket.id}: ${error?.message ?? error}; reported without a user`);
+        user = null;
+      }
+      if (typeof user?.then !== "function") return this.#report(socket, user, meta);
+      Promise.resolve(user).then(
+        (value) => !gone && socket.connected !== false && this.#report(socket, value, meta),
+        (error) => {
+          this.#log("error", `presence: userId(socket) failed for socket ${socket.id}: ${error?.message ?? error}; reported without a user`);
+          if (!gone && socket.connected !== false) this.#report(socket, null, meta);
+        },
+      );
     };
     const namespace = io.sockets instanceof Map ? io : io.sockets;
     if (namespace?.sockets instanceof Map) for (const socket of namespace.sockets.values()) report(socket);
     io.on("connection", report);
     return this;
+  }
+
+  /** Reports a socket of attach(): a user id or meta map presence would refuse is left out, logged. */
+  #report(socket, user, metaOf) {
+    user = normalizeUser(user);
+    if (user !== null) {
+      try {
+        checkId(user, "userId");
+      } catch (error) {
+        this.#log("error", `presence: socket ${socket.id}: ${error.message}; reported without a user`);
+        user = null;
+      }
+    }
+    let socketMeta;
+    try {
+      socketMeta = metaOf?.(socket);
+      if (socketMeta !== undefined && socketMeta !== null) checkMeta(socketMeta, "meta");
+    } catch (error) {
+      this.#log("error", `presence: socket ${socket.id}: ${error?.message ?? error}; reported without meta`);
+      socketMeta = undefined;
+    }
+    try {
+      this.connected(socket.id, { userId: user, meta: socketMeta });
+    } catch (error) {
+      this.#log("error", `presence: socket ${socket.id} not reported: ${error.message}`);
+    }
   }
 
   /**
@@ -193,8 +278,7 @@ export class Presence {
   connected(socketId, { userId, meta } = {}) {
     if (this.#closed) return;
     checkId(socketId, "socketId");
-    if (typeof userId === "number" && Number.isFinite(userId)) userId = String(userId);
-    if (userId === undefined || userId === "") userId = null;
+    userId = normalizeUser(userId);
     if (userId !== null) checkId(userId, "userId");
     if (meta !== undefined && meta !== null) checkMeta(meta, "meta");
     const previous = this.#local.get(socketId);
@@ -241,16 +325,18 @@ export class Presence {
       inRegistry: this.#remote.size,
       rejected: this.#rejected.size,
       inFlight: this.#busy.size,
+      rechecks: this.#recheck.size,
       ...this.#counters,
     };
   }
 
   /**
-   * Whether everything known locally has been sent and answered: nothing pending, no resync left,
-   * no request in flight, and the node registered.
+   * Whether everything known locally has been sent and answered: nothing pending, no resync,
+   * prune or recheck left, no request in flight, and the node registered.
    */
   get settled() {
-    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0;
+    return this.#registered && this.#dirty.size === 0 && this.#resyncNext >= this.#resync.length && this.#requests.size === 0 &&
+      this.#recheck.size === 0 && !this.#pruneWanted && !this.#pruning;
   }
 
   // MARK: queries
@@ -298,41 +384,81 @@ export class Presence {
   }
 
   async #leave() {
+    // Bounded as a whole: waiting for the requests under way counts against closeTimeoutMs too.
+    const deadline = performance.now() + this.#closeTimeoutMs;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
     clearTimeout(this.#heartbeatTimer);
-    for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
+    clearTimeout(this.#recheckTimer);
+    for (const [signal, handler] of this.#signalHandlers) {
+      process.removeListener(signal, handler);
+      OUR_HANDLERS.delete(handler);
+    }
     this.#abort.abort();
-    await Promise.allSettled([...this.#requests, this.#heartbeatInFlight]);
-    const deadline = Date.now() + this.#closeTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      let status;
-      try {
-        const response = await this.#request("DELETE", this.#nodePath, undefined, this.#writeToken, null,
-          Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
-        status = response.status;
-        if (status === 204 || status === 404) return true;
-        await response.body?.cancel();
-      } catch (error) {
-        status = error.message;
+    try {
+      // Aborted, they end at once (a request is raced against its abort, whatever fetch does).
+      let timer;
+      await Promise.race([
+        Promise.allSettled([...this.#requests, this.#heartbeatInFlight, this.#pruning]),
+        new Promise((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+      for (let attempt = 0; ; attempt++) {
+        let status;
+        const left = deadline - performance.now();
+        if (left > 0) {
+          try {
+            ({ status } = await this.#request("DELETE", this.#nodePath, undefined, this.#writeToken, { timeoutMs: Math.max(1, Math.min(this.#timeoutMs, left)) }));
+            if (status === 204 || status === 404) return true;
+          } catch (error) {
+            status = error.message;
+          }
+        }
+        const pause = backoff(attempt, 1000);
+        if (left <= 0 || !(typeof status !== "number" || retryable(status)) || performance.now() + pause > deadline) {
+          this.#log("error", `presence: leaving the registry failed (${status ?? "no time left"}); the node's sockets read dead after its TTL`);
+          return false;
+        }
+        await sleep(pause, true); // referenced: a process awaiting close() does not exit in the pause
       }
-      if (!(typeof status !== "number" || retryable(status)) || Date.now() + backoff(attempt, 1000) > deadline) {
-        this.#logger.error(`presence: leaving the registry failed (${status}); the node's sockets read dead after its TTL`);
-        return false;
-      }
-      await sleep(backoff(attempt, 1000));
+    } catch (error) {
+      this.#log("error", `presence: leaving the registry failed: ${error?.message ?? error}`);
+      return false;
     }
   }
 
+  /**
+   * Leaves the registry. If the application listens for the signal itself, it decides what
+   * happens next (its handler is not cut short); otherwise, once every client that heard the
+   * signal has left, the process ends as the signal would have ended it. Heard once: a second
+   * signal meanwhile meets the application's listeners or the default action.
+   */
   #onSignal(signal) {
-    this.close().finally(() => {
-      // Nobody else handles it: the default action (exit) as if we had not listened.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    const applicationListens = () => process.rawListeners(signal).some((listener) => !OUR_HANDLERS.has(listener));
+    const handled = applicationListens();
+    const leaving = this.close(); // removes this handler
+    LEAVING.add(leaving);
+    leaving.finally(async () => {
+      await Promise.allSettled([...LEAVING]);
+      LEAVING.delete(leaving);
+      if (!handled && !applicationListens() && process.listenerCount(signal) === 0) process.kill(process.pid, signal);
     });
   }
 
   // MARK: heartbeat
 
+  #beatIn(ms) {
+    clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = later(() => {
+      this.#heartbeat().catch((error) => this.#log("error", `presence: heartbeat: ${error?.stack ?? error}`));
+    }, Math.max(0, ms));
+  }
+
+  /**
+   * One heartbeat. Heartbeats go at a fixed rate, each an interval after the previous one was
+   * *sent*, and none waits longer than an interval for its answer: a request lost on the way can
+   * cost one beat, never the node's TTL (which is a few intervals).
+   */
   async #heartbeat() {
     if (this.#closed) return;
     const sentAt = performance.now();
@@ -344,50 +470,95 @@ export class Presence {
       const incarnation = this.#incarnation;
       this.#counters.heartbeats++;
       try {
-        const response = await this.#request("PUT", this.#nodePath, body, this.#writeToken, this.#abort.signal);
-        if (response.status !== 200) throw await answerError(response);
-        const answer = await response.json();
-        this.#heartbeatAnswered(answer, sentAt, incarnation);
+        const { status, body: answer } = await this.#request("PUT", this.#nodePath, body, this.#writeToken,
+          { signal: this.#abort.signal, timeoutMs: Math.min(this.#timeoutMs, this.#heartbeatMs) });
+        if (status !== 200) throw answerError(status, answer);
+        if (typeof answer !== "object" || answer === null) throw new PresenceError("the heartbeat's answer is not JSON", { status });
+        const conflict = this.#heartbeatAnswered(answer, sentAt, incarnation);
         // Not registered yet (answered for an older incarnation, or sent before the registry was
         // found to have lost the node): again at once.
-        delay = this.#registered ? this.#heartbeatMs - (performance.now() - sentAt) : 0;
+        delay = conflict ?? (this.#registered ? this.#heartbeatMs : 0);
       } catch (error) {
         if (this.#closed) return;
         this.#counters.failedRequests++;
         // Any other 4xx refuses this node's id, address or meta: as wrong as a bad token.
-        const refused = error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status);
+        const refused = isRefusal(error);
         this.#heartbeatFailed(error, refused);
-        delay = refused ? this.#heartbeatMs : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
+        delay = refused ? jittered(this.#heartbeatMs) : backoff(this.#heartbeatFailures++, this.#heartbeatMs);
       }
     })();
     this.#heartbeatInFlight = beat;
     await beat;
     this.#heartbeatInFlight = null;
-    if (!this.#closed) this.#heartbeatTimer = later(() => this.#heartbeat(), Math.max(0, delay));
+    // From when this one was sent: one that timed out after an interval is followed at once.
+    if (!this.#closed) this.#beatIn(delay - (performance.now() - sentAt));
   }
 
+  /** Returns the delay before the next heartbeat when it must back off (another process under this id). */
   #heartbeatAnswered(answer, sentAt, incarnation) {
     if (incarnation !== this.#incarnation) return; // rotated meanwhile: the next heartbeat registers it
     this.#recovered("heartbeat");
+    const conflict = this.#conflict(answer, incarnation);
     this.#heartbeatFailures = 0;
     this.#rotatedThisOutage = false;
     this.#lastBeatSentAt = sentAt;
     const ttl = Date.parse(answer.expiresAt) - Date.parse(answer.lastHeartbeatAt);
     if (ttl > 0) this.#nodeTtlMs = ttl;
     if (this.#configuredHeartbeatMs === undefined && answer.heartbeatIntervalMs > 0) this.#heartbeatMs = answer.heartbeatIntervalMs;
+    if (ttl > 0 && this.#heartbeatMs >= ttl && !this.#warnedTtl) {
+      this.#warnedTtl = true;
+      this.#log("error", `presence: heartbeatMs ${this.#heartbeatMs} is not shorter than the node TTL (${ttl} ms): the node expires between heartbeats; use the server's advice (leave heartbeatMs unset) or a third of the TTL`);
+    }
     if (answer.resyncRequired) this.#resyncWanted = true;
     // Sent before an events request found the node gone: a later answer registers it.
-    if (sentAt < this.#lostAt) return;
+    if (sentAt < this.#lostAt) return conflict;
     if (this.#resyncWanted) {
       this.#resyncWanted = false;
       if (this.#everRegistered) {
-        this.#logger.warn(`presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
+        this.#log("warn", `presence: the registry lost this node (status ${answer.status}); resending ${this.#local.size} sockets`);
+        // What it still holds, or holds again, may include sockets gone since (a lost
+        // disconnect, a request applied late): listed and removed once the resync is sent. Not
+        // while another process reports under this id: the listing would name its sockets.
+        if (this.#conflicts === 0) this.#pruneWanted = true;
       }
       this.#startResync(this.#everRegistered);
     }
     this.#everRegistered = true;
     this.#registered = true;
+    // Presence answers: events waiting out a backoff go now (spread over a tenth of an interval,
+    // so that a fleet recovering at once does not send at once), not up to an interval later.
+    const now = performance.now();
+    if (this.#eventsRetryAt > now) this.#eventsRetryAt = now + Math.random() * Math.min(this.#eventsRetryAt - now, this.#heartbeatMs / 10);
     this.#kick();
+    return conflict;
+  }
+
+  /**
+   * `replaced` although this incarnation was registered by the previous answer: another process
+   * heartbeats under this node id, and each heartbeat of either takes the registration from the
+   * other (every socket of the other reads dead, and it resends them all). Logged as an error;
+   * the heartbeat after each such answer waits 1, 2, 4 … up to 16 intervals (jittered), so the
+   * two flip at most every few intervals instead of every heartbeat. Returns that delay.
+   */
+  #conflict(answer, incarnation) {
+    const previous = this.#answeredAs;
+    this.#answeredAs = incarnation;
+    const now = performance.now();
+    if (answer.status !== "replaced" || previous !== incarnation) {
+      if (this.#conflicts > 0 && now - this.#conflictAt > 32 * this.#heartbeatMs) {
+        this.#conflicts = 0;
+        this.#recovered("node id");
+      }
+      return undefined;
+    }
+    this.#conflicts++;
+    this.#conflictAt = now;
+    this.#counters.conflicts++;
+    if (!this.#failing.has("node id")) {
+      this.#failing.add("node id");
+      this.#log("error", `presence: another process reports as node ${JSON.stringify(this.#nodeId)} (the registry had another incarnation than this process's registered): node ids must be unique per process; backing off`);
+    }
+    return this.#heartbeatMs * Math.min(2 ** this.#conflicts, 16) * (0.5 + Math.random() / 2);
   }
 
   #heartbeatFailed(error, refused) {
@@ -402,7 +573,7 @@ export class Presence {
       this.#registered = false;
       for (const id of this.#remote.keys()) if (!this.#busy.has(id)) this.#remote.delete(id);
       for (const id of this.#dirty) if (!this.#local.has(id) && !this.#remote.has(id)) this.#dirty.delete(id);
-      this.#logger.warn(`presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
+      this.#log("warn", `presence: no heartbeat answered for longer than the node TTL; registering again as a new incarnation`);
     }
   }
 
@@ -417,8 +588,14 @@ export class Presence {
 
   // MARK: events
 
+  /**
+   * Sends now, or arms the timer for when the next batch is due. A timer already armed for later
+   * (a paced resync's next batch, a backoff that a success or a heartbeat has since cut short) is
+   * armed again for the earlier time: a change never waits behind it.
+   */
   #kick() {
-    if (this.#closed || this.#requests.size >= this.#maxInFlight || this.#flushTimer || !this.#registered) return;
+    this.#maybePrune();
+    if (this.#closed || this.#requests.size >= this.#maxInFlight || !this.#registered) return;
     const now = performance.now();
     let at;
     if (this.#dirty.size > 0) {
@@ -429,16 +606,72 @@ export class Presence {
       return;
     }
     at = Math.max(at, this.#eventsRetryAt);
+    if (this.#flushTimer) {
+      if (this.#flushAt <= at) return;
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
+    }
     if (at <= now) {
       this.#send(); // a timer would cost a millisecond per batch
       return;
     }
+    this.#flushAt = at;
     this.#flushTimer = later(() => {
       this.#flushTimer = null;
       // A timer may fire a little before performance.now() reaches `at` (the event loop's clock
       // is cached): a resync batch not yet due is then scheduled again.
       if (!this.#send() && this.#resyncNext < this.#resync.length) this.#kick();
     }, at - now);
+  }
+
+  /** Starts the prune when one is wanted, the node registered and the resync's last batch sent. */
+  #maybePrune() {
+    if (!this.#pruneWanted || this.#pruning || this.#closed || !this.#registered || this.#resyncNext < this.#resync.length) return;
+    if (performance.now() < this.#pruneRetryAt) return; // a timer kicks again then
+    this.#pruneWanted = false;
+    this.#pruning = this.#prune().catch((error) => {
+      if (this.#closed) return;
+      this.#pruneWanted = true;
+      this.#failed("prune", error);
+      const delay = isRefusal(error) ? jittered(this.#heartbeatMs) : backoff(this.#pruneFailures++, this.#heartbeatMs);
+      this.#pruneRetryAt = performance.now() + delay;
+      later(() => this.#kick(), delay);
+    }).finally(() => {
+      this.#pruning = null;
+      this.#kick();
+    });
+  }
+
+  /**
+   * Lists the node's live sockets (`GET /v1/nodes/{id}/sockets`, 1,000 a page) and sends a
+   * disconnect for each one this process does not hold: the prune that data-model.md asks of a
+   * node after `new`, `revived` or `replaced`. A disconnect removes only this incarnation's record,
+   * so a socket that moved to another node is left alone.
+   */
+  async #prune() {
+    let cursor = "0";
+    let found = 0;
+    do {
+      const { status, body } = await this.#request("GET", `${this.#nodePath}/sockets?limit=${MAX_EVENTS}&cursor=${cursor}`, undefined,
+        this.#writeToken, { signal: this.#abort.signal });
+      if (this.#closed) return;
+      // Lost again: the next registration resyncs and prunes again.
+      if (status === 404 && body?.error?.code === "node_not_found") return;
+      if (status !== 200 || !Array.isArray(body?.sockets)) throw answerError(status, body);
+      for (const socket of body.sockets) {
+        const id = socket?.socketId;
+        if (typeof id !== "string" || this.#local.has(id)) continue;
+        if (!this.#remote.has(id)) this.#remote.set(id, typeof socket.userId === "string" ? socket.userId : null);
+        this.#dirty.add(id);
+        found++;
+      }
+      this.#kick();
+      cursor = body.nextCursor;
+    } while (typeof cursor === "string");
+    this.#recovered("prune");
+    this.#pruneFailures = 0;
+    this.#counters.pruned += found;
+    if (found > 0) this.#log("warn", `presence: the registry held ${found} sockets for this node that it no longer holds; removing them`);
   }
 
   /** Takes up to 1,000 events (and under 1 MB): changes first, then resync entries when due. */
@@ -448,14 +681,15 @@ export class Presence {
     const connects = [];
     let bytes = 16;
     const add = (id, socket) => {
-      const user = socket ? socket.userId : this.#remote.get(id);
+      // A user id or meta map the server refused is left out (the socket is reported without it).
+      const user = socket ? (socket.userRefused ? null : socket.userId) : this.#remote.get(id);
       let text = socket ? `{"type":"connect","socketId":${JSON.stringify(id)}` : `{"type":"disconnect","socketId":${JSON.stringify(id)}`;
       if (user !== null && user !== UNKNOWN && user !== undefined) text += `,"userId":${JSON.stringify(user)}`;
-      if (socket?.meta) text += `,"meta":${JSON.stringify(socket.meta)}`;
+      if (socket?.meta && !socket.metaRefused) text += `,"meta":${JSON.stringify(socket.meta)}`;
       text += "}";
       // 1,000 events of up to 300 characters stay under the limit even at 3 bytes a character.
       const size = (text.length <= 300 ? text.length * 3 : Buffer.byteLength(text)) + 1;
-      if (ids.length > 0 && bytes + size > MAX_BODY_BYTES) return false;
+      if (ids.length > 0 && bytes + size > this.#maxBodyBytes) return false;
       bytes += size;
       parts.push(text);
       ids.push(id);
@@ -509,7 +743,12 @@ export class Presence {
     }
     this.#counters.eventRequests++;
     this.#counters.eventsSent += batch.ids.length;
-    const request = this.#post(batch).finally(() => {
+    const request = this.#post(batch).catch((error) => {
+      // A defect here must not become an unhandled rejection (which ends the process): the batch
+      // goes again.
+      this.#log("error", `presence: events request: ${error?.stack ?? error}`);
+      if (!this.#closed) this.#retryLater(batch, error);
+    }).finally(() => {
       this.#requests.delete(request);
       for (const id of batch.ids) this.#busy.delete(id);
       this.#kick();
@@ -520,38 +759,38 @@ export class Presence {
   }
 
   async #post(batch) {
-    let response;
+    let status;
+    let answer;
     try {
-      response = await this.#request("POST", `${this.#nodePath}/events`, batch.body, this.#writeToken, this.#abort.signal);
+      ({ status, body: answer } = await this.#request("POST", `${this.#nodePath}/events`, batch.body, this.#writeToken, { signal: this.#abort.signal }));
     } catch (error) {
       if (this.#closed) return;
       return this.#retryLater(batch, error);
     }
-    if (response.status === 200) {
-      let results;
-      try {
-        ({ results } = await response.json());
-      } catch (error) {
-        return this.#retryLater(batch, error);
-      }
-      this.#accepted(batch, results);
+    if (this.#closed) return;
+    if (status === 200) {
+      if (!Array.isArray(answer?.results)) return this.#retryLater(batch, new PresenceError("the events answer holds no results", { status }));
+      this.#accepted(batch, answer.results);
       return;
     }
-    const error = await answerError(response);
-    if (this.#closed) return;
-    if (response.status === 404 && error.code === "node_not_found") {
+    const error = answerError(status, answer);
+    if (status === 404 && error.code === "node_not_found") {
       // The registry lost the node (Redis restarted, or it was removed): register, then resync.
       this.#redirty(batch);
       this.#registered = false;
       this.#resyncWanted = true;
       this.#lostAt = performance.now();
       this.#eventsRetryAt = this.#lostAt + backoff(this.#eventsFailures++, this.#heartbeatMs);
-      clearTimeout(this.#heartbeatTimer);
-      if (!this.#heartbeatInFlight) this.#heartbeatTimer = later(() => this.#heartbeat(), 0);
+      if (!this.#heartbeatInFlight) this.#beatIn(0);
       return;
     }
-    if (retryable(response.status) || isConfigurationError(error)) return this.#retryLater(batch, error);
-    this.#refused(batch, error);
+    // Only a 400 naming one of the batch's events refuses that event; any other answer (a token,
+    // a URL or a proxy in the way, a body too large for something in between) refuses nothing
+    // for good: the batch goes again.
+    const index = status === 400 ? /^events\[(\d+)\]/.exec(error.message)?.[1] : undefined;
+    if (index !== undefined && Number(index) < batch.ids.length) return this.#refused(batch, error, Number(index));
+    if (status === 413) this.#shrink(batch);
+    this.#retryLater(batch, error);
   }
 
   #accepted(batch, results) {
@@ -561,10 +800,12 @@ export class Presence {
     this.#counters.eventsAccepted += results.length;
     for (let i = 0; i < batch.ids.length; i++) {
       const id = batch.ids[i];
-      const result = results[i]?.result;
+      // One result per event, in order; an event without its result goes again.
+      const result = results[i]?.socketId === id ? results[i].result : undefined;
+      if (result === undefined) this.#redirty({ ids: [id] });
       if (batch.connects[i]) {
         if (result === "created" || result === "updated") {
-          if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userId ?? null);
+          if (this.#remote.get(id) === UNKNOWN) this.#remote.set(id, batch.connects[i].userRefused ? null : batch.connects[i].userId ?? null);
         } else if (result === "superseded") {
           // A later connection of this socket on another node stands: nothing of ours to remove.
           this.#counters.superseded++;
@@ -580,9 +821,41 @@ export class Presence {
     this.#counters.failedRequests++;
     this.#failed("events", error);
     this.#redirty(batch);
+    if (maybeApplied(error)) this.#recheckLater(batch.ids);
     // At most a heartbeat interval apart: presence back is noticed within one.
-    const delay = isConfigurationError(error) ? this.#heartbeatMs : backoff(this.#eventsFailures++, this.#heartbeatMs);
+    const delay = isRefusal(error) ? jittered(this.#heartbeatMs) : backoff(this.#eventsFailures++, this.#heartbeatMs);
     this.#eventsRetryAt = performance.now() + delay;
+  }
+
+  /**
+   * A request that may have been applied without an answer may still be applied after its retry
+   * (a server or proxy still working on it): a connect after its retried disconnect leaves a ghost,
+   * a disconnect after the socket's reconnect removes it. Once it can no longer arrive (a request
+   * timeout and two heartbeat intervals later), each socket's state is sent once more.
+   */
+  #recheckLater(ids) {
+    const due = performance.now() + this.#timeoutMs + 2 * this.#heartbeatMs;
+    for (const id of ids) this.#recheck.set(id, due);
+    this.#armRecheck();
+  }
+
+  #armRecheck() {
+    if (this.#recheckTimer || this.#recheck.size === 0 || this.#closed) return;
+    let first = Infinity;
+    for (const due of this.#recheck.values()) first = Math.min(first, due);
+    this.#recheckTimer = later(() => {
+      this.#recheckTimer = null;
+      const now = performance.now();
+      for (const [id, due] of this.#recheck) {
+        if (due > now) continue;
+        this.#recheck.delete(id);
+        // Gone here: its disconnect is sent (again), whatever was last answered for it.
+        if (!this.#local.has(id) && !this.#remote.has(id)) this.#remote.set(id, UNKNOWN);
+        this.#dirty.add(id);
+      }
+      this.#armRecheck();
+      this.#kick();
+    }, Math.max(0, first - performance.now()));
   }
 
   /** Puts a batch's sockets back; what is sent for them is read from the local truth again. */
@@ -592,20 +865,37 @@ export class Presence {
     }
   }
 
-  /** A refused batch (4xx): the event it names is dropped for good, the others go again. */
-  #refused(batch, error) {
-    const index = /^events\[(\d+)\]/.exec(error.message)?.[1];
-    if (error.status === 400 && index !== undefined && Number(index) < batch.ids.length) {
-      const id = batch.ids[Number(index)];
-      this.#logger.error(`presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
+  /**
+   * A 400 naming `events[index]` (the server applied none of the batch). A refused user id or
+   * meta map is left out from then on, the socket still reported; any other refusal drops that
+   * event, and its socket is not sent again until it changes. The others go again at once.
+   */
+  #refused(batch, error, index) {
+    const id = batch.ids[index];
+    const sent = batch.connects[index];
+    const field = /^events\[\d+\]\.(\w+)/.exec(error.message)?.[1];
+    if (field === "userId" || field === "meta") {
+      this.#log("error", `presence: socket ${JSON.stringify(id)}: its ${field} was refused, reported without it: ${error.message}`);
+      if (sent && this.#local.get(id) === sent) sent[field === "userId" ? "userRefused" : "metaRefused"] = true;
+      else if (!sent && field === "userId") this.#remote.set(id, UNKNOWN); // a disconnect, sent without the user
+    } else {
+      this.#log("error", `presence: socket ${JSON.stringify(id)} refused, not sent again until it changes: ${error.message}`);
       this.#counters.eventsDropped++;
       if (this.#local.has(id)) this.#rejected.add(id);
-      if (this.#remote.get(id) === UNKNOWN) this.#remote.delete(id);
-      this.#redirty({ ids: batch.ids.filter((_, i) => i !== Number(index)) });
-      return;
+      // An id the registry refuses it cannot hold; a refused disconnect is not sent again.
+      if (field === "socketId" || !sent) this.#remote.delete(id);
     }
-    this.#logger.error(`presence: a batch of ${batch.ids.length} events was refused and dropped: ${error.message}`);
-    this.#counters.eventsDropped += batch.ids.length;
+    this.#redirty(batch);
+  }
+
+  /** A 413: something between here and presence allows smaller bodies; batches shrink to half this one. */
+  #shrink(batch) {
+    const size = Buffer.byteLength(batch.body);
+    const limit = Math.max(MIN_BODY_BYTES, Math.floor(Math.min(this.#maxBodyBytes, size) / 2));
+    if (limit < this.#maxBodyBytes) {
+      this.#maxBodyBytes = limit;
+      this.#log("warn", `presence: a body of ${size} bytes was refused as too large (413); batches are kept under ${limit} bytes from now on`);
+    }
   }
 
   // MARK: plumbing
@@ -617,52 +907,85 @@ export class Presence {
     else this.#users.delete(userId);
   }
 
-  #failed(what, error, refused = isConfigurationError(error)) {
+  #failed(what, error, refused = isRefusal(error)) {
     if (this.#failing.has(what)) return;
     this.#failing.add(what);
     if (refused) {
-      this.#logger.error(`presence: ${what} refused (${error.status} ${error.code}: ${error.message}): check the configuration (token, URL, node id, address, meta); retrying every heartbeat interval`);
+      this.#log("error", `presence: ${what} refused (${error.status}${error.code ? ` ${error.code}` : ""}: ${error.message}): check the configuration (token, URL, node id, address, meta) and any proxy in between; retrying about every heartbeat interval`);
     } else {
-      this.#logger.warn(`presence: ${what} failed, retrying: ${describe(error)}`);
+      this.#log("warn", `presence: ${what} failed, retrying: ${describe(error)}`);
     }
   }
 
   #recovered(what) {
-    if (this.#failing.delete(what)) this.#logger.warn(`presence: ${what} recovered`);
+    if (this.#failing.delete(what)) this.#log("warn", `presence: ${what} recovered`);
+  }
+
+  /** Logs through the configured logger; a logger that throws does not break reporting. */
+  #log(level, message) {
+    try {
+      this.#logger[level]?.(message);
+    } catch {}
   }
 
   async #query(method, path, body) {
-    let response;
+    let status;
+    let answer;
     try {
-      response = await this.#request(method, path, body === undefined ? undefined : JSON.stringify(body), this.#readToken, null);
+      ({ status, body: answer } = await this.#request(method, path, body === undefined ? undefined : JSON.stringify(body), this.#readToken));
     } catch (error) {
       throw new PresenceError(`presence: ${method} ${path} failed: ${error.message}`, { cause: error });
     }
-    if (response.status === 200 || (response.status === 404 && path.startsWith("/v1/sockets/"))) {
-      const answer = await response.json();
-      if (response.status === 200 || answer.alive === false) return answer;
-      throw new PresenceError(`presence: ${method} ${path}: 404`, { status: 404, code: answer.error?.code });
-    }
-    throw await answerError(response);
+    if (status === 200 && typeof answer === "object" && answer !== null) return answer;
+    // A socket that is not alive: 404 with {socketId, alive: false}.
+    if (status === 404 && answer?.alive === false && path.startsWith("/v1/sockets/")) return answer;
+    if (status === 200) throw new PresenceError(`presence: ${method} ${path}: the answer is not JSON`, { status });
+    throw answerError(status, answer);
   }
 
-  async #request(method, path, body, token, signal, timeoutMs = this.#timeoutMs) {
+  /**
+   * One exchange, its body read whole within the timeout (an answer whose body stalls cannot hold
+   * a request forever), and ended at once by `signal` even when a custom fetch ignores its own.
+   * @returns {Promise<{status: number, body: any}>} `body`: the parsed JSON, undefined when none
+   */
+  async #request(method, path, body, token, { signal, timeoutMs = this.#timeoutMs } = {}) {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = () => controller.abort(new Error("closed"));
-    signal?.addEventListener("abort", onAbort);
+    let timer;
+    let onAbort;
+    const ended = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new Error(`no answer within ${timeoutMs} ms`);
+        controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+      onAbort = () => {
+        const error = new Error("closed");
+        controller.abort(error);
+        reject(error);
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort);
+    });
     const headers = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (token) headers.authorization = `Bearer ${token}`;
-    try {
-      return await this.#fetch(this.#url + path, {
+    const exchange = (async () => {
+      const response = await this.#fetch(this.#url + path, {
         method,
         headers,
         body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
         signal: controller.signal,
       });
-    } catch (error) {
-      throw controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : error;
+      const text = await response.text();
+      let parsed;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {}
+      return { status: response.status, body: parsed };
+    })();
+    exchange.catch(() => {}); // it may lose the race; its rejection is then nobody's
+    try {
+      return await Promise.race([exchange, ended]);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -676,17 +999,10 @@ function describe(error) {
 }
 
 /** An error answer as a PresenceError (code and message from its JSON body when it has one). */
-async function answerError(response) {
-  let code;
-  let message = `HTTP ${response.status}`;
-  try {
-    const body = await response.json();
-    if (body?.error) {
-      code = body.error.code;
-      message = body.error.message;
-    }
-  } catch {}
-  return new PresenceError(message, { status: response.status, code });
+function answerError(status, body) {
+  const code = typeof body?.error?.code === "string" ? body.error.code : undefined;
+  const message = typeof body?.error?.message === "string" ? body.error.message : `HTTP ${status}`;
+  return new PresenceError(message, { status, code });
 }
 
 /** 408, 429, 5xx: try again later. */
@@ -694,9 +1010,21 @@ function retryable(status) {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** 401, 403, 421: the token or URL is wrong; events are retried at the slowest pace, never dropped. */
-function isConfigurationError(error) {
-  return error instanceof PresenceError && (error.status === 401 || error.status === 403 || error.status === 421);
+/**
+ * A 4xx other than 408, 429 and 413: a wrong token, URL, node id, or a proxy in the way. Nothing
+ * is dropped for it: retried at the slowest pace (about a heartbeat interval), logged as an error.
+ */
+function isRefusal(error) {
+  return error instanceof PresenceError && error.status >= 400 && error.status < 500 && !retryable(error.status) && error.status !== 413;
+}
+
+// Errors of a request that never reached the server.
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/** Whether a failed request may have been applied all the same: no answer, or a gateway's 502/504. */
+function maybeApplied(error) {
+  if (error instanceof PresenceError) return error.status === 502 || error.status === 504;
+  return !NOT_SENT.has(error?.cause?.code ?? error?.code);
 }
 
 /** Exponential backoff with jitter: a random delay in [½, 1] of min(cap, 100 ms × 2^attempt). */
@@ -705,14 +1033,30 @@ function backoff(attempt, cap) {
   return ceiling * (0.5 + Math.random() / 2);
 }
 
+/**
+ * A random delay in [½, 1] of `ms`: nodes refused alike (a token rotated fleet-wide, a proxy
+ * misconfigured) and then fixed do not all retry in the same instant.
+ */
+function jittered(ms) {
+  return ms * (0.5 + Math.random() / 2);
+}
+
 function later(fn, ms) {
   const timer = setTimeout(fn, ms);
   timer.unref?.();
   return timer;
 }
 
-function sleep(ms) {
-  return new Promise((resolve) => later(resolve, ms));
+/** A pause; `referenced` keeps the process alive meanwhile (close() is work the caller awaits). */
+function sleep(ms, referenced = false) {
+  return new Promise((resolve) => (referenced ? setTimeout(resolve, ms) : later(resolve, ms)));
+}
+
+/** A user id as sent: numbers as strings, none (undefined, null, "") as null. */
+function normalizeUser(userId) {
+  if (typeof userId === "number" && Number.isFinite(userId)) return String(userId);
+  if (userId === undefined || userId === "") return null;
+  return userId;
 }
 
 function utf8Bytes(text) {

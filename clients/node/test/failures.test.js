@@ -1,11 +1,9 @@
 // The client through failures of real processes: Redis restarted empty, `presence serve` down for
 // 5 s, the node's process SIGKILLed. Each test runs its own servers.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { createPresence } from "../index.js";
-import { api, lookupAll, memoryLogger, registryDifference, startPresence, startRedis, waitFor } from "../testing/harness.js";
+import { api, lookupAll, memoryLogger, redisCommand, registryDifference, spawnChildNode, startPresence, startRedis, waitFor } from "../testing/harness.js";
 
 function client(url, nodeId, heartbeatMs) {
   const logger = memoryLogger();
@@ -21,7 +19,7 @@ async function fill(presence, prefix, count, timeoutMs) {
   return performance.now() - started;
 }
 
-test("Redis restarted empty: resyncRequired is honoured and the registry is complete within two heartbeats", async (t) => {
+test("Redis restarted empty: resyncRequired is honoured and the registry is complete within two heartbeats and one write of the set", async (t) => {
   const heartbeatMs = 500;
   const redis = await startRedis();
   const server = await startPresence({ redis: redis.url, heartbeat: heartbeatMs / 1000, nodeTtl: 3 });
@@ -67,6 +65,35 @@ test("Redis restarted empty: resyncRequired is honoured and the registry is comp
   });
   assert.ok(presence.stats().resyncs >= 2, "the heartbeat after the restart asked for every socket again");
   assert.match(logger.lines.join("\n"), /registry lost this node/);
+});
+
+test("the registry lost the node but not a socket it no longer holds: after the resync, that ghost is pruned", async (t) => {
+  const heartbeatMs = 500;
+  const redis = await startRedis();
+  const server = await startPresence({ redis: redis.url, heartbeat: heartbeatMs / 1000, nodeTtl: 2 });
+  const { presence, logger } = client(server.url, "pruned", heartbeatMs);
+  t.after(async () => {
+    await presence.close();
+    await server.stop();
+    await redis.stop();
+  });
+  const writeMs = await fill(presence, "p", 500, 60_000);
+  const local = Array.from({ length: 500 }, (_, i) => `p-${i}`);
+  // A socket the registry holds for this node and incarnation, which the node does not hold: what
+  // a disconnect lost in a failover leaves behind.
+  const written = await api(server.url, "/v1/nodes/pruned/events", { method: "POST", body: { events: [{ type: "connect", socketId: "ghost-1", userId: "u" }] } });
+  assert.equal(written.body.results[0].result, "created");
+  // The failover also lost the node's registration (its socket records survive): the next
+  // heartbeat answers `new`, and registers the same incarnation again, which revives the ghost.
+  await redisCommand(redis.port, "HDEL", "presence:{registry}:nodes", "pruned");
+  await redisCommand(redis.port, "DEL", "presence:{registry}:node:pruned");
+  await waitFor(() => presence.stats().resyncs === 2, { timeoutMs: 4 * heartbeatMs, what: "the resync after `new`" });
+  // The resync starts within a quarter interval and is spread over half a one; then the prune.
+  const bound = 2 * heartbeatMs + 2 * writeMs;
+  await waitFor(() => presence.settled, { timeoutMs: bound, what: `the resync and the prune (${bound.toFixed(0)} ms)` });
+  assert.equal(await registryDifference(server.url, "pruned", local, ["ghost-1"]), "");
+  assert.equal(presence.stats().pruned, 1);
+  assert.match(logger.lines.join("\n"), /held 1 sockets for this node that it no longer holds/);
 });
 
 test("presence down for 5 s: nothing lost, the pending changes stay bounded, the registry equals the local set after", async (t) => {
@@ -175,25 +202,19 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
   const heartbeatMs = 500;
   const nodeTtlMs = 2000;
   const server = await startPresence({ heartbeat: heartbeatMs / 1000, nodeTtl: nodeTtlMs / 1000 });
-  const child = spawn(process.execPath, [fileURLToPath(new URL("../testing/child-node.js", import.meta.url))], {
-    env: { ...process.env, URL: server.url, NODE_ID: "doomed", COUNT: "300", HEARTBEAT_MS: String(heartbeatMs) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise((r) => child.once("exit", r));
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "doomed", COUNT: "300", HEARTBEAT_MS: String(heartbeatMs) });
   t.after(async () => {
-    child.kill("SIGKILL");
+    child.kill();
     await server.stop();
   });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  await waitFor(() => output.includes("settled") || child.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
-  assert.ok(output.includes("settled"), `the child exited early: ${output}`);
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
   const ids = Array.from({ length: 300 }, (_, i) => `doomed-${i}`);
   assert.ok([...(await lookupAll(server.url, ids)).values()].every((a) => a.alive && a.nodeId === "doomed"));
 
   const killedAt = performance.now();
-  child.kill("SIGKILL");
-  await exited;
+  child.process.kill("SIGKILL");
+  await child.exited;
   // Dead at the last heartbeat + TTL, and the last heartbeat was at most one interval before the
   // kill: a lookup that starts later than that and still sees a socket alive is a failure. (Each
   // lookup reads the registry after it starts, so a slow poll cannot fail the test.)
@@ -208,26 +229,39 @@ test("a process SIGKILLed: its sockets read dead within the node TTL plus one he
   assert.ok(lastAliveSeen <= nodeTtlMs + heartbeatMs, `a lookup begun ${lastAliveSeen.toFixed(0)} ms after the kill saw a socket alive`);
 });
 
-test("SIGTERM: the process leaves the registry, then exits as SIGTERM would", async (t) => {
+test("SIGTERM: the process leaves the registry (every client in it), then exits as SIGTERM would", async (t) => {
   const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
-  // The child keeps the client's default signal handling.
-  const child = spawn(process.execPath, [fileURLToPath(new URL("../testing/child-node.js", import.meta.url))], {
-    env: { ...process.env, URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  // The child keeps the client's default signal handling; its second client leaves 300 ms later.
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "terminated", COUNT: "100", HEARTBEAT_MS: "500", SECOND_LEAVE_DELAY: "300" });
   t.after(async () => {
-    child.kill("SIGKILL");
+    child.kill();
     await server.stop();
   });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  await waitFor(() => output.includes("settled") || child.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 200);
-  child.kill("SIGTERM");
-  assert.deepEqual(await exited, { code: null, signal: "SIGTERM" });
+  assert.equal((await api(server.url, "/v1/nodes/terminated-second")).status, 200);
+  child.process.kill("SIGTERM");
+  assert.deepEqual(await child.exited, { code: null, signal: "SIGTERM" });
   // With a 30 s node TTL, only the leave can have made them dead by now.
   assert.equal((await api(server.url, "/v1/nodes/terminated")).status, 404);
+  assert.equal((await api(server.url, "/v1/nodes/terminated-second")).status, 404, "the process waited for its second client's leave");
   const answers = await lookupAll(server.url, Array.from({ length: 100 }, (_, i) => `terminated-${i}`));
   assert.ok([...answers.values()].every((a) => !a.alive));
+});
+
+test("SIGTERM with the application's own handler: the node leaves, and the application's shutdown is not cut short", async (t) => {
+  const server = await startPresence({ heartbeat: 0.5, nodeTtl: 30 });
+  const child = spawnChildNode({ URL: server.url, NODE_ID: "app-handled", COUNT: "10", HEARTBEAT_MS: "500", APP_SIGTERM: "300" });
+  t.after(async () => {
+    child.kill();
+    await server.stop();
+  });
+  await waitFor(() => child.output().includes("settled") || child.process.exitCode !== null, { timeoutMs: 30_000, what: "the child to report its sockets" });
+  assert.ok(child.output().includes("settled"), `the child exited early: ${child.output()}`);
+  child.process.kill("SIGTERM");
+  assert.deepEqual(await child.exited, { code: 0, signal: null }, `the application's handler decided the exit: ${child.output()}`);
+  assert.match(child.output(), /application shutdown done/);
+  // With a 30 s node TTL, only the leave can have removed it.
+  assert.equal((await api(server.url, "/v1/nodes/app-handled")).status, 404);
 });

@@ -46,3 +46,20 @@ test("a refused token: reports are kept and retried, not dropped; a query withou
   open.push(anonymous);
   await assert.rejects(anonymous.socket("kept-1"), (error) => error instanceof PresenceError && error.status === 401);
 });
+
+test("refused retries are spread: each waits a random half to whole interval, not one interval exactly", async (t) => {
+  const random = Math.random;
+  Math.random = () => 0; // the shortest wait the jitter allows: half an interval
+  t.after(() => (Math.random = random));
+  const heartbeatMs = 1000;
+  const sent = [];
+  const fetchCounting = (url, init) => {
+    if (init.method === "PUT") sent.push(performance.now());
+    return fetch(url, init);
+  };
+  const { presence } = client({ nodeId: "refused-spread", token: READ, heartbeatMs, fetch: fetchCounting });
+  await waitFor(() => sent.length >= 3, { timeoutMs: 10 * heartbeatMs, intervalMs: 5, what: "three refused heartbeats" });
+  assert.equal(presence.stats().registered, false);
+  const gaps = [sent[1] - sent[0], sent[2] - sent[1]];
+  assert.ok(gaps.every((gap) => gap < heartbeatMs * 0.8), `refused heartbeats ${gaps.map((g) => g.toFixed(0)).join(" and ")} ms apart`);
+});

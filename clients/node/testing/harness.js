@@ -3,7 +3,7 @@
 // because `node --test` runs every file under a folder named test.
 
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -11,9 +11,51 @@ import { fileURLToPath } from "node:url";
 
 const repository = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const children = new Set();
+// A test process that exits with servers still running (a failed hook, an uncaught error) takes
+// them with it, and their own children too: `presence serve` runs its embedded redis-server as a
+// child, which a SIGKILL of `presence serve` alone would leave behind.
 process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
+  for (const child of children) killTree(child.pid);
 });
+
+/** The processes whose parent is `pid`, and theirs (from /proc; empty where there is none). */
+function descendants(pid) {
+  const parents = new Map();
+  let entries = [];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (!parents.has(ppid)) parents.set(ppid, []);
+      parents.get(ppid).push(Number(entry));
+    } catch {}
+  }
+  const found = [];
+  const visit = (parent) => {
+    for (const child of parents.get(parent) ?? []) {
+      found.push(child);
+      visit(child);
+    }
+  };
+  visit(pid);
+  return found;
+}
+
+/** SIGKILLs a process this harness started and every process it started (read before the kill). */
+function killTree(pid) {
+  const below = descendants(pid);
+  for (const target of [pid, ...below]) {
+    try {
+      process.kill(target, "SIGKILL");
+    } catch {}
+  }
+}
 
 /** The `presence` binary: PRESENCE_BIN, else the debug build of this repository; fails clearly otherwise. */
 export function presenceBin() {
@@ -82,8 +124,10 @@ function track(child, name) {
 
 async function stopProcess(tracked, signal = "SIGTERM") {
   if (tracked.child.exitCode !== null || tracked.child.signalCode !== null) return;
-  tracked.child.kill(signal);
-  const timer = setTimeout(() => tracked.child.kill("SIGKILL"), 10_000);
+  // A SIGKILL of `presence serve` would orphan its embedded redis-server: take its children too.
+  if (signal === "SIGKILL") killTree(tracked.child.pid);
+  else tracked.child.kill(signal);
+  const timer = setTimeout(() => killTree(tracked.child.pid), 10_000);
   await tracked.exited;
   clearTimeout(timer);
 }
@@ -106,6 +150,30 @@ function redisPing(port) {
   });
 }
 
+/** Sends one command to the redis-server on `port` (RESP); resolves with the first line of its reply. */
+export function redisCommand(port, ...args) {
+  return new Promise((resolveReply, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.setTimeout(5000);
+    let reply = "";
+    socket.once("connect", () => {
+      socket.write(`*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(String(arg))}\r\n${arg}\r\n`).join("")}`);
+    });
+    socket.on("data", (data) => {
+      reply += data;
+      if (!reply.includes("\r\n")) return;
+      socket.destroy();
+      if (reply.startsWith("-")) reject(new Error(`redis: ${reply.trim()}`));
+      else resolveReply(reply.slice(0, reply.indexOf("\r\n")));
+    });
+    socket.once("error", reject);
+    socket.once("timeout", () => {
+      socket.destroy();
+      reject(new Error(`redis on ${port}: no reply`));
+    });
+  });
+}
+
 /** A private redis-server on loopback, no persistence. `port` reuses one (a restart). */
 export async function startRedis(port) {
   port ??= await freePort();
@@ -115,10 +183,16 @@ export async function startRedis(port) {
       { stdio: ["ignore", "pipe", "pipe"] }),
     "redis-server",
   );
-  await waitFor(async () => {
-    if (tracked.child.exitCode !== null) throw new Error(`redis-server exited: ${tracked.output()}`);
-    return redisPing(port);
-  }, { timeoutMs: 15_000, what: `redis-server on ${port}` });
+  try {
+    await waitFor(async () => {
+      if (tracked.child.exitCode !== null) throw new Error(`redis-server exited: ${tracked.output()}`);
+      return redisPing(port);
+    }, { timeoutMs: 15_000, what: `redis-server on ${port}` });
+  } catch (error) {
+    await stopProcess(tracked, "SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -139,20 +213,44 @@ export async function startPresence({ heartbeat, nodeTtl, redis, port, env = {} 
   if (nodeTtl !== undefined) args.push("--node-ttl", String(nodeTtl));
   if (redis) args.push("--redis", redis);
   const tracked = track(spawn(presenceBin(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } }), "presence serve");
-  const listening = await waitFor(() => {
-    if (tracked.child.exitCode !== null) throw new Error(`presence serve exited: ${tracked.output()}`);
-    return /listening on 127\.0\.0\.1:(\d+)/.exec(tracked.output())?.[1];
-  }, { timeoutMs: 30_000, what: "presence serve to listen" }).catch((error) => {
+  let listening;
+  let url;
+  try {
+    listening = await waitFor(() => {
+      if (tracked.child.exitCode !== null) throw new Error(`presence serve exited: ${tracked.output()}`);
+      return /listening on 127\.0\.0\.1:(\d+)/.exec(tracked.output())?.[1];
+    }, { timeoutMs: 30_000, what: "presence serve to listen" });
+    url = `http://127.0.0.1:${listening}`;
+    await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 30_000, what: "presence serve /readyz" });
+  } catch (error) {
+    // Not left running (with its embedded redis-server) when it never became ready.
+    await stopProcess(tracked);
     throw new Error(`${error.message}\n${tracked.output()}`);
-  });
-  const url = `http://127.0.0.1:${listening}`;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 30_000, what: "presence serve /readyz" });
+  }
   return {
     url,
     port: Number(listening),
     process: tracked.child,
     output: tracked.output,
     stop: (signal) => stopProcess(tracked, signal),
+  };
+}
+
+/**
+ * testing/child-node.js in a child process (env: URL, NODE_ID, COUNT, HEARTBEAT_MS), tracked like
+ * the servers: killed with the test process, and it exits by itself when its stdin closes.
+ */
+export function spawnChildNode(env) {
+  const script = fileURLToPath(new URL("./child-node.js", import.meta.url));
+  const tracked = track(spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "inherit"] }), "child node");
+  return {
+    process: tracked.child,
+    exited: tracked.exited,
+    output: tracked.output,
+    /** SIGKILL, unless it has exited (its pid may name another process by then). */
+    kill: () => {
+      if (tracked.child.exitCode === null && tracked.child.signalCode === null) killTree(tracked.child.pid);
+    },
   };
 }
 
