@@ -50,6 +50,11 @@ const LEAVING = new Set();
  * @param {PresenceOptions} options see index.d.ts
  * @returns {Presence}
  */
+/** This host's time now (milliseconds, the wall clock), as presence reads a connectedAt. */
+function nowRFC3339() {
+  return new Date().toISOString();
+}
+
 export function createPresence(options) {
   return new Presence(options);
 }
@@ -283,7 +288,9 @@ export class Presence {
     if (meta !== undefined && meta !== null) checkMeta(meta, "meta");
     const previous = this.#local.get(socketId);
     if (previous) this.#dropUser(previous.userId);
-    this.#local.set(socketId, { userId, meta: meta && Object.keys(meta).length ? { ...meta } : undefined });
+    // connectedAt goes with the connect: a connect that reaches presence late (retried, held up)
+    // then loses to a newer connection of the socket on another node instead of displacing it.
+    this.#local.set(socketId, { userId, meta: meta && Object.keys(meta).length ? { ...meta } : undefined, connectedAt: nowRFC3339() });
     if (userId !== null) this.#users.set(userId, (this.#users.get(userId) ?? 0) + 1);
     this.#rejected.delete(socketId);
     this.#dirty.add(socketId);
@@ -686,6 +693,7 @@ export class Presence {
       let text = socket ? `{"type":"connect","socketId":${JSON.stringify(id)}` : `{"type":"disconnect","socketId":${JSON.stringify(id)}`;
       if (user !== null && user !== UNKNOWN && user !== undefined) text += `,"userId":${JSON.stringify(user)}`;
       if (socket?.meta && !socket.metaRefused) text += `,"meta":${JSON.stringify(socket.meta)}`;
+      if (socket?.connectedAt) text += `,"connectedAt":"${socket.connectedAt}"`;
       text += "}";
       // 1,000 events of up to 300 characters stay under the limit even at 3 bytes a character.
       const size = (text.length <= 300 ? text.length * 3 : Buffer.byteLength(text)) + 1;

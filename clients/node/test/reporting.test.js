@@ -240,6 +240,33 @@ test("with two requests in flight, a socket's events still apply in order", asyn
   assert.ok(presence.stats().eventRequests >= 3, "connects, the others, then the disconnects");
 });
 
+test("a connect held up on its way past the socket's move to another node is superseded and displaces nothing", async () => {
+  // The old node's connect is held before it reaches the server until the new node's has landed.
+  let held = null;
+  const fetchHolding = async (url, init) => {
+    if (url.endsWith("/events") && held === null) {
+      let release;
+      held = new Promise((r) => (release = r));
+      held.release = release;
+      await held;
+    }
+    return fetch(url, init);
+  };
+  const old = client("mover-old", { fetch: fetchHolding }).presence;
+  const moved = client("mover-new").presence;
+  await waitFor(() => old.stats().registered && moved.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  old.connected("mover", { userId: "u" });
+  await waitFor(() => held !== null, { timeoutMs: settleTimeout, what: "the old node's connect held" });
+  moved.connected("mover", { userId: "u" });
+  await settled(moved);
+  held.release();
+  await settled(old);
+  assert.equal((await api(server.url, "/v1/sockets/mover")).body.nodeId, "mover-new");
+  old.disconnected("mover");
+  await settled(old);
+  assert.equal((await api(server.url, "/v1/sockets/mover")).body.nodeId, "mover-new", "the old node's disconnect removed nothing");
+});
+
 test("an answer whose body stalls counts as no answer: the batch goes again once the timeout passes", async () => {
   let stalled = 0;
   const fetchStalling = async (url, init) => {
