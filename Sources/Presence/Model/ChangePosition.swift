@@ -20,6 +20,18 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
             self.sequence = sequence
         }
 
+        /// The largest id before this one (reading after it starts at this entry).
+        public var predecessor: Entry {
+            var entry = self
+            if sequence > 0 {
+                entry.sequence -= 1
+            } else {
+                entry.milliseconds -= 1
+                entry.sequence = Int.max
+            }
+            return entry
+        }
+
         /// The entry id as Redis writes it.
         public var id: String { "\(milliseconds)-\(sequence)" }
         /// `i=ms-seq`.
@@ -41,8 +53,8 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: String) {
         last = [:]
         if text.isEmpty { return }
-        for part in text.split(separator: ",") {
-            let pair = part.split(separator: "=")
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let pair = part.split(separator: "=", omittingEmptySubsequences: false)
             guard pair.count == 2, let stream = Int(pair[0]), (0..<ChangeStreams.clusterCount).contains(stream),
                   Entry(stream: stream, id: String(pair[1])) != nil else { return nil }
             last[stream] = String(pair[1])
