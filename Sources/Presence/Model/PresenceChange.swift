@@ -48,7 +48,7 @@ public struct PresenceChange: Sendable, Hashable {
     public var socketID: String?
     /// The node (socket and node changes).
     public var nodeID: String?
-    /// The node incarnation (socket and node changes).
+    /// The node incarnation (node changes).
     public var incarnation: String?
     /// The user (user changes, and socket changes of a socket with a user).
     public var userID: String?

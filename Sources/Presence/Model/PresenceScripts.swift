@@ -210,19 +210,27 @@ public enum PresenceScripts {
         local minid
         local function emit(...)
             minid = minid or ms(now - tonumber(ARGV[5]))
-            pcall('XADD', stream, 'MINID', '~', minid, '*', ...)
+            pcall('XADD', stream, '*', ...)
         end
         local function parse(value)  -- node, incarnation, connectedAt, user of a record
             return match(value, '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)')
         end
+        local find = string.find
+        local function userless(record)  -- the fourth part (the user id) is empty
+            return find(record, '^[^\\31]*\\31[^\\31]*\\31[^\\31]*\\31\\31') ~= nil
+        end
         local function tagged(key, marker)  -- the id in a key P:<marker>{id}
             return string.sub(key, string.find(key, marker, 1, true) + #marker, -2)
         end
-        local function entries(key)  -- a user's entries, the pruning cursor not counted
+        local function entries(key, atMost)  -- a user's entries, the pruning cursor not counted
             local n = call('HLEN', key)
-            if n > 0 and call('HEXISTS', key, '\\1c') == 1 then n = n - 1 end
+            -- The cursor matters only where the count decides: one HEXISTS there, not per call.
+            if n > 0 and n <= atMost + 1 and call('HEXISTS', key, '\\1c') == 1 then n = n - 1 end
             return n
         end
+        -- Connects of this call (record key → the record they displaced, or false), so that a
+        -- user add finds a displaced entry without scanning its user's hash.
+        local connectedHere = {}
         -- Commands take the TTL as the text it came as: a Lua number is formatted by snprintf per call.
         local ttlText = ARGV[3]
         local mine = node .. '\\31' .. incarnation .. '\\31'
@@ -255,22 +263,22 @@ public enum PresenceScripts {
                         call('SET', key, record, 'PX', ttlText)
                         if holder == node and held == incarnation then
                             result = 0
+                            if recording then connectedHere[key] = false end
                         elseif recording then
+                            connectedHere[key] = previous
                             -- Sockets without a user record here; a user's socket where its entry changes.
                             local socket = tagged(key, ':r:{')
-                            local _, _, _, oldUser = parse(previous)
-                            if oldUser == '' then
-                                emit('t', 'sd', 's', socket, 'n', holder, 'i', held, 'r', holder == node and 'node_down' or 'moved')
+                            if userless(previous) then
+                                emit('t', 'sd', 's', socket, 'n', holder, 'r', holder == node and 'node_down' or 'moved')
                             end
-                            local _, _, _, user = parse(record)
-                            if user == '' then emit('t', 'sc', 's', socket, 'n', node, 'i', incarnation, 'c', at) end
+                            if userless(record) then emit('t', 'sc', 's', socket, 'n', node, 'c', at) end
                         end
                     end
                 else
                     call('SET', key, record, 'PX', ttlText)
                     if recording then
-                        local _, _, _, user = parse(record)
-                        if user == '' then emit('t', 'sc', 's', tagged(key, ':r:{'), 'n', node, 'i', incarnation, 'c', at) end
+                        connectedHere[key] = false
+                        if userless(record) then emit('t', 'sc', 's', tagged(key, ':r:{'), 'n', node, 'c', at) end
                     end
                 end
             elseif code == 'd' or code == 'D' then
@@ -281,9 +289,9 @@ public enum PresenceScripts {
                 elseif record and string.find(record, mine, 1, true) == 1 then
                     call('DEL', key)
                     if code == 'd' then result = record end
-                    if recording then
-                        local holder, held, _, user = parse(record)
-                        if user == '' then emit('t', 'sd', 's', tagged(key, ':r:{'), 'n', holder, 'i', held, 'r', reason) end
+                    if recording and userless(record) then
+                        local holder, held = parse(record)
+                        emit('t', 'sd', 's', tagged(key, ':r:{'), 'n', holder, 'r', reason)
                     end
                 else
                     result = false
@@ -307,9 +315,20 @@ public enum PresenceScripts {
                             -- another incarnation is displaced (the socket moved), in this call.
                             local socket = match(field, '^([^\\31]*)')
                             local user = tagged(key, ':u:{')
-                            local n = entries(key)
+                            local n = entries(key, 1)
                             local first = n == 1  -- the user had no entry before this one
-                            if n > 1 then
+                            local displaced = connectedHere[socketKey]
+                            if n > 1 and displaced then
+                                -- Its connect, in this call, displaced another incarnation's record:
+                                -- that incarnation's entry goes (when it was this user's).
+                                local holder, held, _, oldUser = parse(displaced)
+                                local old = socket .. '\\31' .. held
+                                if oldUser == user and old ~= field and call('HDEL', key, old) == 1 then
+                                    emit('t', 'sd', 's', socket, 'n', holder, 'u', user, 'r', holder == node and 'node_down' or 'moved')
+                                end
+                            elseif n > 1 and displaced == nil then
+                                -- Its connect ran in another call (a cluster's deferred user add):
+                                -- look for entries of this socket by other incarnations.
                                 local pattern = string.gsub(socket, '[%*%?%[%]\\\\]', function(c) return '\\\\' .. c end) .. '\\31*'
                                 local cursor = '0'
                                 repeat
@@ -319,13 +338,13 @@ public enum PresenceScripts {
                                     for j = 1, #page, 2 do
                                         if page[j] ~= field and call('HDEL', key, page[j]) == 1 then
                                             local oldNode = match(page[j + 1], '\\31(.*)$') or ''
-                                            emit('t', 'sd', 's', socket, 'n', oldNode, 'i', match(page[j], '\\31(.*)$'), 'u', user,
+                                            emit('t', 'sd', 's', socket, 'n', oldNode, 'u', user,
                                                 'r', oldNode == node and 'node_down' or 'moved')
                                         end
                                     end
                                 until cursor == '0'
                             end
-                            emit('t', 'sc', 's', socket, 'n', node, 'i', incarnation, 'u', user, 'c', at)
+                            emit('t', 'sc', 's', socket, 'n', node, 'u', user, 'c', at)
                             if first then emit('t', 'uon', 'u', user) end
                         end
                     end
@@ -349,8 +368,8 @@ public enum PresenceScripts {
                 if recording and result == 1 then
                     local socket, held = match(field, '^([^\\31]*)\\31(.*)$')
                     local user = tagged(key, ':u:{')
-                    emit('t', 'sd', 's', socket, 'n', node, 'i', held, 'u', user, 'r', reason)
-                    if entries(key) == 0 then emit('t', 'uoff', 'u', user) end
+                    emit('t', 'sd', 's', socket, 'n', node, 'u', user, 'r', reason)
+                    if entries(key, 0) == 0 then emit('t', 'uoff', 'u', user) end
                 end
             else
                 return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
@@ -371,7 +390,7 @@ public enum PresenceScripts {
                             local socket, held = match(page[i], '^([^\\31]*)\\31(.*)$')
                             if recording and socket then
                                 pruned = true
-                                emit('t', 'sd', 's', socket, 'n', match(page[i + 1], '\\31(.*)$') or '', 'i', held,
+                                emit('t', 'sd', 's', socket, 'n', match(page[i + 1], '\\31(.*)$') or '',
                                     'u', tagged(key, ':u:{'), 'r', 'node_down')
                             end
                         end
@@ -379,11 +398,15 @@ public enum PresenceScripts {
                 end
                 if scan[1] == '0' then call('HDEL', key, cursorField)
                 else call('HSET', key, cursorField, scan[1]) end
-                if pruned and entries(key) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
+                if pruned and entries(key, 0) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
             end
         end
         -- The stream lives as long as its newest change: past that every entry is older than the retention.
-        if minid then pcall('PEXPIRE', stream, ARGV[5]) end
+        -- Trimmed once per call, not per entry.
+        if minid then
+            pcall('XTRIM', stream, 'MINID', '~', minid)
+            pcall('PEXPIRE', stream, ARGV[5])
+        end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do
             if call('PEXPIRE', key, ttlText, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttlText) end
