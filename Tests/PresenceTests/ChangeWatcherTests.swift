@@ -96,6 +96,13 @@ struct ChangeWatcherTests {
                     checkCrash(changes, expiresAt: expiresAt, bound: configuration.heartbeatInterval + slack)
                     #expect(try await registry.sockets(["a1", "a2", "a3"]) == [nil, nil, nil])
                     #expect(try await client.send("HGET", configuration.keys.goneNodes, "A").string?.hasPrefix("d\u{1F}A-1") == true)
+                    // A comes back (a partition healed): node.up, and the mark goes.
+                    let back = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date()))
+                    #expect(back.status == .revived)
+                    let after = try await registry.recordedChanges()
+                    #expect(after.filter { $0.nodeID == "A" && $0.kind.rawValue.hasPrefix("node.") }.map(\.kind) == [.nodeUp, .nodeDown, .nodeUp])
+                    #expect(try await client.send("HEXISTS", configuration.keys.goneNodes, "A").int == 0)
+                    #expect(try await client.send("HEXISTS", configuration.keys.node("A"), "down").int == 0)
                 }
             }
         }

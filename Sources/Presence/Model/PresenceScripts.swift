@@ -25,7 +25,7 @@ public enum PresenceScripts {
 
         local ttl = tonumber(ARGV[3])
         local retention = tonumber(ARGV[4])
-        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt', 'startedAt')
+        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt', 'startedAt', 'down')
         local incarnation = ARGV[2]
         if incarnation == '' then incarnation = previous[1] or ARGV[10] end
         if incarnation == nil or incarnation == '' then return redis.error_reply('ERR presence_heartbeat: no incarnation') end
@@ -60,10 +60,12 @@ public enum PresenceScripts {
         if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
         else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
         redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), ttl + retention))
+        -- Field `down` of the record names the incarnation the watcher announced down, so that
+        -- telling whether to record costs no extra read.
         if KEYS[4] and ARGV[11] and ARGV[11] ~= '' and status ~= 'ok' then
             local minid = ms(now - tonumber(ARGV[11]))
-            local gone = redis.call('HGET', KEYS[4], ARGV[1])
-            local announced = gone and string.match(gone, '^[pd]\\31([^\\31]*)')
+            local announced = previous[4]
+            if announced then redis.call('HDEL', KEYS[2], 'down') end
             if status == 'replaced' then
                 if announced ~= previous[1] then
                     redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'ndown', 'n', ARGV[1], 'i', previous[1])
@@ -71,14 +73,16 @@ public enum PresenceScripts {
                     redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl + retention))
                 end
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif status == 'new' then
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif announced == incarnation then
                 -- revived after the watcher announced it down: up again (it writes its sockets again)
                 redis.call('HDEL', KEYS[4], ARGV[1])
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             end
-            redis.call('PEXPIRE', KEYS[3], ARGV[11])
         end
         return {status, ms(now), ms(expiresAt), incarnation}
         """)
@@ -108,7 +112,8 @@ public enum PresenceScripts {
         return 1
         """)
 
-    /// The watcher announces a dead node. KEYS: table, gone hash, stream 0. ARGV: node id, the table
+    /// The watcher announces a dead node. KEYS: table, gone hash, stream 0, node record (its field
+    /// `down` names the incarnation announced, for the heartbeat to read at no cost). ARGV: node id, the table
     /// value seen expired, changes retention ms. Records `node.down` and marks the node `p` (its
     /// sockets to disconnect) unless the entry changed (returns 0: it came back) or that
     /// incarnation was announced already (returns 2); returns 1 when it recorded it. Compare and
@@ -125,6 +130,7 @@ public enum PresenceScripts {
         redis.call('PEXPIRE', KEYS[3], ARGV[3])
         redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
         redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1])))
+        if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation) end
         return 1
         """)
 

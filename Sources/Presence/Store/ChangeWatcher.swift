@@ -128,7 +128,7 @@ public struct ChangeWatcher: Service {
     /// or was announced already. Returns the script's answer (1 recorded, 2 announced already, 0 changed).
     func announceDown(node: String, entry: NodeTable.Entry) async throws -> Int {
         let reply = try await client.send(PresenceScripts.nodeDown.call(
-            keys: [keys.nodeTable, keys.goneNodes, keys.changeStream(0)], arguments: [node, entry.raw, String(configuration.changesRetention.milliseconds)]))
+            keys: [keys.nodeTable, keys.goneNodes, keys.changeStream(0), keys.node(node)], arguments: [node, entry.raw, String(configuration.changesRetention.milliseconds)]))
         if reply.int == 1 { logger.info("node down", metadata: ["node": "\(node)", "incarnation": "\(entry.incarnation)"]) }
         return reply.int ?? 0
     }
