@@ -12,7 +12,10 @@ func coreBenchmark(_ arguments: BenchArguments) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await client.run() }
         _ = try await client.send("FLUSHALL")
-        let node = try PresenceNode(nodeID: "bench-node", client: client, logger: logger)
+        // PRESENCE_CHANGES=off measures ingestion without the change stream (docs/changes.md).
+        var configuration = PresenceConfiguration()
+        configuration.changes = ProcessInfo.processInfo.environment["PRESENCE_CHANGES"] != "off"
+        let node = try PresenceNode(nodeID: "bench-node", client: client, configuration: configuration, logger: logger)
         group.addTask { try await node.run() }
         try await node.flush()
 

@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import Presence
 
-/// Keys in the database (every primary of a cluster), by SCAN.
-public func allKeys(_ client: RedisClient) async throws -> [String] {
+/// Keys in the database (every primary of a cluster), by SCAN; without `changes`, those of the
+/// change stream (its streams and the gone-node marks, kept for their retention by design) are left out.
+public func allKeys(_ client: RedisClient, changes: Bool = false) async throws -> [String] {
     var keys: [String] = []
     for primary in try await client.primaryClients() {
         var cursor = "0"
@@ -13,7 +14,12 @@ public func allKeys(_ client: RedisClient) async throws -> [String] {
             keys += page[1].array!.compactMap(\.string)
         } while cursor != "0"
     }
-    return keys
+    return changes ? keys : keys.filter { !isChangeStreamKey($0) }
+}
+
+/// Whether `key` belongs to the change stream (`docs/changes.md`): a stream, the gone hash or the watcher lease.
+public func isChangeStreamKey(_ key: String) -> Bool {
+    key.contains(":changes") || key.hasSuffix("{registry}:gone") || key.hasSuffix("{registry}:watcher")
 }
 
 /// Redis server time in milliseconds: the clock of the node holding the liveness table, which

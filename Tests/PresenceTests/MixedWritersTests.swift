@@ -8,6 +8,13 @@ import Testing
 /// whichever kind of node wrote first.
 @Suite("Native commands and scripts against one Valkey 9 server")
 struct MixedWritersTests {
+    /// Native commands are used only with the change stream off (with it on, every server gets the script).
+    private var nativeConfiguration: PresenceConfiguration {
+        var configuration = fastConfiguration
+        configuration.changes = false
+        return configuration
+    }
+
     private var scripted: PresenceConfiguration {
         var configuration = fastConfiguration
         configuration.writeCommands = .scripts
@@ -26,7 +33,7 @@ struct MixedWritersTests {
     @Test("one layout: a connect written by native commands and by the script leaves the same record and user entry")
     func sameLayout() async throws {
         try await withRedis(.valkey) { (client: RedisClient) async throws in
-            let native = PresenceWriter(client: client, configuration: fastConfiguration)
+            let native = PresenceWriter(client: client, configuration: nativeConfiguration)
             let script = PresenceWriter(client: client, configuration: scripted)
             #expect(await native.nativeServer() != nil, "Valkey 9 has SET … IFEQ and DELIFEQ")
             #expect(await script.nativeServer() == nil)
@@ -66,7 +73,7 @@ struct MixedWritersTests {
     func racesAcrossKinds() async throws {
         try await withRedis(.valkey) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            let native = try await startNode("native", client: client)
+            let native = try await startNode("native", client: client, configuration: nativeConfiguration)
             let script = try await startNode("script", client: client, configuration: scripted)
             // S moves from the native node to the script node, T the other way.
             try native.node.connected(socketID: "S", userID: "u")
@@ -114,7 +121,7 @@ struct MixedWritersTests {
     func deleteByValue() async throws {
         try await withRedis(.valkey) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            let running = try await startNode("n", client: client)
+            let running = try await startNode("n", client: client, configuration: nativeConfiguration)
             try running.node.connected(socketID: "plain", userID: "u", meta: ["k": "v"])
             try running.node.connected(socketID: "changed", userID: "u")
             try await running.node.flush()
@@ -143,7 +150,7 @@ struct MixedWritersTests {
     func refusedNativeCommand() async throws {
         try await withRedis(.valkey) { (client: RedisClient) async throws in
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            let running = try await startNode("n", client: client)
+            let running = try await startNode("n", client: client, configuration: nativeConfiguration)
             try running.node.connected(socketID: "s1", userID: "u")
             try await running.node.flush()
             #expect(try await registry.socket("s1")?.nodeID == "n")

@@ -160,14 +160,15 @@ struct PresenceSemanticsTests {
     @Test("e: with no sweeper, everything a dead node left expires within its documented bound", arguments: Topology.allCases)
     func everythingExpires(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in
-            let configuration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1), socketTTL: .seconds(1), nodeRetention: .zero)
+            let configuration = PresenceConfiguration(
+                heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(1), socketTTL: .seconds(1), nodeRetention: .zero, changesRetention: .seconds(1))
             let running = try await startNode("mortal", client: client, configuration: configuration)
             for i in 0..<300 { try running.node.connected(socketID: "m\(i)", userID: "u\(i % 7)", meta: ["i": "\(i)"]) }
             try await running.node.flush()
             await running.crash()
             // Bound: max(2.5 × socketTTL, nodeTTL + retention) after the last write.
             var longest = 0
-            let keys = try await allKeys(client)
+            let keys = try await allKeys(client, changes: true)
             for key in keys {
                 let ttl = try await client.send("PTTL", key).int ?? -1
                 #expect(ttl != -1, "\(key) has no TTL")  // -2: it expired between SCAN and PTTL
@@ -181,7 +182,7 @@ struct PresenceSemanticsTests {
             for key in keys {
                 #expect(try await client.send("EXISTS", key).int == 0, "\(key) outlived its TTL")
             }
-            #expect(try await allKeys(client).isEmpty)
+            #expect(try await allKeys(client, changes: true).isEmpty)
         }
     }
 
@@ -190,7 +191,7 @@ struct PresenceSemanticsTests {
         try await withRedis(topology) { (client: RedisClient) async throws in
             // The last node crashes too, leaving its keys to their TTLs.
             try await fullScenario(client).crash()
-            let keys = try await allKeys(client)
+            let keys = try await allKeys(client, changes: true)
             #expect(!keys.isEmpty)
             for key in keys {
                 let ttl = try await client.send("PTTL", key).int ?? -1

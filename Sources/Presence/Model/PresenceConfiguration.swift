@@ -20,6 +20,13 @@ public struct PresenceConfiguration: Sendable, Hashable {
     /// How socket events are written: with the server's native conditional commands where it has
     /// them (``WriteCommands/automatic``), or always by script.
     public var writeCommands: WriteCommands
+    /// Whether writes record the change stream (`docs/changes.md`; on by default). With changes on,
+    /// socket events are written by script on every server: the native commands cannot decide and
+    /// record in one atomic step.
+    public var changes: Bool
+    /// How long changes stay in the streams (1 h by default): each `XADD` trims entries older than
+    /// this (`MINID ~`, so a few more may stay).
+    public var changesRetention: Duration
 
     /// How a writer writes socket events. Both produce the same layout, so nodes of either kind
     /// work against one server together.
@@ -39,7 +46,9 @@ public struct PresenceConfiguration: Sendable, Hashable {
         socketTTL: Duration = .seconds(600),
         nodeRetention: Duration = .seconds(600),
         batchSize: Int = 1000,
-        writeCommands: WriteCommands = .automatic
+        writeCommands: WriteCommands = .automatic,
+        changes: Bool = true,
+        changesRetention: Duration = .seconds(3600)
     ) {
         self.keyPrefix = keyPrefix
         self.heartbeatInterval = heartbeatInterval
@@ -48,6 +57,8 @@ public struct PresenceConfiguration: Sendable, Hashable {
         self.nodeRetention = nodeRetention
         self.batchSize = batchSize
         self.writeCommands = writeCommands
+        self.changes = changes
+        self.changesRetention = changesRetention
     }
 
     /// Checks the values against each other.
@@ -64,6 +75,7 @@ public struct PresenceConfiguration: Sendable, Hashable {
         guard socketTTL >= nodeTTL else { throw fail("socketTTL must be at least nodeTTL") }
         guard nodeRetention >= .zero else { throw fail("nodeRetention must not be negative") }
         guard (1...10_000).contains(batchSize) else { throw fail("batchSize must be 1–10000") }
+        guard changesRetention >= .seconds(1) else { throw fail("changesRetention must be at least 1 s") }
     }
 
     var keys: PresenceKeys { PresenceKeys(prefix: keyPrefix) }
@@ -71,6 +83,8 @@ public struct PresenceConfiguration: Sendable, Hashable {
     /// TTL written on socket keys, node socket sets and user entries: 2.5 refresh periods.
     var socketKeyTTLMilliseconds: Int { socketTTL.milliseconds * 5 / 2 }
     var nodeRetentionMilliseconds: Int { nodeRetention.milliseconds }
+    /// The retention argument of the scripts: `""` when changes are off (nothing recorded).
+    var changesRetentionArgument: String { changes ? String(changesRetention.milliseconds) : "" }
 }
 
 extension Duration {

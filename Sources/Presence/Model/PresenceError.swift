@@ -9,6 +9,7 @@ public struct PresenceError: Error, CustomStringConvertible, Sendable {
             case invalidConfiguration
             case corruptData
             case notRunning
+            case changesTrimmed
         }
 
         let base: Base
@@ -23,6 +24,9 @@ public struct PresenceError: Error, CustomStringConvertible, Sendable {
         public static let corruptData = Code(base: .corruptData)
         /// The node is not running or could not reach Redis.
         public static let notRunning = Code(base: .notRunning)
+        /// Changes after the position asked for were trimmed (older than the retention): reading
+        /// from it would skip them. ``PresenceRegistry/oldestChangePosition()`` says where to resume.
+        public static let changesTrimmed = Code(base: .changesTrimmed)
 
         public var description: String { base.rawValue }
     }

@@ -21,4 +21,17 @@ public struct PresenceKeys: Sendable, Hashable {
 
     /// Hash `"socket id␟incarnation" → "expiresAtMs␟node"`: one user's sockets.
     public func user(_ userID: String) -> String { "\(prefix):u:{\(userID)}" }
+
+    /// Stream `i` of the change stream: 0 is `P:{registry}:changes` (node changes; every change on
+    /// one server), 1–15 `P:changes:{tag}` (Redis Cluster), tags from ``ChangeStreams/tag(_:)``.
+    public func changeStream(_ index: Int) -> String {
+        index == 0 ? "\(prefix):{registry}:changes" : "\(prefix):changes:{\(ChangeStreams.tag(index))}"
+    }
+
+    /// Hash `node → "p|d␟incarnation␟reason"`: nodes announced down or left whose sockets the
+    /// watcher is (`p`) or was (`d`) disconnecting; same slot as the table.
+    public var goneNodes: String { "\(prefix):{registry}:gone" }
+
+    /// String holding the id of the `presence serve` instance that watches for dead nodes.
+    public var watcherLease: String { "\(prefix):{registry}:watcher" }
 }

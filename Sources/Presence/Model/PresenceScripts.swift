@@ -12,17 +12,20 @@ public enum PresenceScripts {
     /// keep the registered one, or take ARGV[10] when none is), ttl ms, retention ms, address (`""`
     /// keeps), startedAt ms (kept from the record while the incarnation stays), socket count (`-1`
     /// keeps), user count (`-1` keeps), meta JSON (`""` keeps), a fresh incarnation (only read when
-    /// ARGV[2] is `""`). Returns `{status, nowMs, expiresAtMs, incarnation}`; status is `ok` (same incarnation, was alive), `new`
+    /// ARGV[2] is `""`), changes retention ms (`""` or absent: record nothing; then KEYS 3 and 4 are
+    /// stream 0 and the gone hash). Returns `{status, nowMs, expiresAtMs, incarnation}`; status is `ok` (same incarnation, was alive), `new`
     /// (no record: first start or Redis lost its state), `revived` (same incarnation, had expired)
     /// or `replaced` (another incarnation was registered). Anything but `ok` means the caller must
     /// write all its sockets again. Entries of nodes dead longer than the retention are pruned a
     /// few per heartbeat (an `HSCAN` slice from a cursor kept in the table's field `\u{1}c`, which
-    /// readers skip): the cost is the same for 10 nodes or 10,000.
+    /// readers skip): the cost is the same for 10 nodes or 10,000. With changes recorded: `node.up`
+    /// on `new`, `replaced` (after `node.down` of the replaced incarnation, which is marked for the
+    /// watcher to disconnect its sockets) and on `revived` after the watcher announced it down.
     public static let heartbeat = RedisScript(name: "presence_heartbeat", source: now + """
 
         local ttl = tonumber(ARGV[3])
         local retention = tonumber(ARGV[4])
-        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt', 'startedAt')
+        local previous = redis.call('HMGET', KEYS[2], 'incarnation', 'expiresAt', 'startedAt', 'down')
         local incarnation = ARGV[2]
         if incarnation == '' then incarnation = previous[1] or ARGV[10] end
         if incarnation == nil or incarnation == '' then return redis.error_reply('ERR presence_heartbeat: no incarnation') end
@@ -57,12 +60,38 @@ public enum PresenceScripts {
         if scan[1] == '0' then redis.call('HDEL', KEYS[1], cursorField)
         else redis.call('HSET', KEYS[1], cursorField, scan[1]) end
         redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), ttl + retention))
+        -- Field `down` of the record names the incarnation the watcher announced down, so that
+        -- telling whether to record costs no extra read.
+        if KEYS[4] and ARGV[11] and ARGV[11] ~= '' and status ~= 'ok' then
+            local minid = ms(now - tonumber(ARGV[11]))
+            local announced = previous[4]
+            if announced then redis.call('HDEL', KEYS[2], 'down') end
+            if status == 'replaced' then
+                if announced ~= previous[1] then
+                    redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'ndown', 'n', ARGV[1], 'i', previous[1])
+                    redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. previous[1] .. '\\31node_down')
+                    redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl + retention))
+                end
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
+            elseif status == 'new' then
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
+            elseif announced == incarnation then
+                -- revived after the watcher announced it down: up again (it writes its sockets again)
+                redis.call('HDEL', KEYS[4], ARGV[1])
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
+            end
+        end
         return {status, ms(now), ms(expiresAt), incarnation}
         """)
 
     /// A node leaves: its table entry and record go, so its sockets read dead at once.
     /// KEYS: table, node record. ARGV: node id, incarnation (`""` for any). Returns 1, or 0 when
     /// the node is not registered or another incarnation holds the record (it is left alone).
+    /// With ARGV[3] (changes retention ms, not `""`) and KEYS stream 0 and the gone hash: records
+    /// `node.left` and marks the node for the watcher (its sockets' disconnects, reason `node_left`).
     public static let leave = RedisScript(name: "presence_leave", source: """
         local entry = redis.call('HGET', KEYS[1], ARGV[1])
         local incarnation = redis.call('HGET', KEYS[2], 'incarnation')
@@ -71,6 +100,63 @@ public enum PresenceScripts {
         if ARGV[2] ~= '' and incarnation ~= ARGV[2] then return 0 end
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('DEL', KEYS[2])
+        if KEYS[4] and ARGV[3] and ARGV[3] ~= '' then
+            local clock = redis.call('TIME')
+            local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+            local minid = string.format('%.0f', now - tonumber(ARGV[3]))
+            redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nleft', 'n', ARGV[1], 'i', incarnation)
+            redis.call('PEXPIRE', KEYS[3], ARGV[3])
+            redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. incarnation .. '\\31node_left')
+            redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), redis.call('PTTL', KEYS[1])))
+        end
+        return 1
+        """)
+
+    /// The watcher announces a dead node. KEYS: table, gone hash, stream 0, node record (its field
+    /// `down` names the incarnation announced, for the heartbeat to read at no cost). ARGV: node id, the table
+    /// value seen expired, changes retention ms. Records `node.down` and marks the node `p` (its
+    /// sockets to disconnect) unless the entry changed (returns 0: it came back) or that
+    /// incarnation was announced already (returns 2); returns 1 when it recorded it. Compare and
+    /// record in one call: two watchers never record a node twice.
+    public static let nodeDown = RedisScript(name: "presence_node_down", source: now + """
+
+        local entry = redis.call('HGET', KEYS[1], ARGV[1])
+        if entry ~= ARGV[2] then return 0 end
+        local expiresAt, incarnation = string.match(entry, '^(%d+)\\31([^\\31]*)\\31')
+        if not expiresAt or tonumber(expiresAt) > now then return 0 end
+        local gone = redis.call('HGET', KEYS[2], ARGV[1])
+        if gone and string.match(gone, '^[pd]\\31([^\\31]*)') == incarnation then return 2 end
+        redis.call('XADD', KEYS[3], 'MINID', '~', ms(now - tonumber(ARGV[3])), '*', 't', 'ndown', 'n', ARGV[1], 'i', incarnation)
+        redis.call('PEXPIRE', KEYS[3], ARGV[3])
+        redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
+        redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1])))
+        if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation) end
+        return 1
+        """)
+
+    /// The watcher's bookkeeping of the gone hash. KEYS: gone hash, table. ARGV: node id, the value
+    /// seen, `done` or `forget`. `done`: a `p` value becomes `d` (its sockets are disconnected).
+    /// `forget`: a `d` value goes when the table no longer lists that incarnation (nothing left
+    /// to announce). Returns 1 when it changed the hash, else 0.
+    public static let goneUpdate = RedisScript(name: "presence_gone_update", source: """
+        local gone = redis.call('HGET', KEYS[1], ARGV[1])
+        if gone ~= ARGV[2] then return 0 end
+        if ARGV[3] == 'done' then
+            redis.call('HSET', KEYS[1], ARGV[1], 'd' .. string.sub(gone, 2))
+            return 1
+        end
+        local incarnation = string.match(gone, '^d\\31([^\\31]*)')
+        local entry = redis.call('HGET', KEYS[2], ARGV[1])
+        if not incarnation or (entry and string.match(entry, '^%d+\\31([^\\31]*)') == incarnation) then return 0 end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        return 1
+        """)
+
+    /// Renews or releases the watcher lease held by ARGV[1]. KEYS: the lease. ARGV: holder id,
+    /// lease ms (`0`: release). Returns 1 when this holder held it, else 0.
+    public static let lease = RedisScript(name: "presence_lease", source: """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
         return 1
         """)
 
@@ -92,8 +178,10 @@ public enum PresenceScripts {
     /// operation whose key is not (a stale slot map, a slot migrating away) is skipped and answered
     /// with that error, for the caller to send again to the right node. KEYS: the first
     /// operation's key only, so that a cluster redirects a call sent to the wrong node at once.
-    /// ARGV: node id, incarnation (`""`: any, for disconnects only), ttl ms, then per operation its
-    /// code, its key and its arguments. Returns one value per operation.
+    /// ARGV: node id, incarnation (`""`: any, for disconnects only), ttl ms, the change stream this
+    /// node records into (`""`: none), changes retention ms, the reason of the call's disconnects,
+    /// then per operation its code, its key and its arguments. Returns one value per operation.
+    /// What each operation records is in `docs/changes.md`.
     /// - `c` connect (record key; the ``SocketRecord`` value, its connectedAt µs): writes the
     ///   record unless another node holds it with a later connectedAt (a stale report must not
     ///   displace the newer connection, or that node's coming disconnect would delete it). Returns
@@ -102,7 +190,7 @@ public enum PresenceScripts {
     /// - `d` disconnect (record key): deletes the record only if this node (and incarnation, when
     ///   given) holds it. Returns the deleted record's value, or nil. `D`: the same, returning 1
     ///   rather than the record (for a caller that needs nothing from it).
-    /// - `a` user add (user key; field `socket␟incarnation`, record key): the entry
+    /// - `a` user add (user key; field `socket␟incarnation`, record key, connectedAt µs): the entry
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
     ///   `f` user refresh (user key; field): the same entry, only where it still exists, so a
@@ -121,6 +209,34 @@ public enum PresenceScripts {
 
         local call, pcall, match = redis.call, redis.pcall, string.match
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        -- The change stream: ARGV[4] the stream this primary records into ('' records nothing),
+        -- ARGV[5] retention ms, ARGV[6] the reason of the disconnects this call makes.
+        local stream, reason = ARGV[4], ARGV[6]
+        local recording = stream ~= ''
+        local minid
+        local function emit(...)
+            minid = minid or ms(now - tonumber(ARGV[5]))
+            pcall('XADD', stream, '*', ...)
+        end
+        local function parse(value)  -- node, incarnation, connectedAt, user of a record
+            return match(value, '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)')
+        end
+        local find = string.find
+        local function userless(record)  -- the fourth part (the user id) is empty
+            return find(record, '^[^\\31]*\\31[^\\31]*\\31[^\\31]*\\31\\31') ~= nil
+        end
+        local function tagged(key, marker)  -- the id in a key P:<marker>{id}
+            return string.sub(key, string.find(key, marker, 1, true) + #marker, -2)
+        end
+        local function entries(key, atMost)  -- a user's entries, the pruning cursor not counted
+            local n = call('HLEN', key)
+            -- The cursor matters only where the count decides: one HEXISTS there, not per call.
+            if n > 0 and n <= atMost + 1 and call('HEXISTS', key, '\\1c') == 1 then n = n - 1 end
+            return n
+        end
+        -- Connects of this call (record key → the record they displaced, or false), so that a
+        -- user add finds a displaced entry without scanning its user's hash.
+        local connectedHere = {}
         -- Commands take the TTL as the text it came as: a Lua number is formatted by snprintf per call.
         local ttlText = ARGV[3]
         local mine = node .. '\\31' .. incarnation .. '\\31'
@@ -128,7 +244,7 @@ public enum PresenceScripts {
         local expiry
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
-        local i, k = 4, 0
+        local i, k = 7, 0
         local count = #ARGV
         while i <= count do
             local code = ARGV[i]
@@ -151,10 +267,25 @@ public enum PresenceScripts {
                         superseded[key] = true
                     else
                         call('SET', key, record, 'PX', ttlText)
-                        if holder == node and held == incarnation then result = 0 end
+                        if holder == node and held == incarnation then
+                            result = 0
+                            if recording then connectedHere[key] = false end
+                        elseif recording then
+                            connectedHere[key] = previous
+                            -- Sockets without a user record here; a user's socket where its entry changes.
+                            local socket = tagged(key, ':r:{')
+                            if userless(previous) then
+                                emit('t', 'sd', 's', socket, 'n', holder, 'r', holder == node and 'node_down' or 'moved')
+                            end
+                            if userless(record) then emit('t', 'sc', 's', socket, 'n', node, 'c', at) end
+                        end
                     end
                 else
                     call('SET', key, record, 'PX', ttlText)
+                    if recording then
+                        connectedHere[key] = false
+                        if userless(record) then emit('t', 'sc', 's', tagged(key, ':r:{'), 'n', node, 'c', at) end
+                    end
                 end
             elseif code == 'd' or code == 'D' then
                 i = i + 2
@@ -164,12 +295,16 @@ public enum PresenceScripts {
                 elseif record and string.find(record, mine, 1, true) == 1 then
                     call('DEL', key)
                     if code == 'd' then result = record end
+                    if recording and userless(record) then
+                        local holder, held = parse(record)
+                        emit('t', 'sd', 's', tagged(key, ':r:{'), 'n', holder, 'r', reason)
+                    end
                 else
                     result = false
                 end
             elseif code == 'a' then
-                local field, socketKey = ARGV[i + 2], ARGV[i + 3]
-                i = i + 4
+                local field, socketKey, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+                i = i + 5
                 if unserved[socketKey] then
                     result = unserved[socketKey]  -- sent again after its connect, by the caller
                 elseif superseded[socketKey] then
@@ -177,7 +312,48 @@ public enum PresenceScripts {
                 else
                     expiry = expiry or ms(now + ttl) .. '\\31' .. node
                     local written = pcall('HSET', key, field, expiry)
-                    if type(written) == 'table' then result = written else touched[key] = true end
+                    if type(written) == 'table' then
+                        result = written
+                    else
+                        touched[key] = true
+                        if recording and written == 1 then
+                            -- A new entry: the socket connected. An entry of the same socket by
+                            -- another incarnation is displaced (the socket moved), in this call.
+                            local socket = match(field, '^([^\\31]*)')
+                            local user = tagged(key, ':u:{')
+                            local n = entries(key, 1)
+                            local first = n == 1  -- the user had no entry before this one
+                            local displaced = connectedHere[socketKey]
+                            if n > 1 and displaced then
+                                -- Its connect, in this call, displaced another incarnation's record:
+                                -- that incarnation's entry goes (when it was this user's).
+                                local holder, held, _, oldUser = parse(displaced)
+                                local old = socket .. '\\31' .. held
+                                if oldUser == user and old ~= field and call('HDEL', key, old) == 1 then
+                                    emit('t', 'sd', 's', socket, 'n', holder, 'u', user, 'r', holder == node and 'node_down' or 'moved')
+                                end
+                            elseif n > 1 and displaced == nil then
+                                -- Its connect ran in another call (a cluster's deferred user add):
+                                -- look for entries of this socket by other incarnations.
+                                local pattern = string.gsub(socket, '[%*%?%[%]\\\\]', function(c) return '\\\\' .. c end) .. '\\31*'
+                                local cursor = '0'
+                                repeat
+                                    local scan = call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 100)
+                                    cursor = scan[1]
+                                    local page = scan[2]
+                                    for j = 1, #page, 2 do
+                                        if page[j] ~= field and call('HDEL', key, page[j]) == 1 then
+                                            local oldNode = match(page[j + 1], '\\31(.*)$') or ''
+                                            emit('t', 'sd', 's', socket, 'n', oldNode, 'u', user,
+                                                'r', oldNode == node and 'node_down' or 'moved')
+                                        end
+                                    end
+                                until cursor == '0'
+                            end
+                            emit('t', 'sc', 's', socket, 'n', node, 'u', user, 'c', at)
+                            if first then emit('t', 'uon', 'u', user) end
+                        end
+                    end
                 end
             elseif code == 'f' then
                 local field = ARGV[i + 2]
@@ -195,6 +371,12 @@ public enum PresenceScripts {
                 local field = ARGV[i + 2]
                 i = i + 3
                 result = pcall('HDEL', key, field)
+                if recording and result == 1 then
+                    local socket, held = match(field, '^([^\\31]*)\\31(.*)$')
+                    local user = tagged(key, ':u:{')
+                    emit('t', 'sd', 's', socket, 'n', node, 'u', user, 'r', reason)
+                    if entries(key, 0) == 0 then emit('t', 'uoff', 'u', user) end
+                end
             else
                 return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
             end
@@ -205,15 +387,31 @@ public enum PresenceScripts {
             if call('HLEN', key) > 8 then
                 local scan = call('HSCAN', key, call('HGET', key, cursorField) or '0', 'COUNT', 32)
                 local page = scan[2]
+                local pruned = false
                 for i = 1, #page, 2 do
                     if page[i] ~= cursorField then
                         local e = tonumber(match(page[i + 1], '^(%d+)'))
-                        if e == nil or e < now then call('HDEL', key, page[i]) end
+                        if e == nil or e < now then
+                            call('HDEL', key, page[i])
+                            local socket, held = match(page[i], '^([^\\31]*)\\31(.*)$')
+                            if recording and socket then
+                                pruned = true
+                                emit('t', 'sd', 's', socket, 'n', match(page[i + 1], '\\31(.*)$') or '',
+                                    'u', tagged(key, ':u:{'), 'r', 'node_down')
+                            end
+                        end
                     end
                 end
                 if scan[1] == '0' then call('HDEL', key, cursorField)
                 else call('HSET', key, cursorField, scan[1]) end
+                if pruned and entries(key, 0) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
             end
+        end
+        -- The stream lives as long as its newest change: past that every entry is older than the retention.
+        -- Trimmed once per call, not per entry.
+        if minid then
+            pcall('XTRIM', stream, 'MINID', '~', minid)
+            pcall('PEXPIRE', stream, ARGV[5])
         end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do
@@ -261,5 +459,5 @@ public enum PresenceScripts {
         """)
 
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease]
 }

@@ -25,7 +25,8 @@ extension PresenceWriter {
 
     /// The server, when this writer should use its native commands for socket events.
     func nativeServer() async -> RedisServerInfo? {
-        guard configuration.writeCommands == .automatic, !nativeRefused.isSet else { return nil }
+        // Recording changes needs the decision and the XADD in one atomic step: the script's.
+        guard configuration.writeCommands == .automatic, !configuration.changes, !nativeRefused.isSet else { return nil }
         guard let server = try? await client.serverInfo(),
               server.capabilities.isSuperset(of: [.setIfEqual, .deleteIfEqual]) else { return nil }
         return server

@@ -17,12 +17,19 @@ extension PresenceWriter {
     /// - Returns: the prefix's replies and one result per operation.
     /// - Parameter ordered: the prefix must have run before any operation (on a cluster they go
     ///   to different nodes, so this costs a round trip there).
+    /// - Parameter reason: recorded with the `socket.disconnected` changes of the call's disconnects.
     func run(
-        _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = [], ordered: Bool = false
+        _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = [], ordered: Bool = false,
+        reason: DisconnectReason = .disconnected
     ) async -> (prefix: [Result<RedisValue, RedisError>], operations: [Result<RedisValue, RedisError>]) {
         if operations.isEmpty && prefix.isEmpty { return ([], []) }
-        let header = [nodeID, incarnation ?? "", String(configuration.socketKeyTTLMilliseconds)]
-        let groups = await client.nodeGroups(of: operations.map(\.key))
+        var header = Header(
+            node: nodeID, incarnation: incarnation ?? "", ttl: String(configuration.socketKeyTTLMilliseconds),
+            retention: configuration.changesRetentionArgument, reason: reason.rawValue, streams: [:])
+        let streamKeys = configuration.changes ? ChangeStreams.keys(keys, cluster: client.isCluster) : []
+        var groups = await client.nodeGroups(of: operations.map(\.key) + streamKeys)
+        header.streams = Self.streams(streamKeys, groups: groups[operations.count...])
+        groups.removeLast(streamKeys.count)
         // A user add stays with its connect when both are on one node; else it waits for it.
         var deferred: [Int] = []
         var first: [Int] = []
@@ -52,6 +59,12 @@ extension PresenceWriter {
         var round = 0
         while !misrouted.isEmpty && round < Self.rerouteRounds {
             round += 1
+            if !streamKeys.isEmpty {
+                // The slot map changed: which stream each primary serves may have too.
+                let fresh = await client.nodeGroups(of: misrouted.map { operations[$0].key } + streamKeys)
+                header.streams = Self.streams(streamKeys, groups: fresh[misrouted.count...])
+                for (index, group) in zip(misrouted, fresh) { groups[index] = group }
+            }
             // One call per operation, its own key declared: the cluster redirects each one. A user
             // add waits for its connect's answer, as a deferred one does.
             let adds = misrouted.filter { Self.followsConnect($0, in: operations) }
@@ -67,6 +80,28 @@ extension PresenceWriter {
             }
         }
         return (prefixReplies, results)
+    }
+
+    /// The script's leading arguments; the change stream depends on the primary a call goes to.
+    struct Header {
+        var node: String
+        var incarnation: String
+        var ttl: String
+        var retention: String
+        var reason: String
+        /// Node group → the first change stream that primary serves (none when changes are off).
+        var streams: [Int: String]
+
+        func arguments(group: Int) -> [String] {
+            [node, incarnation, ttl, streams[group] ?? "", retention, reason]
+        }
+    }
+
+    /// Node group → the first stream (in index order) its primary serves.
+    static func streams(_ keys: [String], groups: ArraySlice<Int>) -> [Int: String] {
+        var streams: [Int: String] = [:]
+        for (key, group) in zip(keys, groups) where group >= 0 && streams[group] == nil { streams[group] = key }
+        return streams
     }
 
     /// User adds whose connect (the operation before each) has answered: those to send (the
@@ -92,7 +127,7 @@ extension PresenceWriter {
     /// Sends the operations at `indices` (in order) after `prefix` in one pipeline and writes their
     /// results into `results`.
     private func send(
-        _ indices: [Int], of operations: [SocketOperation], groups: [Int], header: [String], prefix: [RedisCommand],
+        _ indices: [Int], of operations: [SocketOperation], groups: [Int], header: Header, prefix: [RedisCommand],
         into results: inout [Result<RedisValue, RedisError>], alone: Bool = false
     ) async -> [Result<RedisValue, RedisError>] {
         let calls = alone ? indices.map { [$0] } : Self.calls(indices, of: operations, groups: groups)
@@ -100,7 +135,7 @@ extension PresenceWriter {
         commands.reserveCapacity(prefix.count + calls.count)
         for call in calls {
             var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, "1", operations[call[0]].key)
-            command.append(contentsOf: header)
+            command.append(contentsOf: header.arguments(group: groups[call[0]]))
             for index in call { operations[index].append(to: &command) }
             // Only the first key is declared: an ASK for it says nothing of the others, so a call of
             // several operations comes back, and they go again one by one (each ASK then is right).

@@ -12,6 +12,8 @@ public struct PresenceWriter: Sendable {
     /// Set once the server refused a native command (an ACL, a renamed command): the script
     /// from then on.
     let nativeRefused = NativeCommandRefusal()
+    /// Node incarnations this writer made leave: their sockets' removals record `node_left`.
+    let left = LeftIncarnations()
 
     /// Creates a writer.
     public init(client: RedisClient, configuration: PresenceConfiguration) {
@@ -53,10 +55,12 @@ public struct PresenceWriter: Sendable {
             String(heartbeat.socketCount ?? -1), String(heartbeat.userCount ?? -1),
             heartbeat.meta.map { $0.isEmpty ? "{}" : PresenceMeta.encode($0) } ?? "",
             heartbeat.incarnation.isEmpty ? PresenceID.newIncarnation() : "",
+            configuration.changesRetentionArgument,
         ]
         let index = keys.nodeSockets(heartbeat.nodeID)
         var commands = [
-            PresenceScripts.heartbeat.call(keys: [keys.nodeTable, keys.node(heartbeat.nodeID)], arguments: arguments),
+            PresenceScripts.heartbeat.call(
+                keys: [keys.nodeTable, keys.node(heartbeat.nodeID), keys.changeStream(0), keys.goneNodes], arguments: arguments),
             RedisCommand("PEXPIRE", index, String(configuration.socketKeyTTLMilliseconds)),
             RedisCommand("SCARD", index),
         ]
@@ -79,7 +83,10 @@ public struct PresenceWriter: Sendable {
     /// - Returns: `false` when another incarnation holds the record (nothing changed).
     /// - Throws: ``RedisError``.
     public func leave(nodeID: String, incarnation: String?) async throws -> Bool {
-        let reply = try await client.send(PresenceScripts.leave.call(keys: [keys.nodeTable, keys.node(nodeID)], arguments: [nodeID, incarnation ?? ""]))
+        let reply = try await client.send(PresenceScripts.leave.call(
+            keys: [keys.nodeTable, keys.node(nodeID), keys.changeStream(0), keys.goneNodes],
+            arguments: [nodeID, incarnation ?? "", configuration.changesRetentionArgument]))
+        if reply.int == 1, let incarnation { left.insert(nodeID: nodeID, incarnation: incarnation) }
         return reply.int == 1
     }
 
@@ -89,7 +96,7 @@ public struct PresenceWriter: Sendable {
     /// - Throws: ``RedisError``.
     public func removeNode(nodeID: String) async throws -> Bool {
         guard try await leave(nodeID: nodeID, incarnation: nil) else { return false }
-        _ = try await prune(nodeID: nodeID) { _ in false }
+        _ = try await prune(nodeID: nodeID, reason: .nodeLeft) { _ in false }
         _ = try await client.send(RedisCommand("DEL", keys.nodeSockets(nodeID)))
         return true
     }
@@ -151,7 +158,8 @@ public struct PresenceWriter: Sendable {
                 // connect found stale writes no user entry either.
                 if let userID, last[socketID] == position {
                     operations.append(SocketOperation(
-                        code: .userAdd, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation), b: socketKey))
+                        code: .userAdd, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation), b: socketKey,
+                        c: String(record.connectedAtMicroseconds)))
                 }
             case .disconnect(let socketID, let userID):
                 // The record comes back only where the user must be read from it.
@@ -276,6 +284,11 @@ public struct PresenceWriter: Sendable {
     /// - Returns: how many sockets were removed.
     /// - Throws: ``RedisError``.
     public func prune(nodeID: String, keep: (String) -> Bool) async throws -> Int {
+        try await prune(nodeID: nodeID, reason: .nodeDown, keep: keep)
+    }
+
+    /// ``prune(nodeID:keep:)`` recording its disconnects with `reason`.
+    func prune(nodeID: String, reason: DisconnectReason, keep: (String) -> Bool) async throws -> Int {
         let index = keys.nodeSockets(nodeID)
         var cursor = "0"
         var removedTotal = 0
@@ -284,18 +297,21 @@ public struct PresenceWriter: Sendable {
             let (next, members) = try page.scanPage("SSCAN")
             cursor = next
             let stale = members.compactMap(\.string).filter { !keep($0) }
-            removedTotal += try await removeSockets(nodeID: nodeID, incarnation: nil, socketIDs: stale)
+            removedTotal += try await removeSockets(nodeID: nodeID, incarnation: nil, socketIDs: stale, reason: reason)
         } while cursor != "0"
         return removedTotal
     }
 
     /// Deletes sockets held by `nodeID` (conditionally), their user entries and set members.
     /// - Parameter incarnation: only sockets of this incarnation (`nil`: any).
+    /// - Parameter reason: recorded with their `socket.disconnected`; by default `node_left` for an
+    ///   incarnation this writer saw leave, else `disconnected`.
     /// - Returns: how many socket records were deleted.
-    func removeSockets(nodeID: String, incarnation: String?, socketIDs: [String]) async throws -> Int {
+    func removeSockets(nodeID: String, incarnation: String?, socketIDs: [String], reason: DisconnectReason? = nil) async throws -> Int {
         if socketIDs.isEmpty { return 0 }
+        let reason = reason ?? (incarnation.map { left.contains(nodeID: nodeID, incarnation: $0) } == true ? .nodeLeft : .disconnected)
         let (_, replies) = await run(
-            socketIDs.map { SocketOperation(code: .disconnect, key: keys.socket($0)) }, nodeID: nodeID, incarnation: incarnation)
+            socketIDs.map { SocketOperation(code: .disconnect, key: keys.socket($0)) }, nodeID: nodeID, incarnation: incarnation, reason: reason)
         var userRemoves: [SocketOperation] = []
         var settled: [String] = []
         var deleted = 0
@@ -311,7 +327,7 @@ public struct PresenceWriter: Sendable {
         }
         // Members leave the set only once their record is gone (or was never this node's).
         let (indexReplies, userReplies) = await run(
-            userRemoves, nodeID: nodeID, incarnation: nil, after: indexCommands(nodeID: nodeID, added: [], removed: settled))
+            userRemoves, nodeID: nodeID, incarnation: nil, after: indexCommands(nodeID: nodeID, added: [], removed: settled), reason: reason)
         for reply in indexReplies + userReplies { _ = try reply.get() }
         if let error = Self.firstFailure(replies[...]) { throw error }
         return deleted

@@ -17,14 +17,17 @@ struct SocketOperation: Sendable {
     var a = ""
     /// Connect: its connectedAt µs; user add: the record key of its connect.
     var b = ""
+    /// User add: its connect's connectedAt µs (recorded with `socket.connected`).
+    var c = ""
 
-    /// Appends the code, the key and the arguments this code takes (connect and user add 2,
+    /// Appends the code, the key and the arguments this code takes (connect 2, user add 3,
     /// disconnect none, the other user operations 1): the script reads them by code.
     func append(to command: inout RedisCommand) {
         command.append(code.rawValue)
         command.append(key)
         switch code {
-        case .connect, .userAdd: command.append(contentsOf: [a, b])
+        case .connect: command.append(contentsOf: [a, b])
+        case .userAdd: command.append(contentsOf: [a, b, c])
         case .disconnect, .erase: break
         case .userRefresh, .userRemove: command.append(a)
         }

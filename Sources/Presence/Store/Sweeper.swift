@@ -142,7 +142,7 @@ public struct Sweeper: Sendable {
             let page = try await client.send(RedisCommand("SSCAN", index, cursor, "COUNT", String(configuration.batchSize)))
             let (next, members) = try page.scanPage("SSCAN")
             cursor = next
-            removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string))
+            removed += try await writer.removeSockets(nodeID: node, incarnation: nil, socketIDs: members.compactMap(\.string), reason: .nodeDown)
         } while cursor != "0"
         // Its last member's SREM removed the set already, unless a member stayed (another
         // incarnation's record, which is dead too: the node has no table entry).
@@ -176,7 +176,8 @@ public struct Sweeper: Sendable {
             let (next, members) = try page.scanPage("SSCAN")
             cursor = next
             // Only the dead incarnation's records: a node restarted meanwhile keeps its new ones.
-            removed += try await writer.removeSockets(nodeID: node, incarnation: entry.incarnation, socketIDs: members.compactMap(\.string))
+            removed += try await writer.removeSockets(
+                nodeID: node, incarnation: entry.incarnation, socketIDs: members.compactMap(\.string), reason: .nodeDown)
         } while cursor != "0"
         let forgotten = try await client.send(PresenceScripts.forget.call(keys: [keys.nodeTable, keys.node(node)], arguments: [node, entry.raw])).int == 1
         // The set (now only ids of older incarnations, which expire) goes only with the node.

@@ -14,6 +14,12 @@ struct RedisOptions: ParsableArguments {
     @Option(name: .long, help: "How socket events are written: automatic (the server's native conditional commands where it has them: Valkey 9, Redis 8.4; else scripts) or scripts (env PRESENCE_WRITE_COMMANDS, default automatic).")
     var writeCommands: String?
 
+    @Option(name: .long, help: "Record the change stream, on or off (env PRESENCE_CHANGES, default on; with it on, socket events are written by script on every server).")
+    var changes: String?
+
+    @Option(name: .customLong("changes-retention"), help: "Seconds changes stay in the stream (env PRESENCE_CHANGES_RETENTION, default 3600).")
+    var changesRetention: Double?
+
     var url: String? { redis ?? Environment.string("PRESENCE_REDIS_URL") }
 
     func presenceConfiguration(nodeTTL: Double? = nil, heartbeat: Double? = nil) throws -> PresenceConfiguration {
@@ -24,6 +30,14 @@ struct RedisOptions: ParsableArguments {
                 throw ValidationError("--write-commands must be automatic or scripts, not \(name)")
             }
             configuration.writeCommands = commands
+        }
+        switch changes ?? Environment.string("PRESENCE_CHANGES") ?? "on" {
+        case "on": configuration.changes = true
+        case "off": configuration.changes = false
+        case let other: throw ValidationError("--changes must be on or off, not \(other)")
+        }
+        if let retention = changesRetention ?? Environment.string("PRESENCE_CHANGES_RETENTION").flatMap(Double.init) {
+            configuration.changesRetention = .milliseconds(Int(retention * 1000))
         }
         if let nodeTTL {
             configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000))

@@ -44,13 +44,15 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     return router
 }
 
-/// Builds the application; it runs `services` (an embedded Redis, say), then the client, then
-/// the HTTP server, and stops them in reverse order.
+/// Builds the application; it runs `services` (an embedded Redis, say), then the client, the
+/// watcher that announces dead nodes in the change stream (when changes are on; one instance at
+/// a time works, by lease), then the HTTP server, and stops them in reverse order.
 func buildApplication(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions, logger: Logger, services: [any Service] = []) -> some ApplicationProtocol {
-    Application(
+    let watcher = ChangeWatcher(client: client, configuration: options.presence, logger: Logger(label: "presence.watcher"))
+    return Application(
         router: buildRouter(client: client, readClient: readClient, options: options),
         configuration: .init(address: .hostname(options.host, port: options.port), serverName: "presence"),
-        services: services + [client] + (readClient.map { [$0] } ?? []),
+        services: services + [client] + (readClient.map { [$0] } ?? []) + (options.presence.changes ? [watcher] : []),
         onServerRunning: { channel in
             logger.notice("presence serve is listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "auth": "\(options.tokens.isEnabled ? "tokens" : options.requiresLoopbackHost ? "none (loopback only)" : "none (--insecure-no-auth)")", "cors": "\(options.corsOrigins.isEmpty ? "off" : options.corsOrigins.map(\.description).sorted().joined(separator: " "))"])
         },

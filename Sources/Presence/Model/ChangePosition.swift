@@ -1,0 +1,69 @@
+/// A position in the change stream: the last entry read in each of its streams. Written as text
+/// `i=ms-seq` joined by `,` (`0=1700000000000-3,4=1700000000001-0`), short enough for an SSE
+/// `Last-Event-ID`; a stream not named is read from its start.
+public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
+    /// One entry of one stream.
+    public struct Entry: Sendable, Hashable, Comparable, CustomStringConvertible {
+        /// The stream's index (0–15).
+        public var stream: Int
+        /// The entry id's time part (Redis server clock, ms).
+        public var milliseconds: Int
+        /// The entry id's sequence part.
+        public var sequence: Int
+
+        /// Parses a stream entry id `ms-seq`.
+        public init?(stream: Int, id: String) {
+            let parts = id.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let milliseconds = Int(parts[0]), let sequence = Int(parts[1]) else { return nil }
+            self.stream = stream
+            self.milliseconds = milliseconds
+            self.sequence = sequence
+        }
+
+        /// The largest id before this one (reading after it starts at this entry).
+        public var predecessor: Entry {
+            var entry = self
+            if sequence > 0 {
+                entry.sequence -= 1
+            } else {
+                entry.milliseconds -= 1
+                entry.sequence = Int.max
+            }
+            return entry
+        }
+
+        /// The entry id as Redis writes it.
+        public var id: String { "\(milliseconds)-\(sequence)" }
+        /// `i=ms-seq`.
+        public var description: String { "\(stream)=\(id)" }
+
+        /// Orders by time, then stream and sequence: an approximation of the order across streams.
+        public static func < (a: Entry, b: Entry) -> Bool {
+            (a.milliseconds, a.stream, a.sequence) < (b.milliseconds, b.stream, b.sequence)
+        }
+    }
+
+    /// Stream index → the id of the last entry read there.
+    public var last: [Int: String]
+
+    /// The start of every stream.
+    public init() { last = [:] }
+
+    /// Parses the text form. `nil` when malformed.
+    public init?(_ text: String) {
+        last = [:]
+        if text.isEmpty { return }
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let pair = part.split(separator: "=", omittingEmptySubsequences: false)
+            guard pair.count == 2, let stream = Int(pair[0]), (0..<ChangeStreams.clusterCount).contains(stream),
+                  Entry(stream: stream, id: String(pair[1])) != nil else { return nil }
+            last[stream] = String(pair[1])
+        }
+    }
+
+    /// Moves past `entry`.
+    public mutating func advance(past entry: Entry) { last[entry.stream] = entry.id }
+
+    /// The text form.
+    public var description: String { last.keys.sorted().map { "\($0)=\(last[$0]!)" }.joined(separator: ",") }
+}

@@ -1,0 +1,120 @@
+/// The change stream as an `AsyncSequence` of typed changes (``PresenceRegistry/changes(from:filter:pollInterval:)``):
+/// the changes after a position, then live ones as they are recorded, until the task is cancelled.
+///
+/// Reads go through the registry's client without blocking it: a non-blocking `XRANGE` per stream
+/// in one pipeline, then, when nothing was new, a pause of `pollInterval` (100 ms by default) —
+/// one round trip per pause per reader. A blocking `XREAD` would hold the client's one
+/// auto-pipelined connection for everyone, so it needs a connection of its own (the SSE fan-out
+/// of `presence serve` is where one reader serves many subscribers).
+///
+/// To resume later, advance a ``ChangePosition`` with each change's ``PresenceChange/id``: a
+/// position that lags behind filtered-out changes only reads them again.
+/// - Throws (from `next()`): ``PresenceError`` with code ``PresenceError/Code/changesTrimmed``
+///   when changes after the start were trimmed already; ``RedisError``.
+public struct PresenceChanges: AsyncSequence, Sendable {
+    public typealias Element = PresenceChange
+
+    let registry: PresenceRegistry
+    let start: ChangePosition
+    let filter: ChangeFilter
+    let pollInterval: Duration
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(registry: registry, position: start, filter: filter, pollInterval: pollInterval)
+    }
+
+    /// Reads in pages of up to 1,000 changes per stream.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let registry: PresenceRegistry
+        /// Past every change read so far (filtered-out ones included).
+        public private(set) var position: ChangePosition
+        let filter: ChangeFilter
+        let pollInterval: Duration
+        var buffer: [PresenceChange] = []
+        var next = 0
+        var checked = false
+
+        init(registry: PresenceRegistry, position: ChangePosition, filter: ChangeFilter, pollInterval: Duration) {
+            self.registry = registry
+            self.position = position
+            self.filter = filter
+            self.pollInterval = pollInterval
+        }
+
+        /// The next matching change, waiting for one to be recorded; `nil` once the task is cancelled.
+        public mutating func next() async throws -> PresenceChange? {
+            while true {
+                if next < buffer.count {
+                    next += 1
+                    return buffer[next - 1]
+                }
+                if Task.isCancelled { return nil }
+                if !checked {
+                    try await registry.checkRetained(position)
+                    checked = true
+                }
+                let read = try await registry.recordedChanges(after: position)
+                for change in read { position.advance(past: change.id) }
+                buffer = read.filter(filter.matches)
+                next = 0
+                if read.isEmpty {
+                    do { try await Task.sleep(for: pollInterval) } catch { return nil }
+                }
+            }
+        }
+    }
+}
+
+extension PresenceRegistry {
+    /// The changes recorded after `position` (the start of the retained stream by default), then
+    /// live ones, as typed values; see ``PresenceChanges``.
+    public func changes(from position: ChangePosition = ChangePosition(), filter: ChangeFilter = ChangeFilter(), pollInterval: Duration = .milliseconds(100)) -> PresenceChanges {
+        PresenceChanges(registry: self, start: position, filter: filter, pollInterval: pollInterval)
+    }
+
+    /// The position from which nothing retained is missed: just before the oldest change still in
+    /// each stream (after the last one recorded, when a stream was trimmed empty). One `XINFO
+    /// STREAM` per stream, in one pipeline.
+    /// - Throws: ``RedisError``.
+    public func oldestChangePosition() async throws -> ChangePosition {
+        var oldest = ChangePosition()
+        for (index, floor) in try await retentionFloors().enumerated() {
+            if let floor { oldest.last[index] = floor.id }
+        }
+        return oldest
+    }
+
+    /// Throws ``PresenceError/Code/changesTrimmed`` when `position` is older, in some stream, than
+    /// ``oldestChangePosition()``: its last entry was trimmed, so changes after it may have been
+    /// too. (Conservative: when none had followed it, resuming from the oldest position loses
+    /// nothing either.) A stream that expired whole (no change for the retention) is not checked.
+    func checkRetained(_ position: ChangePosition) async throws {
+        if position.last.isEmpty { return }
+        let floors = try await retentionFloors()
+        for (index, id) in position.last {
+            guard index < floors.count, let floor = floors[index], let asked = ChangePosition.Entry(stream: index, id: id) else { continue }
+            if (asked.milliseconds, asked.sequence) < (floor.milliseconds, floor.sequence) {
+                var oldest = ChangePosition()
+                for (index, floor) in floors.enumerated() { if let floor { oldest.last[index] = floor.id } }
+                throw PresenceError(.changesTrimmed, "changes after \(position) were trimmed (older than the retention); the oldest position is \(oldest)")
+            }
+        }
+    }
+
+    /// Per stream, the id just before its first retained entry (its last generated id when it
+    /// holds none); `nil` when the stream does not exist.
+    private func retentionFloors() async throws -> [ChangePosition.Entry?] {
+        let streams = changeStreamKeys
+        let replies = await client.pipeline(streams.map { RedisCommand("XINFO", "STREAM", $0).routed(by: $0) })
+        return try replies.enumerated().map { index, reply in
+            switch reply {
+            case .failure(let error) where error.message.contains("no such key"): return nil
+            case .failure(let error): throw error
+            case .success(let value):
+                let info = value.fieldMap
+                if info["length"] == "0" { return info["last-generated-id"].flatMap { ChangePosition.Entry(stream: index, id: $0) } }
+                return info["recorded-first-entry-id"].flatMap { ChangePosition.Entry(stream: index, id: $0) }?.predecessor
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/// Reading the change stream (`docs/changes.md`).
+extension PresenceRegistry {
+    /// The stream keys of this registry: one on a single server, ``ChangeStreams/clusterCount`` on
+    /// a Redis Cluster.
+    public var changeStreamKeys: [String] { ChangeStreams.keys(keys, cluster: client.isCluster) }
+
+    /// The changes recorded after `position`, up to `count` per stream, without waiting: one
+    /// `XRANGE` per stream in one pipeline (each routed to its primary). Sorted by entry time
+    /// (order within a stream is exact; across streams, by the primaries' clocks).
+    /// - Throws: ``RedisError``.
+    public func recordedChanges(after position: ChangePosition = ChangePosition(), count: Int = 1000) async throws -> [PresenceChange] {
+        let streams = changeStreamKeys
+        let replies = await client.pipeline(streams.indices.map { index in
+            RedisCommand("XRANGE", streams[index], position.last[index].map { "(" + $0 } ?? "-", "+", "COUNT", String(count))
+        })
+        var changes: [PresenceChange] = []
+        for (index, reply) in replies.enumerated() {
+            changes += Self.changes(stream: index, entries: try reply.get())
+        }
+        return changes.sorted { $0.id < $1.id }
+    }
+
+    /// Decodes `XRANGE`'s (or one stream of `XREAD`'s) entries.
+    static func changes(stream: Int, entries: RedisValue) -> [PresenceChange] {
+        (entries.array ?? []).compactMap { entry in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { return nil }
+            return PresenceChange(stream: stream, id: id, fields: parts[1].fieldMap)
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import Logging
+@testable import Presence
+import PresenceTestSupport
+import Testing
+
+/// The watcher (`docs/changes.md`): dead nodes announced within one heartbeat of their expiry,
+/// once, by whichever instance holds the lease.
+@Suite("Change stream: the watcher")
+struct ChangeWatcherTests {
+    /// Heartbeat 500 ms, node TTL 2 s: the defaults' ratio (2 s, 6 s), and an interval long
+    /// enough beside the walk's few round trips on a loaded test machine.
+    let configuration = PresenceConfiguration(
+        heartbeatInterval: .milliseconds(500), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
+
+    func connect(_ socketID: String, _ userID: String?) -> SocketEvent {
+        .connect(socketID: socketID, userID: userID, meta: [:], connectedAt: Date())
+    }
+
+    /// Runs `body` with watchers running as services (cancelled after it).
+    func withWatchers<T: Sendable>(
+        _ client: RedisClient, ids: [String], _ body: @Sendable ([ChangeWatcher]) async throws -> T
+    ) async throws -> T {
+        let watchers = ids.map { ChangeWatcher(client: client, configuration: configuration, id: $0, logger: testLogger("watcher.\($0)")) }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            for watcher in watchers { group.addTask { try await watcher.run() } }
+            defer { group.cancelAll() }
+            return try await body(watchers)
+        }
+    }
+
+    /// Keeps a node heartbeating while `body` runs.
+    func keepingAlive<T: Sendable>(_ writer: PresenceWriter, _ nodeID: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    _ = try? await writer.heartbeat(NodeHeartbeat(nodeID: nodeID, incarnation: "\(nodeID)-1", startedAt: Date()))
+                    try await Task.sleep(for: configuration.heartbeatInterval)
+                }
+            }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
+
+    /// Polls the stream until `done` holds of it, for up to `timeout`.
+    func waitForChanges(_ registry: PresenceRegistry, timeout: Duration, _ done: ([PresenceChange]) -> Bool) async throws -> [PresenceChange] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let changes = try await registry.recordedChanges()
+            if done(changes) || ContinuousClock.now > deadline { return changes }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// A crashed node A (sockets of u1, u2 and none) beside a live node B (a socket of u2).
+    func crashScenario(_ writer: PresenceWriter) async throws -> Int {
+        _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date()))
+        _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "B", incarnation: "B-1", startedAt: Date()))
+        _ = await writer.apply(nodeID: "A", incarnation: "A-1", events: [connect("a1", "u1"), connect("a2", "u2"), connect("a3", nil)])
+        _ = await writer.apply(nodeID: "B", incarnation: "B-1", events: [connect("b1", "u2")])
+        // A's last heartbeat: it expires one node TTL later.
+        let beat = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date()))
+        return Int(beat.expiresAt.timeIntervalSince1970 * 1000)
+    }
+
+    func checkCrash(_ changes: [PresenceChange], expiresAt: Int, bound: Duration) {
+        let down = changes.filter { $0.kind == .nodeDown }
+        #expect(down.map(\.nodeID) == ["A"], "node.down exactly once")
+        let disconnects = changes.filter { $0.kind == .socketDisconnected }
+        #expect(Set(disconnects.compactMap(\.socketID)) == ["a1", "a2", "a3"])
+        #expect(disconnects.count == 3, "each disconnect exactly once")
+        #expect(disconnects.allSatisfy { $0.reason == .nodeDown && $0.nodeID == "A" })
+        #expect(changes.filter { $0.kind == .userOffline }.map(\.userID) == ["u1"], "u2 is still online on B")
+        for change in down + disconnects {
+            #expect(change.id.milliseconds - expiresAt <= bound.milliseconds, "\(change.kind) \(change.id.milliseconds - expiresAt) ms after the expiry")
+        }
+        if let first = down.first {
+            #expect(first.id.milliseconds >= expiresAt, "announced before it expired")
+        }
+    }
+
+    @Test("a node that stops heartbeating: node.down, its sockets' node_down disconnects and user.offline within one heartbeat of its expiry", arguments: [Topology.standalone, .cluster])
+    func crashAnnounced(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            try await keepingAlive(writer, "B") {
+                try await withWatchers(client, ids: ["w1"]) { _ in
+                    let expiresAt = try await crashScenario(writer)
+                    let (changes, slack) = try await measuringSchedulingSlack {
+                        try await waitForChanges(registry, timeout: configuration.nodeTTL + .seconds(5)) { changes in
+                            changes.contains { $0.kind == .userOffline }
+                        }
+                    }
+                    checkCrash(changes, expiresAt: expiresAt, bound: configuration.heartbeatInterval + slack)
+                    #expect(try await registry.sockets(["a1", "a2", "a3"]) == [nil, nil, nil])
+                    #expect(try await client.send("HGET", configuration.keys.goneNodes, "A").string?.hasPrefix("d\u{1F}A-1") == true)
+                    // A comes back (a partition healed): node.up, and the mark goes.
+                    let back = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date()))
+                    #expect(back.status == .revived)
+                    let after = try await registry.recordedChanges()
+                    #expect(after.filter { $0.nodeID == "A" && $0.kind.rawValue.hasPrefix("node.") }.map(\.kind) == [.nodeUp, .nodeDown, .nodeUp])
+                    #expect(try await client.send("HEXISTS", configuration.keys.goneNodes, "A").int == 0)
+                    #expect(try await client.send("HEXISTS", configuration.keys.node("A"), "down").int == 0)
+                }
+            }
+        }
+    }
+
+    @Test("two watchers at once, and passes run concurrently besides: no change recorded twice", arguments: [Topology.standalone, .cluster])
+    func noDuplicates(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            try await keepingAlive(writer, "B") {
+                try await withWatchers(client, ids: ["w1", "w2"]) { watchers in
+                    let expiresAt = try await crashScenario(writer)
+                    try await waitUntilRedisTime(client, passes: expiresAt)
+                    // Besides the lease holder, passes that ignore the lease (a stalled former holder).
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for watcher in watchers + watchers { group.addTask { try await watcher.pass() } }
+                        try await group.waitForAll()
+                    }
+                    let changes = try await waitForChanges(registry, timeout: .seconds(3)) { $0.contains { $0.kind == .userOffline } }
+                    try await Task.sleep(for: configuration.heartbeatInterval * 2)
+                    #expect(try await registry.recordedChanges() == changes, "a later pass recorded more")
+                    checkCrash(changes, expiresAt: expiresAt, bound: .seconds(60))
+                }
+            }
+        }
+    }
+
+    @Test("a watcher killed midway: the next one takes the lease over and finishes, nothing lost", arguments: [Topology.standalone, .cluster])
+    func takeover(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            let keys = configuration.keys
+            try await keepingAlive(writer, "B") {
+                // The first watcher holds the lease, announces A down, and dies before its sockets.
+                let first = ChangeWatcher(client: client, configuration: configuration, id: "killed", logger: testLogger("watcher.killed"))
+                let expiresAt = try await crashScenario(writer)
+                try await waitUntilRedisTime(client, passes: expiresAt)
+                let entry = try #require(NodeTable.entry(try await client.send("HGET", keys.nodeTable, "A").string ?? ""))
+                #expect(try await first.holdLease(false))  // held (again) when it dies
+                #expect(try await first.announceDown(node: "A", entry: entry) == 1)
+                #expect(try await client.send("GET", keys.watcherLease).string == "killed")
+                try await withWatchers(client, ids: ["heir"]) { _ in
+                    let changes = try await waitForChanges(registry, timeout: .seconds(5)) { $0.contains { $0.kind == .userOffline } }
+                    checkCrash(changes, expiresAt: expiresAt, bound: .seconds(60))
+                    // (Eventually: on a starved machine a lease can lapse between renewals and be taken again.)
+                    try await eventually("the heir to hold the lease") { try await client.send("GET", keys.watcherLease).string == "heir" }
+                }
+            }
+        }
+    }
+
+    @Test("a node that leaves: node.left, then its sockets' node_left disconnects, once, though node and watcher both remove them")
+    func leftNode() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            try await withWatchers(client, ids: ["w"]) { _ in
+                let running = try await startNode("L", client: client, configuration: configuration)
+                try running.node.connected(socketID: "l1", userID: "lu")
+                try running.node.connected(socketID: "l2")
+                try await running.node.flush()
+                try await running.stop()
+                let changes = try await waitForChanges(registry, timeout: .seconds(3)) { changes in
+                    changes.filter { $0.kind == .socketDisconnected }.count >= 2 && changes.contains { $0.kind == .userOffline }
+                }
+                try await Task.sleep(for: configuration.heartbeatInterval * 2)
+                #expect(try await registry.recordedChanges() == changes)
+                let nodeKinds: [PresenceChange.Kind] = changes.map(\.kind).filter { $0 == .nodeUp || $0 == .nodeLeft }
+                #expect(nodeKinds == [.nodeUp, .nodeLeft])
+                let disconnects = changes.filter { $0.kind == .socketDisconnected }
+                #expect(disconnects.count == 2)
+                #expect(disconnects.allSatisfy { $0.reason == .nodeLeft })
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+@testable import Presence
+import PresenceTestSupport
+import Testing
+
+/// `PresenceRegistry.changes(from:filter:)`: recorded changes, then live ones, as typed values.
+@Suite("Change stream: the AsyncSequence for Swift consumers")
+struct PresenceChangesTests {
+    func connect(_ socketID: String, _ userID: String?) -> SocketEvent {
+        .connect(socketID: socketID, userID: userID, meta: [:], connectedAt: Date())
+    }
+
+    /// The first `count` changes of `sequence`, failing after `timeout`.
+    func first(_ count: Int, of sequence: PresenceChanges, timeout: Duration = .seconds(10)) async throws -> [PresenceChange] {
+        try await withThrowingTaskGroup(of: [PresenceChange]?.self) { group in
+            group.addTask {
+                var taken: [PresenceChange] = []
+                for try await change in sequence {
+                    taken.append(change)
+                    if taken.count == count { break }
+                }
+                return taken
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            let result = try await group.next()!
+            group.cancelAll()
+            return try #require(result, "fewer than \(count) changes within \(timeout)")
+        }
+    }
+
+    @Test("recorded changes first, then live ones, in order per user; filters by kind, user and node", arguments: [Topology.standalone, .cluster, .valkey])
+    func recordedThenLive(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", "u1")])
+            let everything = registry.changes(pollInterval: .milliseconds(20))
+            async let seen = first(4, of: everything)
+            async let mine = first(2, of: registry.changes(filter: ChangeFilter(kinds: [.userOffline, .userOnline], userIDs: ["u1"])))
+            async let onB = first(1, of: registry.changes(filter: ChangeFilter(nodeID: "B")))
+            try await Task.sleep(for: .milliseconds(300))
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s1", userID: "u1")])
+            _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connect("s2", nil)])
+            let all = try await seen
+            #expect(all.filter { $0.userID == "u1" }.map(\.kind) == [.socketConnected, .userOnline, .socketDisconnected, .userOffline])
+            #expect(try await mine.map(\.kind) == [.userOnline, .userOffline])
+            let b = try await onB
+            #expect(b.map(\.socketID) == ["s2"])
+
+            // Resuming after a change reads only what followed it.
+            var position = ChangePosition()
+            for change in all.prefix(2) { position.advance(past: change.id) }
+            let rest = try await first(2, of: registry.changes(from: ChangePosition(position.description)!, filter: ChangeFilter(userIDs: ["u1"])))
+            #expect(rest.map(\.kind) == [.socketDisconnected, .userOffline])
+        }
+    }
+
+    @Test("a position whose following changes were trimmed fails with changesTrimmed and the oldest position")
+    func trimmed() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", nil), connect("s2", nil), connect("s3", nil)])
+            let changes = try await registry.recordedChanges()
+            #expect(changes.count == 3)
+            var position = ChangePosition()
+            position.advance(past: changes[0].id)
+            // Retention passing, exactly: trim up to the third change.
+            _ = try await client.send("XTRIM", fastConfiguration.keys.changeStream(0), "MINID", changes[2].id.id)
+            var iterator = registry.changes(from: position).makeAsyncIterator()
+            await #expect(throws: PresenceError.self) { _ = try await iterator.next() }
+            let oldest = try await registry.oldestChangePosition()
+            #expect(oldest.last[0] == changes[2].id.predecessor.id)
+            var resumed = registry.changes(from: oldest).makeAsyncIterator()
+            #expect(try await resumed.next()?.socketID == "s3")
+            // A position at or past the trim point reads on.
+            var fine = registry.changes(from: oldest).makeAsyncIterator()
+            #expect(try await fine.next() != nil)
+        }
+    }
+
+    @Test("position text round-trips and rejects malformed input")
+    func positionText() throws {
+        let position = try #require(ChangePosition("0=1700000000000-3,4=1700000000001-0"))
+        #expect(position.last == [0: "1700000000000-3", 4: "1700000000001-0"])
+        #expect(position.description == "0=1700000000000-3,4=1700000000001-0")
+        #expect(ChangePosition("") == ChangePosition())
+        for bad in ["x", "0=abc", "16=1-0", "0=1-0,", "=1-0", "0=1"] { #expect(ChangePosition(bad) == nil, "\(bad)") }
+        #expect(ChangeStreams.keys(PresenceKeys(prefix: "p"), cluster: true).map(RedisKeySlot.slot).enumerated().dropFirst().allSatisfy { $1 / 1024 == $0 })
+    }
+}
