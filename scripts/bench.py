@@ -352,7 +352,7 @@ class Bench:
         with open(log_path, "w") as log:
             server = self.processes.start(
                 [os.path.join(self.bin, "presence"), "serve", "--redis", redis_url, "--port", str(port),
-                 "--node-ttl", str(node_ttl), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
+                 "--node-ttl", str(node_ttl), "--log-level", "warning", "--changes", "off"], stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PRESENCE_WRITE_TOKEN": self.token, "PRESENCE_READ_TOKEN": "r" + self.token})
         self.wait_for(lambda: self.http("GET", "/readyz", base=base)[0] == 200, f"presence serve --redis {redis_url}",
                       process=server, log=log_path)
@@ -397,13 +397,15 @@ class Bench:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def presence_bench(self, *arguments, redis_url=None):
+    def presence_bench(self, *arguments, redis_url=None, changes=False):
         """Runs a PresenceBench mode against redis_url (default: the private redis-server), echoing its
-        lines; returns its RESULT lines as a dict. Raises BenchError when it fails (CLUSTER_UNSUPPORTED
-        when it refused a redis-cluster:// URL)."""
+        lines; returns its RESULT lines as a dict. The change stream is off unless `changes` (rows
+        1–15 measure the write path; row 16 what recording the changes adds). Raises BenchError when
+        it fails (CLUSTER_UNSUPPORTED when it refused a redis-cluster:// URL)."""
         results, lines = {}, []
+        environment = dict(os.environ, PRESENCE_CHANGES="on" if changes else "off")
         process = subprocess.Popen([os.path.join(self.bin, "PresenceBench"), arguments[0], redis_url or self.redis_url,
-                                    *map(str, arguments[1:])], stdout=subprocess.PIPE, text=True)
+                                    *map(str, arguments[1:])], stdout=subprocess.PIPE, text=True, env=environment)
         for line in process.stdout:
             line = line.rstrip("\n")
             if line.startswith("RESULT "):
@@ -499,6 +501,7 @@ class Bench:
             say(self.core_line(name, ours[-1]))
         events, ref = statistics.median(r["events"] for r in ours), statistics.median(reference)
         cpu_us = statistics.median(r["cpu_us"] for r in ours)
+        client_us = statistics.median(r["client_us"] for r in ours)
         calls = sum((r["calls"] for r in ours), collections.Counter())
         sent = 2 * self.CORE_EVENTS * len(ours)
         scripts = sum(calls[command] for command in SCRIPT_COMMANDS) / sent
@@ -506,12 +509,34 @@ class Bench:
         self.row(number, f"connect+disconnect events/s, one PresenceNode → local {name} ({writer_path(calls)})",
                  f"{events:,.0f}/s", f"{ref:,.0f} HSET/s (redis-benchmark -P 32, same server)", f"{events / ref:.3f}×",
                  f"≥ {ratio:g}×", events >= ratio * ref,
-                 f"median of {self.args.runs}; server CPU {cpu_us:.2f} µs/event; per event the server ran {scripts:.2f} "
+                 f"median of {self.args.runs}; change stream off (row 16); server CPU {cpu_us:.2f} µs/event, the node's "
+                 f"{client_us:.2f} µs/event; per event the server ran {scripts:.2f} "
                  f"script calls, {statistics.median(r['commands'] for r in ours):.2f} commands in all (most: {most})")
         return events
 
     def row1(self):
         self.row1_events = self.events_beside_hset(1, self.redis_port, self.redis_url, self.ROW1_RATIO)
+
+    # Row 16's target (issue 13): ingestion with the change stream recorded at least this many times
+    # ingestion without it, same run, same server.
+    ROW16_RATIO = 0.7
+
+    def row16(self):
+        say("== 16. connect+disconnect events/s with the change stream on (the default) beside off, row 1's load")
+        on, off = [], []
+        for run in range(self.args.runs):
+            for changes, runs in ((False, off), (True, on)):
+                self.redis_cli("FLUSHALL")
+                runs.append(self.core_run(self.redis_url, lambda: [self.redis_port], changes=changes))
+                say(self.core_line("changes " + ("on" if changes else "off"), runs[-1]))
+        events_on, events_off = statistics.median(r["events"] for r in on), statistics.median(r["events"] for r in off)
+        ratios = [a["events"] / b["events"] for a, b in zip(on, off)]
+        self.row(16, "connect+disconnect events/s, one PresenceNode → local Redis 7.0, the change stream recorded "
+                 "(`docs/changes.md`, on by default)", f"{events_on:,.0f}/s", f"{events_off:,.0f}/s with it off",
+                 f"{events_on / events_off:.2f}×", f"≥ {self.ROW16_RATIO:g}×", events_on >= self.ROW16_RATIO * events_off,
+                 f"median of {self.args.runs} each, alternating (median of the pairs' ratios {statistics.median(ratios):.2f}×); "
+                 f"server CPU {statistics.median(r['cpu_us'] for r in on):.2f} against "
+                 f"{statistics.median(r['cpu_us'] for r in off):.2f} µs/event")
 
     def row1v(self):
         port = self.valkey()
@@ -785,7 +810,7 @@ end
     ROW12_RATIO = 1.5
     CORE_EVENTS, CORE_USERS = 200_000, 10_000
 
-    def core_run(self, redis_url, servers):
+    def core_run(self, redis_url, servers, changes=False):
         """One `PresenceBench core` run of row 1's workload (200,000 connects then as many
         disconnects, 10,000 users) against redis_url, with Redis's CPU and commands summed over the
         server ports `servers()` names, read just before and after the process. Returns events/s,
@@ -795,15 +820,17 @@ end
         def calls():
             return sum((collections.Counter(command_calls(port)) for port in servers()), collections.Counter())
         before, calls_before = redis_stats(servers()), calls()
-        result = self.presence_bench("core", self.CORE_EVENTS, self.CORE_USERS, redis_url=redis_url)
+        result = self.presence_bench("core", self.CORE_EVENTS, self.CORE_USERS, redis_url=redis_url, changes=changes)
         after, calls_after = redis_stats(servers()), calls()
         events = 2 * self.CORE_EVENTS
-        return {"events": result["events_per_second"], "cpu_us": (after["cpu"] - before["cpu"]) / events * 1e6,
+        return {"events": result["events_per_second"], "client_us": result.get("client_cpu_us_per_event", 0),
+                "cpu_us": (after["cpu"] - before["cpu"]) / events * 1e6,
                 "commands": (after["commands"] - before["commands"]) / events, "calls": calls_after - calls_before}
 
     @staticmethod
     def core_line(what, run):
-        return f"    {what}: {run['events']:,.0f} events/s, server CPU {run['cpu_us']:.2f} µs/event, {run['commands']:.3f} commands/event"
+        return (f"    {what}: {run['events']:,.0f} events/s, server CPU {run['cpu_us']:.2f} µs/event, client CPU "
+                f"{run['client_us']:.2f} µs/event, {run['commands']:.3f} commands/event")
 
     def row12(self):
         say("== 12. connect+disconnect events/s and Redis CPU per event (INFO cpu over all primaries): "
@@ -1204,11 +1231,13 @@ error answers fails and reports no rate.
   wheel), each beside its reference on that same server. Row 14: a redis-server and a valkey-server of its own,
   each under valgrind (callgrind), one at a time.
   Rows 12 and 13: also a private Redis Cluster of 3 primaries and no replicas on loopback (`redis-cluster://`).
+- The change stream (`docs/changes.md`, on by default) is off in every row but 16, which measures what recording
+  it costs beside the same load without it: rows 1–15 measure the write path and the reads themselves.
 
 {self.table()}
 
 How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13), `Sources/PresenceBench` (rows 1,
-1v, 5, 5v, 6, 8, 11, and 12 with Redis's CPU read by `scripts/bench.py`), `scripts/profile-redis`
+1v, 5, 5v, 6, 8, 11, 16, and 12 with Redis's CPU read by `scripts/bench.py`), `scripts/profile-redis`
 (row 14) and `clients/node/bench/report.js` (row 15). What each figure costs and what limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
@@ -1216,7 +1245,7 @@ How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13), `Source
 
 
 # Rows 1v and 5v: rows 1 and 5 on Valkey 9, each right after its Redis row.
-ALL_ROWS = "1,1v,9,3,4,10,2,15,5,5v,6,7,8,11,12,13,14"
+ALL_ROWS = "1,1v,16,9,3,4,10,2,15,5,5v,6,7,8,11,12,13,14"
 
 
 def main():

@@ -26,6 +26,14 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
+/// `base` with the change stream as `PRESENCE_CHANGES` says (`off` turns it off; `scripts/bench`
+/// keeps it off but in row 16, which compares both).
+func benchConfiguration(_ base: PresenceConfiguration = PresenceConfiguration()) -> PresenceConfiguration {
+    var configuration = base
+    configuration.changes = ProcessInfo.processInfo.environment["PRESENCE_CHANGES"] != "off"
+    return configuration
+}
+
 /// A quiet logger for bench clients and nodes.
 func benchLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)

@@ -13,9 +13,7 @@ func coreBenchmark(_ arguments: BenchArguments) async throws {
         group.addTask { try await client.run() }
         _ = try await client.send("FLUSHALL")
         // PRESENCE_CHANGES=off measures ingestion without the change stream (docs/changes.md).
-        var configuration = PresenceConfiguration()
-        configuration.changes = ProcessInfo.processInfo.environment["PRESENCE_CHANGES"] != "off"
-        let node = try PresenceNode(nodeID: "bench-node", client: client, configuration: configuration, logger: logger)
+        let node = try PresenceNode(nodeID: "bench-node", client: client, configuration: benchConfiguration(), logger: logger)
         group.addTask { try await node.run() }
         try await node.flush()
 

@@ -13,7 +13,7 @@ func fleetHeartbeatBenchmark(_ arguments: BenchArguments) async throws {
     let logger = benchLogger("bench")
     let redis = try arguments.redis()
     let client = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
-    let writer = PresenceWriter(client: client, configuration: PresenceConfiguration())
+    let writer = PresenceWriter(client: client, configuration: benchConfiguration())
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await client.run() }
         var perSize: [Int: [Double]] = [:]

@@ -14,7 +14,7 @@ func heartbeatBenchmark(_ arguments: BenchArguments) async throws {
         for sockets in [0, 10_000, 100_000] {
             _ = try await probe.send("FLUSHALL")
             let client = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
-            let node = try PresenceNode(nodeID: "hb-node", client: client, logger: logger)
+            let node = try PresenceNode(nodeID: "hb-node", client: client, configuration: benchConfiguration(), logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { nodeGroup in
                 nodeGroup.addTask { try await client.run() }
                 nodeGroup.addTask { try await node.run() }

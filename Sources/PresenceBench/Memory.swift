@@ -36,7 +36,7 @@ func memoryBenchmark(_ arguments: BenchArguments) async throws {
 
         _ = try await client.send("FLUSHALL", "SYNC")
         base = try await client.usedMemory()
-        let nodes = try nodeIDs.map { try PresenceNode(nodeID: $0, client: client, logger: logger) }
+        let nodes = try nodeIDs.map { try PresenceNode(nodeID: $0, client: client, configuration: benchConfiguration(), logger: logger) }
         try await withThrowingTaskGroup(of: Void.self) { nodeGroup in
             for node in nodes { nodeGroup.addTask { try await node.run() } }
             for index in 0..<socketCount {

@@ -6,8 +6,8 @@ import Presence
 func nodeProcess(_ arguments: BenchArguments) async throws {
     let nodeID = arguments.values[1]
     let sockets = arguments.int(2, 1000)
-    let configuration = PresenceConfiguration(
-        heartbeatInterval: .milliseconds(arguments.int(3, 1000)), nodeTTL: .milliseconds(arguments.int(4, 3000)))
+    let configuration = benchConfiguration(PresenceConfiguration(
+        heartbeatInterval: .milliseconds(arguments.int(3, 1000)), nodeTTL: .milliseconds(arguments.int(4, 3000))))
     let logger = benchLogger("bench-node")
     let client = RedisClient(configuration: try arguments.redis(), scripts: PresenceScripts.all, logger: logger)
     let node = try PresenceNode(nodeID: nodeID, client: client, configuration: configuration, logger: logger)

@@ -20,7 +20,7 @@ func recoveryBenchmark(_ arguments: [String]) async throws {
     let nodeCount = rest.int(1, 200)
     let perNode = rest.int(2, 5000)
     let heartbeat = Duration.milliseconds(rest.int(3, 2000))
-    let configuration = PresenceConfiguration(heartbeatInterval: heartbeat, nodeTTL: heartbeat * 3)
+    let configuration = benchConfiguration(PresenceConfiguration(heartbeatInterval: heartbeat, nodeTTL: heartbeat * 3))
     try configuration.validate()
     let redis = try RedisConfiguration(url: "redis://127.0.0.1:\(port)")
     var logger = benchLogger("recovery")

@@ -11,7 +11,7 @@ func restoreBenchmark(_ arguments: BenchArguments) async throws {
     let redis = try arguments.redis()
     let probe = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
     let clients = (0..<nodeCount).map { _ in RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger) }
-    let nodes = try (0..<nodeCount).map { try PresenceNode(nodeID: "restore-\($0)", client: clients[$0], logger: logger) }
+    let nodes = try (0..<nodeCount).map { try PresenceNode(nodeID: "restore-\($0)", client: clients[$0], configuration: benchConfiguration(), logger: logger) }
     let registry = PresenceRegistry(client: probe)
     try await withThrowingTaskGroup(of: Void.self) { group in
         for client in clients + [probe] { group.addTask { try await client.run() } }

@@ -13,7 +13,7 @@ func soak(_ arguments: BenchArguments) async throws {
     let perNode = arguments.int(3, 2000)
     let eventsPerSecond = arguments.int(4, 10_000)
     let logger = benchLogger("soak")
-    let configuration = PresenceConfiguration()
+    let configuration = benchConfiguration()
     let clients = (0..<nodeCount).map { _ in RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger) }
     let reader = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: logger)
     let nodes = try (0..<nodeCount).map { try PresenceNode(nodeID: "soak-\($0)", client: clients[$0], configuration: configuration, logger: logger) }
