@@ -219,6 +219,8 @@ struct ChangesEndpointTests {
             defer { for subscriber in subscribers { subscriber.disconnect() } }
             for _ in 0..<200 { subscribers.append(try await subscribe(port)) }
             #expect(hub.statistics.subscribers == 200)
+            let metrics = try await RawHTTPResponse.send(port: port, "GET", "/metrics", headers: [("Host", "127.0.0.1")])
+            #expect(metrics.body.contains("\npresence_changes_subscribers 200\n"))
 
             func xrangeCalls() async throws -> Int {
                 let info = try await client.send("INFO", "commandstats").string ?? ""

@@ -23,7 +23,7 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     if !options.tokens.isEnabled {
         router.add(middleware: LocalOnlyMiddleware(requireLoopbackHost: options.requiresLoopbackHost, allowedOrigins: options.corsOrigins))
     }
-    OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry).addRoutes(to: router)
+    OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry, changeHub: changeHub).addRoutes(to: router)
     // The status page needs no token: it holds no data and asks for one when the API does.
     router.addRoutes(StatusPageController<AppRequestContext>().endpoints)
 
