@@ -93,6 +93,7 @@ final class ChangeHub: Service, Sendable {
             let clock = ContinuousClock()
             var lastHeartbeat = clock.now
             var position: ChangePosition?
+            var failing = false
             while !Task.isCancelled {
                 var full = false
                 do {
@@ -115,9 +116,15 @@ final class ChangeHub: Service, Sendable {
                         return slow
                     }
                     if slow > 0 { logger.warning("cut off slow change subscribers", metadata: ["count": "\(slow)"]) }
+                    if failing {
+                        failing = false
+                        logger.notice("reading the change stream again")
+                    }
                 } catch {
                     state.withLock { $0.healthy = false }
-                    logger.warning("reading the change stream failed", metadata: ["error": "\(error)"])
+                    // Once per outage, not once per poll.
+                    if !failing { logger.warning("reading the change stream failed; retrying every poll interval", metadata: ["error": "\(error)"]) }
+                    failing = true
                 }
                 if clock.now - lastHeartbeat >= configuration.heartbeatInterval {
                     lastHeartbeat = clock.now

@@ -73,6 +73,9 @@ final class ChangeSubscription: Sendable {
         }
     }
 
+    /// Whether the subscription ended (its connection may still have to see the end).
+    var hasEnded: Bool { state.withLock { $0.ended != nil } }
+
     /// Everything queued since the last call, waiting until there is something. Cancelling the
     /// task ends the subscription (``End/shutdown``).
     func next() async -> Batch {

@@ -122,7 +122,8 @@ struct ChangesController<Context: RequestContext>: Sendable {
                         if read.isEmpty { break }
                         let text = stream.events(read, filter: query.filter)
                         if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
-                        if Task.isCancelled { return }
+                        // Cut off meanwhile (its queue overflowed): the loop below says so at once.
+                        if Task.isCancelled || subscription.hasEnded { break }
                     }
                 }
                 while true {
