@@ -161,7 +161,7 @@ struct ChangesEndpointTests {
     @Test("a trimmed position answers 410 with the oldest position; bad parameters 400; no token 401; Redis down 503")
     func refusals() async throws {
         let server = try await RedisServer.start()
-        try await withChangesAPI(server) { port, _, client in
+        try await withChangesAPI(server) { port, hub, client in
             let first = try await subscribe(port)
             defer { first.disconnect() }
             try await report(port, "PUT", "/v1/nodes/node-1", "{}")
@@ -193,6 +193,15 @@ struct ChangesEndpointTests {
             server.stop()
             let down = try await SSEClient.connect(port: port, "/v1/changes", headers: [("Last-Event-ID", oldest)])
             #expect(down.status == 503 && down.error["code"] != nil, "\(down.status) \(down.body)")
+            // A live-only subscriber too, once the hub found Redis gone (it then has no position to give).
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            while hub.statistics.readFailures == 0 {
+                try #require(clock.now < deadline, "the hub never noticed Redis gone")
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let liveDown = try await SSEClient.connect(port: port, "/v1/changes")
+            #expect(liveDown.status == 503 && liveDown.error["code"] != nil, "\(liveDown.status) \(liveDown.body)")
         }
     }
 

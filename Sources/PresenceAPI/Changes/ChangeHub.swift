@@ -29,6 +29,8 @@ final class ChangeHub: Service, Sendable {
         var slowDisconnects = 0
         /// Keep-alive rounds sent.
         var heartbeats = 0
+        /// Reads that failed (Redis unreachable or answering errors).
+        var readFailures = 0
     }
 
     private struct State {
@@ -121,7 +123,10 @@ final class ChangeHub: Service, Sendable {
                         logger.notice("reading the change stream again")
                     }
                 } catch {
-                    state.withLock { $0.healthy = false }
+                    state.withLock { state in
+                        state.healthy = false
+                        state.statistics.readFailures += 1
+                    }
                     // Once per outage, not once per poll.
                     if !failing { logger.warning("reading the change stream failed; retrying every poll interval", metadata: ["error": "\(error)"]) }
                     failing = true

@@ -118,7 +118,15 @@ struct ChangesController<Context: RequestContext>: Sendable {
                 try await writer.write(ByteBuffer(string: ServerSentEvent.comment("subscribed")))
                 if replay {
                     while true {
-                        let read = try await registry.recordedChanges(after: stream.position, count: page)
+                        let read: [PresenceChange]
+                        do {
+                            read = try await registry.recordedChanges(after: stream.position, count: page)
+                        } catch {
+                            // Redis went away mid-replay: say so, with where to resume, and end.
+                            let apiError = APIError.from(error)
+                            try await writer.write(ByteBuffer(string: ServerSentEvent.error(code: apiError.code, message: apiError.message, position: stream.position)))
+                            return
+                        }
                         if read.isEmpty { break }
                         let text = stream.events(read, filter: query.filter)
                         if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
