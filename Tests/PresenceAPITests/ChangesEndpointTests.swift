@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Presence
 @testable import PresenceAPI
+import PresenceEmbedded
 import PresenceTestSupport
 import Testing
 
@@ -11,9 +12,18 @@ func withChangesAPI(
     _ server: RedisServer, feed: ChangeFeedConfiguration = ChangeFeedConfiguration(pollInterval: .milliseconds(20)),
     _ body: @escaping @Sendable (Int, ChangeHub, RedisClient) async throws -> Void
 ) async throws {
+    try await withChangesAPI(server.configuration, feed: feed, body)
+}
+
+/// The same against any Redis (a cluster's seed, say), under `keyPrefix`.
+func withChangesAPI(
+    _ redis: RedisConfiguration, keyPrefix: String = "presence", feed: ChangeFeedConfiguration = ChangeFeedConfiguration(pollInterval: .milliseconds(20)),
+    _ body: @escaping @Sendable (Int, ChangeHub, RedisClient) async throws -> Void
+) async throws {
     var options = testOptions(nodeTTL: .seconds(30))
+    options.presence.keyPrefix = keyPrefix
     options.changeFeed = feed
-    let client = RedisClient(configuration: server.configuration, scripts: PresenceScripts.all, logger: testLogger())
+    let client = RedisClient(configuration: redis, scripts: PresenceScripts.all, logger: testLogger())
     let hub = buildChangeHub(client: client, options: options)
     let app = buildApplication(client: client, options: options, logger: testLogger(), changeHub: hub)
     try await app.test(.live) { http in
@@ -299,6 +309,42 @@ struct ChangesEndpointTests {
             #expect(error.event == "error" && error.json["code"] as? String == "slow_subscriber")
             #expect(error.id.flatMap { ChangePosition($0) } != nil)
             #expect(count - 1 < fastSeen)
+        }
+    }
+
+    @Test("on a Redis Cluster: changes from several streams, per-user order, and a resume from a multi-stream position replays exactly the rest")
+    func cluster() async throws {
+        let cluster = try await SharedRedisCluster.get()
+        let prefix = "sse-\(UUID().uuidString.prefix(8))"
+        try await withChangesAPI(try RedisConfiguration(url: cluster.seedURL), keyPrefix: prefix) { port, _, _ in
+            let first = try await subscribe(port)
+            defer { first.disconnect() }
+            try await report(port, "PUT", "/v1/nodes/node-1", "{}")
+            let users = (0..<12).map { "user-\($0)" }
+            for user in users {
+                try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"connect","socketId":"s-\#(user)","userId":"\#(user)"}]}"#)
+            }
+            for user in users {
+                try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"disconnect","socketId":"s-\#(user)"}]}"#)
+            }
+            var seen: [SSEClient.Event] = []
+            while seen.filter({ $0.event == "user.offline" }).count < users.count { seen.append(try await first.nextEvent()) }
+            #expect(seen.count == 1 + 4 * users.count)
+            for user in users {
+                #expect(seen.filter { $0.json["userId"] as? String == user }.map { $0.event ?? "" } == ["socket.connected", "user.online", "socket.disconnected", "user.offline"])
+            }
+            let streams = Set(seen.compactMap { $0.id.flatMap { ChangePosition($0) }?.last.keys }.joined())
+            #expect(streams.count > 1, "12 users all landed in one stream: \(streams)")
+
+            let middle = seen.count / 2
+            let resumed = try await subscribe(port, headers: [("Last-Event-ID", try #require(seen[middle].id))])
+            defer { resumed.disconnect() }
+            var replayed: [SSEClient.Event] = []
+            while replayed.count < seen.count - middle - 1 { replayed.append(try await resumed.nextEvent()) }
+            // Across streams the order is by time, not necessarily the live order: compare the changes.
+            func key(_ event: SSEClient.Event) -> String { "\(event.event ?? "") \(event.data)" }
+            #expect(Set(replayed.map(key)) == Set(seen[(middle + 1)...].map(key)))
+            #expect(Set(replayed.map(key)).count == replayed.count)
         }
     }
 }
