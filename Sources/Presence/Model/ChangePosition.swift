@@ -61,6 +61,13 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether `entry` is at or before this position in its stream (read already, by a reader at
+    /// this position): what a reader joining a live feed after reading history skips.
+    public func hasPassed(_ entry: Entry) -> Bool {
+        guard let text = last[entry.stream], let passed = Entry(stream: entry.stream, id: text) else { return false }
+        return (entry.milliseconds, entry.sequence) <= (passed.milliseconds, passed.sequence)
+    }
+
     /// Moves past `entry`.
     public mutating func advance(past entry: Entry) { last[entry.stream] = entry.id }
 

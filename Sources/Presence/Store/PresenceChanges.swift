@@ -88,7 +88,9 @@ extension PresenceRegistry {
     /// ``oldestChangePosition()``: its last entry was trimmed, so changes after it may have been
     /// too. (Conservative: when none had followed it, resuming from the oldest position loses
     /// nothing either.) A stream that expired whole (no change for the retention) is not checked.
-    func checkRetained(_ position: ChangePosition) async throws {
+    /// One `XINFO STREAM` per stream, in one pipeline (none for the start of every stream).
+    /// - Throws: ``PresenceError/Code/changesTrimmed``; ``RedisError``.
+    public func checkRetained(_ position: ChangePosition) async throws {
         if position.last.isEmpty { return }
         let floors = try await retentionFloors()
         for (index, id) in position.last {
@@ -99,6 +101,25 @@ extension PresenceRegistry {
                 throw PresenceError(.changesTrimmed, "changes after \(position) were trimmed (older than the retention); the oldest position is \(oldest)")
             }
         }
+    }
+
+    /// The position after the newest change of every stream: reading after it gets only changes
+    /// recorded later. One `XINFO STREAM` per stream, in one pipeline; a stream that does not
+    /// exist is left out (read from its start, which is where its first change will be).
+    /// - Throws: ``RedisError``.
+    public func newestChangePosition() async throws -> ChangePosition {
+        let streams = changeStreamKeys
+        let replies = await client.pipeline(streams.map { RedisCommand("XINFO", "STREAM", $0).routed(by: $0) })
+        var newest = ChangePosition()
+        for (index, reply) in replies.enumerated() {
+            switch reply {
+            case .failure(let error) where error.message.contains("no such key"): continue
+            case .failure(let error): throw error
+            case .success(let value):
+                if let last = value.fieldMap["last-generated-id"], ChangePosition.Entry(stream: index, id: last) != nil { newest.last[index] = last }
+            }
+        }
+        return newest
     }
 
     /// Per stream, the id just before its first retained entry (its last generated id when it

@@ -6,6 +6,8 @@ struct OperationsController<Context: RequestContext>: Sendable {
     /// The primary's client first, then the replica reader's when reads go to replicas.
     let clients: [RedisClient]
     let registry: PresenceRegistry
+    /// The change feed's hub, for its counters in `/metrics` (`nil` with changes off).
+    var changeHub: ChangeHub? = nil
 
     func addRoutes(to router: Router<Context>) {
         router.get("healthz") { _, _ in Status(status: "ok") }
@@ -21,7 +23,7 @@ struct OperationsController<Context: RequestContext>: Sendable {
 
     @Sendable func metrics(_ request: Request, context: Context) async throws -> Response {
         let stats = try? await registry.stats()
-        let text = PrometheusMetrics.render(client: clients[0], stats: stats)
+        let text = PrometheusMetrics.render(client: clients[0], stats: stats, changes: changeHub?.statistics)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -8,18 +8,21 @@ struct APIError: HTTPResponseError, Sendable {
     let code: String
     let message: String
     var headers: HTTPFields = [:]
+    /// `error.oldestPosition` (410 `position_trimmed`): where a reader can resume without loss.
+    var oldestPosition: String?
 
-    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) {
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:], oldestPosition: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.oldestPosition = oldestPosition
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
-        let body = ErrorBody(error: .init(code: code, message: message))
+        let body = ErrorBody(error: .init(code: code, message: message, oldestPosition: oldestPosition))
         let encoder = JSONEncoder()
         encoder.outputFormatting = .withoutEscapingSlashes  // "application/json" reads as written
         let data = try encoder.encode(body)
@@ -30,6 +33,7 @@ struct APIError: HTTPResponseError, Sendable {
         struct Detail: Encodable {
             let code: String
             let message: String
+            let oldestPosition: String?
         }
         let error: Detail
     }

@@ -5,8 +5,10 @@ import ServiceLifecycle
 
 
 /// Builds the router: the function the `serve` command and the tests both call. Queries go to
-/// `readClient` when given (a replica), reports always to `client` (the primary).
-func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions) -> Router<AppRequestContext> {
+/// `readClient` when given (a replica), reports always to `client` (the primary). `changeHub`
+/// serves `GET /v1/changes` (it must run as a service of the application; without one, the
+/// endpoint answers 503 `changes_off`).
+func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions, changeHub: ChangeHub? = nil) -> Router<AppRequestContext> {
     let configuration = options.presence
     let registry = PresenceRegistry(client: readClient ?? client, configuration: configuration)
     let writer = PresenceWriter(client: client, configuration: configuration)
@@ -21,7 +23,7 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     if !options.tokens.isEnabled {
         router.add(middleware: LocalOnlyMiddleware(requireLoopbackHost: options.requiresLoopbackHost, allowedOrigins: options.corsOrigins))
     }
-    OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry).addRoutes(to: router)
+    OperationsController(clients: [client] + (readClient.map { [$0] } ?? []), registry: registry, changeHub: changeHub).addRoutes(to: router)
     // The status page needs no token: it holds no data and asks for one when the API does.
     router.addRoutes(StatusPageController<AppRequestContext>().endpoints)
 
@@ -33,6 +35,7 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
     reads.addRoutes(query.nodeEndpoints, atPath: "nodes")
     reads.get("users/:userId", use: query.user)
     reads.get("stats", use: query.stats)
+    reads.get("changes", use: ChangesController<AppRequestContext>(registry: registry, hub: changeHub).changes)
 
     // Reports read what they need from the primary, never from a lagging replica.
     let primaryRegistry = PresenceRegistry(client: client, configuration: configuration)
@@ -46,15 +49,25 @@ func buildRouter(client: RedisClient, readClient: RedisClient? = nil, options: S
 
 /// Builds the application; it runs `services` (an embedded Redis, say), then the client, the
 /// watcher that announces dead nodes in the change stream (when changes are on; one instance at
-/// a time works, by lease), then the HTTP server, and stops them in reverse order.
-func buildApplication(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions, logger: Logger, services: [any Service] = []) -> some ApplicationProtocol {
+/// a time works, by lease) and the change feed's hub (`GET /v1/changes`; `changeHub` when the
+/// caller wants to observe it, else one built here), then the HTTP server, and stops them in
+/// reverse order.
+func buildApplication(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions, logger: Logger, services: [any Service] = [], changeHub: ChangeHub? = nil) -> some ApplicationProtocol {
     let watcher = ChangeWatcher(client: client, configuration: options.presence, logger: Logger(label: "presence.watcher"))
+    let hub = options.presence.changes ? changeHub ?? buildChangeHub(client: client, readClient: readClient, options: options) : nil
     return Application(
-        router: buildRouter(client: client, readClient: readClient, options: options),
+        router: buildRouter(client: client, readClient: readClient, options: options, changeHub: hub),
         configuration: .init(address: .hostname(options.host, port: options.port), serverName: "presence"),
-        services: services + [client] + (readClient.map { [$0] } ?? []) + (options.presence.changes ? [watcher] : []),
+        services: services + [client] + (readClient.map { [$0] } ?? []) + (options.presence.changes ? [watcher] : []) + (hub.map { [$0] } ?? []),
         onServerRunning: { channel in
             logger.notice("presence serve is listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "auth": "\(options.tokens.isEnabled ? "tokens" : options.requiresLoopbackHost ? "none (loopback only)" : "none (--insecure-no-auth)")", "cors": "\(options.corsOrigins.isEmpty ? "off" : options.corsOrigins.map(\.description).sorted().joined(separator: " "))"])
         },
         logger: logger)
+}
+
+/// The change feed's hub, reading through the client that answers queries.
+func buildChangeHub(client: RedisClient, readClient: RedisClient? = nil, options: ServeOptions) -> ChangeHub {
+    ChangeHub(
+        registry: PresenceRegistry(client: readClient ?? client, configuration: options.presence),
+        configuration: options.changeFeed, logger: Logger(label: "presence.changes"))
 }

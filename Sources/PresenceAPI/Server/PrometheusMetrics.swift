@@ -23,9 +23,9 @@ enum PrometheusMetrics {
         String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") ? $0 : "_" })
     }
 
-    /// Prometheus text: request metrics, the Redis client's counters and registry gauges (omitted
-    /// when Redis cannot be read).
-    static func render(client: RedisClient, stats: PresenceStats?) -> String {
+    /// Prometheus text: request metrics, the Redis client's counters, the change feed's (when it
+    /// runs) and registry gauges (omitted when Redis cannot be read).
+    static func render(client: RedisClient, stats: PresenceStats?, changes: ChangeHub.Statistics? = nil) -> String {
         var text = registry.emitToString()
         func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
@@ -34,6 +34,12 @@ enum PrometheusMetrics {
         metric("presence_redis_commands_total", "counter", "Commands written to Redis.", client.metrics.commandCount)
         metric("presence_redis_errors_total", "counter", "Failed connects and broken or timed-out connections.", client.metrics.errorCount)
         metric("presence_redis_connected", "gauge", "1 while a connection to Redis is up.", client.metrics.isConnected ? 1 : 0)
+        if let changes {
+            metric("presence_changes_subscribers", "gauge", "Subscribers of GET /v1/changes now.", changes.subscribers)
+            metric("presence_changes_reads_total", "counter", "Reads of the change streams by the hub (one pipeline each, whatever the subscribers).", changes.reads)
+            metric("presence_changes_read_total", "counter", "Changes read by the hub.", changes.changes)
+            metric("presence_changes_slow_disconnects_total", "counter", "Subscribers cut off because their queue overflowed.", changes.slowDisconnects)
+        }
         if let stats {
             metric("presence_nodes_alive", "gauge", "Nodes whose heartbeat is within their TTL.", stats.aliveNodes)
             metric("presence_nodes_dead", "gauge", "Dead nodes still listed.", stats.deadNodes)

@@ -13,6 +13,8 @@ struct ServeOptions: Sendable {
     /// Answer queries from a replica found through Sentinel (reports always go to the primary).
     var readFromReplicas = false
     var presence = PresenceConfiguration()
+    /// `GET /v1/changes` (server-sent events): poll and keep-alive intervals, subscriber buffers.
+    var changeFeed = ChangeFeedConfiguration()
 
     /// Refuses to expose an unauthenticated API beyond loopback.
     func checkExposure() throws {
