@@ -175,10 +175,38 @@ export declare class Presence {
   lookup(socketIds: string[]): Promise<Socket[]>;
   user(userId: string): Promise<User>;
   /**
+   * The registry's changes as they happen (GET /v1/changes, server-sent events), the recorded ones
+   * after `since` first. Reconnects from the last position after a dropped connection; throws
+   * PresenceError (code `position_trimmed`) for a position older than the retention.
+   */
+  changes(filter?: ChangeFilter): AsyncIterable<Change>;
+  /**
    * Leaves the registry (DELETE /v1/nodes/{id}): every socket of the node reads dead at once.
    * Resolves within closeTimeoutMs, true when confirmed; never rejects.
    */
   close(): Promise<boolean>;
+}
+
+/** What `changes()` streams: every change unless narrowed. */
+export interface ChangeFilter {
+  /** e.g. ["user.online", "user.offline"]; all types when absent. */
+  types?: string[];
+  /** Only changes of these users. */
+  userId?: string | string[];
+  /** Only changes of this node. */
+  nodeId?: string;
+  /** Resume after this position (a change's `id`). */
+  since?: string;
+}
+
+/** One change of the registry. */
+export interface Change {
+  /** Its position: pass it as `since` to resume after it. */
+  id: string;
+  /** `socket.connected`, `socket.disconnected`, `user.online`, `user.offline`, `node.up`, `node.down`, `node.left`. */
+  type: string;
+  /** Its fields (`socketId`, `nodeId`, `userId`, `reason`, `incarnation`, `connectedAt`, `at`, …). */
+  data: Record<string, unknown>;
 }
 
 /** Creates the reporter of one node and starts heartbeating at once. */

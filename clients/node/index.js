@@ -378,6 +378,109 @@ export class Presence {
     return this.#query("GET", `/v1/users/${encodeURIComponent(userId)}`);
   }
 
+  /**
+   * The registry's changes as they happen (`GET /v1/changes`, server-sent events), recorded ones
+   * first when `since` names a position: `for await (const change of presence.changes({ types:
+   * ["user.offline"] })) …`. Each change is `{ id, type, data }`: `id` is its position (pass it as
+   * `since` to resume), `type` e.g. `socket.connected`, `user.online`, `node.down`, `data` its JSON
+   * fields (`socketId`, `nodeId`, `userId`, `reason`, `at`, …). A dropped connection (network, a 503,
+   * presence restarting, a cut-off for reading too slowly) reconnects with backoff from the last
+   * position, so nothing is missed or repeated; a position older than the retention throws
+   * `PresenceError` with code `position_trimmed`, other refusals (400, 401, 403) throw at once.
+   * Breaking out of the loop (or `close()`) ends the request.
+   * @param {{types?: string[], userId?: string | string[], nodeId?: string, since?: string}} [filter]
+   * @returns {AsyncIterable<{id: string, type: string, data: Record<string, unknown>}>}
+   */
+  changes({ types, userId, nodeId, since } = {}) {
+    const query = new URLSearchParams();
+    if (types?.length) query.set("types", types.join(","));
+    for (const user of userId === undefined ? [] : [].concat(userId)) query.append("userId", user);
+    if (nodeId !== undefined) query.set("nodeId", nodeId);
+    const client = this;
+    return {
+      [Symbol.asyncIterator]() {
+        return client.#changeStream(query, since);
+      },
+    };
+  }
+
+  async *#changeStream(query, since) {
+    const abort = new AbortController();
+    const onClose = () => abort.abort(new Error("closed"));
+    this.#abort.signal.addEventListener("abort", onClose);
+    let position = since;
+    let failures = 0;
+    try {
+      while (!abort.signal.aborted) {
+        const headers = { accept: "text/event-stream" };
+        if (this.#readToken) headers.authorization = `Bearer ${this.#readToken}`;
+        if (position !== undefined) headers["last-event-id"] = position;
+        let response;
+        try {
+          response = await this.#fetch(`${this.#url}/v1/changes${query.size ? `?${query}` : ""}`, { headers, signal: abort.signal });
+        } catch (error) {
+          if (abort.signal.aborted) return;
+          this.#log("warn", `presence: the change feed is unreachable (${error.message}); trying again`);
+          await pause(backoff(failures++, this.#heartbeatMs), abort.signal);
+          continue;
+        }
+        if (response.status !== 200) {
+          const text = await response.text().catch(() => "");
+          let answer;
+          try { answer = JSON.parse(text); } catch {}
+          if (retryable(response.status)) {
+            await pause(backoff(failures++, this.#heartbeatMs), abort.signal);
+            continue;
+          }
+          throw answerError(response.status, answer);
+        }
+        failures = 0;
+        // Server-sent events: lines; a blank line ends an event; ":" starts a comment.
+        const decoder = new TextDecoder();
+        let buffer = "";
+        let event = { id: undefined, type: "message", data: [] };
+        try {
+          for await (const chunk of response.body) {
+            buffer += decoder.decode(chunk, { stream: true });
+            let end;
+            while ((end = buffer.indexOf("\n")) >= 0) {
+              const line = buffer.slice(0, end).replace(/\r$/, "");
+              buffer = buffer.slice(end + 1);
+              if (line === "") {
+                if (event.data.length > 0) {
+                  const data = JSON.parse(event.data.join("\n"));
+                  if (event.type === "error") {
+                    // Cut off (too slow) or the feed failed: reconnect from the last position.
+                    this.#log("warn", `presence: the change feed ended: ${data?.error?.code ?? "error"}; resuming`);
+                  } else {
+                    if (event.id !== undefined) position = event.id;
+                    yield { id: event.id, type: event.type, data };
+                  }
+                }
+                event = { id: undefined, type: "message", data: [] };
+                continue;
+              }
+              if (line.startsWith(":")) continue;
+              const colon = line.indexOf(":");
+              const field = colon < 0 ? line : line.slice(0, colon);
+              const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+              if (field === "id") event.id = value;
+              else if (field === "event") event.type = value;
+              else if (field === "data") event.data.push(value);
+            }
+          }
+        } catch (error) {
+          if (abort.signal.aborted) return;
+          this.#log("warn", `presence: the change feed connection broke (${error.message}); resuming`);
+        }
+        await pause(backoff(failures++, this.#heartbeatMs), abort.signal);
+      }
+    } finally {
+      this.#abort.signal.removeEventListener("abort", onClose);
+      abort.abort(new Error("done"));
+    }
+  }
+
   // MARK: leaving
 
   /**
@@ -1047,6 +1150,20 @@ function backoff(attempt, cap) {
  */
 function jittered(ms) {
   return ms * (0.5 + Math.random() / 2);
+}
+
+/** Waits `ms` (the timer referenced: a consumer awaiting changes keeps the process alive), or less when `signal` aborts meanwhile. */
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done);
+  });
 }
 
 function later(fn, ms) {

@@ -623,6 +623,47 @@ test("attach(io): a user id that is awaited, refused or throws never loses the s
   assert.match(log, /error: presence: userId\(socket\) threw for socket throws: no session/);
 });
 
+test("changes(): a user's changes in order, a resume from a position replays exactly what followed, then live ones", async () => {
+  const { presence } = client("feed");
+  await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
+  presence.connected("feed-a", { userId: "feed-user" });
+  await settled(presence);
+  presence.disconnected("feed-a");
+  await settled(presence);
+  const take = async (iterator, count) => {
+    const changes = [];
+    while (changes.length < count) {
+      const { value, done } = await iterator.next();
+      assert.ok(!done, "the feed ended early");
+      changes.push(value);
+    }
+    return changes;
+  };
+  // since "": from the start of the stream (this file's server is shared; the filter keeps this user's).
+  const all = presence.changes({ userId: "feed-user", since: "" })[Symbol.asyncIterator]();
+  const history = await take(all, 4);
+  await all.return();
+  assert.deepEqual(history.map((c) => c.type), ["socket.connected", "user.online", "socket.disconnected", "user.offline"]);
+  assert.deepEqual(history.map((c) => c.data.userId), ["feed-user", "feed-user", "feed-user", "feed-user"]);
+  assert.equal(history[0].data.socketId, "feed-a");
+  assert.equal(history[2].data.reason, "disconnected");
+  // Resuming after user.online replays the last two, with the same ids, then goes on live.
+  const resumed = presence.changes({ userId: "feed-user", since: history[1].id })[Symbol.asyncIterator]();
+  const replay = await take(resumed, 2);
+  assert.deepEqual(replay.map((c) => c.id), history.slice(2).map((c) => c.id));
+  presence.connected("feed-b", { userId: "feed-user" });
+  const live = await take(resumed, 2);
+  await resumed.return();
+  assert.deepEqual(live.map((c) => [c.type, c.data.socketId]), [["socket.connected", "feed-b"], ["user.online", undefined]]);
+});
+
+test("changes(): a position older than the retention throws position_trimmed; a malformed one is refused", async () => {
+  const { presence } = client("feed-errors");
+  const first = async (filter) => presence.changes(filter)[Symbol.asyncIterator]().next();
+  await assert.rejects(first({ since: "0=1-0" }), (error) => error instanceof PresenceError && error.code === "position_trimmed");
+  await assert.rejects(first({ since: "nonsense" }), (error) => error instanceof PresenceError && error.status === 400);
+});
+
 test("queries: socket, lookup (any number of ids) and user", async () => {
   const { presence } = client("queries");
   const ids = Array.from({ length: 1500 }, (_, i) => `q-${i}`);
