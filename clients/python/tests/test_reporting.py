@@ -721,3 +721,38 @@ def test_close_retries_a_503_and_returns_within_its_timeout(presence: PresenceSe
 
 async def _async(value: bool) -> bool:
     return value
+
+
+def test_changes_in_order_and_a_resume_replays_exactly_what_followed(presence: PresenceServer) -> None:
+    """changes(): a user's socket and online/offline changes in order; resuming from a change's id
+    replays what followed (same ids), then goes on live; a trimmed position raises position_trimmed."""
+
+    async def take(changes: Any, count: int) -> list[Any]:
+        taken = []
+        async for change in changes:
+            taken.append(change)
+            if len(taken) == count:
+                break
+        return taken
+
+    async def scenario(api: Api, client: Presence) -> None:
+        client.connected("feed-a", user_id="feed-user")
+        await wait_until(settled(client), NODE_TTL, "the connect written")
+        client.disconnected("feed-a")
+        await wait_until(settled(client), NODE_TTL, "the disconnect written")
+        # since "": from the start of the retention (the filter keeps this user's changes only).
+        history = await asyncio.wait_for(take(client.changes(user_id="feed-user", since=""), 4), NODE_TTL)
+        assert [c.type for c in history] == ["socket.connected", "user.online", "socket.disconnected", "user.offline"]
+        assert history[0].data["socketId"] == "feed-a" and history[2].data["reason"] == "disconnected"
+        resumed = client.changes(user_id="feed-user", since=history[1].id)
+        replay = await asyncio.wait_for(take(resumed, 2), NODE_TTL)
+        assert [c.id for c in replay] == [c.id for c in history[2:]]
+        live = client.changes(user_id="feed-user", since=history[3].id)
+        client.connected("feed-b", user_id="feed-user")
+        following = await asyncio.wait_for(take(live, 2), NODE_TTL)
+        assert [(c.type, c.data.get("socketId")) for c in following] == [("socket.connected", "feed-b"), ("user.online", None)]
+        with pytest.raises(PresenceError) as trimmed:
+            await asyncio.wait_for(take(client.changes(since="0=1-0"), 1), NODE_TTL)
+        assert trimmed.value.code == "position_trimmed" and trimmed.value.status == 410
+
+    run(presence, "feed-node", scenario)

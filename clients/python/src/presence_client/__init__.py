@@ -5,7 +5,7 @@
     await presence.socket(socket_id)          # SocketInfo, or None when not connected
 """
 
-from ._client import ClientStats, Presence, PresenceError, PresenceUnavailable, SocketInfo
+from ._client import Change, ClientStats, Presence, PresenceError, PresenceUnavailable, SocketInfo
 
-__all__ = ["ClientStats", "Presence", "PresenceError", "PresenceUnavailable", "SocketInfo"]
+__all__ = ["Change", "ClientStats", "Presence", "PresenceError", "PresenceUnavailable", "SocketInfo"]
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import random
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -49,6 +49,17 @@ class PresenceUnavailable(PresenceError):
 
     Never read it as "the socket is gone".
     """
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of the registry: `id` its position (pass it as `since` to resume after it),
+    `type` (`socket.connected`, `socket.disconnected`, `user.online`, `user.offline`, `node.up`,
+    `node.down`, `node.left`), `data` its fields (`socketId`, `nodeId`, `userId`, `reason`, `at`, ...)."""
+
+    id: str
+    type: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -741,6 +752,85 @@ class Presence:
         """The user's live sockets on every node (empty when the user is offline)."""
         _, data = await self._request("GET", "/v1/users/" + quote(user_id, safe=""))
         return [SocketInfo.from_json(item) for item in data.get("sockets", [])]
+
+    async def changes(self, types: Iterable[str] | None = None, user_id: str | Iterable[str] | None = None,
+                      node_id: str | None = None, since: str | None = None) -> AsyncIterator[Change]:
+        """The registry's changes as they happen (`GET /v1/changes`, server-sent events), the
+        recorded ones after `since` (a change's `id`; "" is the start of the retention) first.
+
+            async for change in presence.changes(types=["user.offline"]):
+                notify(change.data["userId"])
+
+        A dropped connection (network, a 503, presence restarting, a cut-off for reading too slowly)
+        reconnects with backoff from the last change, so nothing is missed or repeated. A position
+        older than the retention raises PresenceError with code `position_trimmed`; other refusals
+        (400, 401, 403) raise at once. The request ends with the iterator (`await changes.aclose()`,
+        or when it is released).
+        """
+        query: list[tuple[str, str]] = []
+        if types:
+            query.append(("types", ",".join(types)))
+        for user in [user_id] if isinstance(user_id, str) else (user_id or []):
+            query.append(("userId", user))
+        if node_id is not None:
+            query.append(("nodeId", node_id))
+        url = URL(self._base + "/v1/changes").with_query(query)
+        position = since
+        failures = 0
+        while True:
+            if self._session is None or self._session.closed:
+                if (self._closed and self._own_session) or self._session is not None:
+                    raise PresenceError(0, "closed", "GET /v1/changes: this Presence (or its session) is closed")
+                self._session = aiohttp.ClientSession()
+            headers = dict(self._headers, Accept="text/event-stream")
+            if position is not None:
+                headers["Last-Event-ID"] = position
+            try:
+                async with self._session.get(url, headers=headers, raise_for_status=False,
+                                             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)) as response:
+                    if response.status != 200:
+                        raw = await response.read()
+                        try:
+                            detail = json.loads(raw).get("error", {})
+                        except (ValueError, AttributeError):
+                            detail = {}
+                        code, message = str(detail.get("code", "http_error")), str(detail.get("message", ""))
+                        if response.status in (408, 429) or response.status >= 500:
+                            failures += 1
+                            self._log.warning("presence: the change feed answered %s %s; trying again", response.status, code)
+                            await asyncio.sleep(_backoff(failures, self._interval))
+                            continue
+                        raise PresenceError(response.status, code, message)
+                    failures = 0
+                    event_id: str | None = None
+                    kind = "message"
+                    data: list[str] = []
+                    async for raw_line in response.content:
+                        line = raw_line.decode("utf-8").rstrip("\r\n")
+                        if line == "":
+                            if data:
+                                payload = json.loads("\n".join(data))
+                                if kind == "error":
+                                    self._log.warning("presence: the change feed ended (%s); resuming",
+                                                      payload.get("error", {}).get("code", "error"))
+                                else:
+                                    if event_id is not None:
+                                        position = event_id
+                                    yield Change(id=event_id or "", type=kind, data=payload)
+                            event_id, kind, data = None, "message", []
+                        elif not line.startswith(":"):
+                            name, _, value = line.partition(":")
+                            value = value[1:] if value.startswith(" ") else value
+                            if name == "id":
+                                event_id = value
+                            elif name == "event":
+                                kind = value
+                            elif name == "data":
+                                data.append(value)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+                self._log.warning("presence: the change feed connection broke (%r); resuming", error)
+            failures += 1
+            await asyncio.sleep(_backoff(failures, self._interval))
 
     # MARK: python-socketio
 
