@@ -306,7 +306,7 @@ struct ChangesEndpointTests {
                 }
             }
             let error = try #require(last)
-            #expect(error.event == "error" && error.json["code"] as? String == "slow_subscriber")
+            #expect(error.event == "stream-error" && error.json["code"] as? String == "slow_subscriber")
             #expect(error.id.flatMap { ChangePosition($0) } != nil)
             #expect(count - 1 < fastSeen)
         }

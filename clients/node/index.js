@@ -449,7 +449,7 @@ export class Presence {
               if (line === "") {
                 if (event.data.length > 0) {
                   const data = JSON.parse(event.data.join("\n"));
-                  if (event.type === "error") {
+                  if (event.type === "stream-error") {
                     // Cut off (too slow) or the feed failed: reconnect from the last position.
                     this.#log("warn", `presence: the change feed ended: ${data?.error?.code ?? "error"}; resuming`);
                   } else {

@@ -7,7 +7,7 @@ struct ChangeFeedConfiguration: Sendable {
     /// connections open.
     var heartbeatInterval: Duration
     /// Changes queued for one subscriber that its connection has not taken yet; one more and the
-    /// subscriber is cut off with a final `event: error` (`slow_subscriber`). Must hold one read of
+    /// subscriber is cut off with a final `event: stream-error` (`slow_subscriber`). Must hold one read of
     /// the hub (``livePage`` × 16 streams on a Redis Cluster), or a burst cuts off everyone.
     var subscriberBuffer: Int
     /// Changes per stream per read of the hub (it reads again at once while a page comes back full).

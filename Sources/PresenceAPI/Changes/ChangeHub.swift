@@ -85,6 +85,17 @@ final class ChangeHub: Service, Sendable {
         }
     }
 
+    /// Where a subscriber that joined while the hub had no live position starts: the hub's own
+    /// position if it has one, else `newest` (read by the subscriber just now), which the hub then
+    /// starts from too. Reading its history from there, then the live feed, it misses nothing:
+    /// the hub's first read can never start after it.
+    func adopt(_ newest: ChangePosition) -> ChangePosition {
+        state.withLock { state in
+            if state.position == nil { state.position = newest }
+            return state.position!
+        }
+    }
+
     /// Removes a subscriber (its connection ended).
     func unsubscribe(_ id: Int) {
         _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
@@ -99,7 +110,15 @@ final class ChangeHub: Service, Sendable {
             while !Task.isCancelled {
                 var full = false
                 do {
-                    if position == nil { position = try await registry.newestChangePosition() }
+                    if position == nil {
+                        // A subscriber may have fixed where the hub starts (``adopt(_:)``) while it
+                        // had not read yet: start there, so that nothing after it is missed.
+                        let newest = try await registry.newestChangePosition()
+                        position = state.withLock { state in
+                            if state.position == nil { state.position = newest }
+                            return state.position
+                        }
+                    }
                     let changes = try await registry.recordedChanges(after: position!, count: configuration.livePage)
                     for change in changes { position!.advance(past: change.id) }
                     full = changes.count >= configuration.livePage

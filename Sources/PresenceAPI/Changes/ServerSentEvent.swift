@@ -9,7 +9,7 @@ enum ServerSentEvent {
         "id: \(position)\nevent: \(change.kind.rawValue)\ndata: \(json(change))\n\n"
     }
 
-    /// The final event of a stream ended by the server: `event: error`, `data: {"code","message"}`,
+    /// The final event of a stream ended by the server: `event: stream-error`, `data: {"code","message"}`,
     /// with the position reached so far so that a client's reconnect resumes from it.
     static func error(code: String, message: String, position: ChangePosition) -> String {
         var json = JSONText(capacity: 128)
@@ -21,7 +21,7 @@ enum ServerSentEvent {
         json.string(message)
         json.raw("}")
         let id = position.last.isEmpty ? "" : "id: \(position)\n"
-        return "\(id)event: error\ndata: \(String(decoding: json.bytes, as: UTF8.self))\n\n"
+        return "\(id)event: stream-error\ndata: \(String(decoding: json.bytes, as: UTF8.self))\n\n"
     }
 
     /// A comment line, which clients ignore: it keeps idle connections open through proxies.

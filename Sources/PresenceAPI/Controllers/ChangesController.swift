@@ -66,7 +66,7 @@ struct ChangesController<Context: RequestContext>: Sendable {
 
     /// `GET /v1/changes`. Everything that can fail with a status (parameters, a trimmed position,
     /// Redis down) is checked before the 200; then the stream runs until the client goes, the
-    /// server shuts down, or the subscriber falls behind (a final `event: error`).
+    /// server shuts down, or the subscriber falls behind (a final `event: stream-error`).
     @Sendable func changes(_ request: Request, context: Context) async throws -> Response {
         let query = try Self.query(request)
         guard let hub else {
@@ -97,7 +97,7 @@ struct ChangesController<Context: RequestContext>: Sendable {
                 start = live
                 replay = false
             } else {
-                start = try await registry.newestChangePosition()
+                start = hub.adopt(try await registry.newestChangePosition())
                 replay = true
             }
         } catch {

@@ -810,7 +810,7 @@ class Presence:
                         if line == "":
                             if data:
                                 payload = json.loads("\n".join(data))
-                                if kind == "error":
+                                if kind == "stream-error":
                                     self._log.warning("presence: the change feed ended (%s); resuming",
                                                       payload.get("error", {}).get("code", "error"))
                                 else:
