@@ -210,28 +210,37 @@ test("a resync while a batch is in flight sends that batch's sockets again", asy
   assert.equal(await registryDifference(server.url, "inflight", ids), "");
 });
 
-test("with two requests in flight, a socket's events still apply in order", async () => {
-  // The first events request is held before it reaches the server until the second has been
-  // answered: the server applies them in the reverse order.
-  let firstHeld = null;
-  const fetchReordering = async (url, init) => {
-    if (url.endsWith("/events") && firstHeld === null) {
+/**
+ * A fetch that holds the first events request before it reaches the server until `held.release()`
+ * (`held` is null until that request came); with `releaseOnNext`, the next events answer releases it.
+ */
+function holdingFirstEvents({ releaseOnNext = false } = {}) {
+  const state = { held: null };
+  state.fetch = async (url, init) => {
+    if (url.endsWith("/events") && state.held === null) {
       let release;
-      firstHeld = new Promise((r) => (release = r));
-      firstHeld.release = release;
-      await firstHeld;
+      state.held = new Promise((r) => (release = r));
+      state.held.release = release;
+      await state.held;
       return fetch(url, init);
     }
     const response = await fetch(url, init);
-    if (url.endsWith("/events")) firstHeld?.release();
+    if (releaseOnNext && url.endsWith("/events")) state.held?.release();
     return response;
   };
-  const { presence } = client("reorder", { fetch: fetchReordering, maxInFlight: 2 });
+  return state;
+}
+
+test("with two requests in flight, a socket's events still apply in order", async () => {
+  // The first events request is held before it reaches the server until the second has been
+  // answered: the server applies them in the reverse order.
+  const hold = holdingFirstEvents({ releaseOnNext: true });
+  const { presence } = client("reorder", { fetch: hold.fetch, maxInFlight: 2 });
   await waitFor(() => presence.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
   const first = Array.from({ length: 500 }, (_, i) => `first-${i}`);
   const second = Array.from({ length: 500 }, (_, i) => `second-${i}`);
   for (const id of first) presence.connected(id);
-  await waitFor(() => firstHeld !== null, { timeoutMs: settleTimeout, what: "the first request" });
+  await waitFor(() => hold.held !== null, { timeoutMs: settleTimeout, what: "the first request" });
   // Their disconnects must wait for the held connects: the second request carries only the others.
   for (const id of first) presence.disconnected(id);
   for (const id of second) presence.connected(id);
@@ -242,24 +251,15 @@ test("with two requests in flight, a socket's events still apply in order", asyn
 
 test("a connect held up on its way past the socket's move to another node is superseded and displaces nothing", async () => {
   // The old node's connect is held before it reaches the server until the new node's has landed.
-  let held = null;
-  const fetchHolding = async (url, init) => {
-    if (url.endsWith("/events") && held === null) {
-      let release;
-      held = new Promise((r) => (release = r));
-      held.release = release;
-      await held;
-    }
-    return fetch(url, init);
-  };
-  const old = client("mover-old", { fetch: fetchHolding }).presence;
+  const hold = holdingFirstEvents();
+  const old = client("mover-old", { fetch: hold.fetch }).presence;
   const moved = client("mover-new").presence;
   await waitFor(() => old.stats().registered && moved.stats().registered, { timeoutMs: settleTimeout, what: "registration" });
   old.connected("mover", { userId: "u" });
-  await waitFor(() => held !== null, { timeoutMs: settleTimeout, what: "the old node's connect held" });
+  await waitFor(() => hold.held !== null, { timeoutMs: settleTimeout, what: "the old node's connect held" });
   moved.connected("mover", { userId: "u" });
   await settled(moved);
-  held.release();
+  hold.held.release();
   await settled(old);
   assert.equal((await api(server.url, "/v1/sockets/mover")).body.nodeId, "mover-new");
   old.disconnected("mover");
