@@ -80,6 +80,21 @@ async def node_alive(api: Api, node_id: str) -> bool:
     return status == 200 and body["alive"]
 
 
+class HoldFirstEvents:
+    """A FaultProxy rule that holds the first events request before it reaches presence until
+    `release` is set; `held` says whether that request came."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.held = False
+
+    def rule(self, method: str, path: str) -> Forward:
+        if path.endswith("/events") and not self.held:
+            self.held = True
+            return Forward(hold=self.release)
+        return Forward()
+
+
 def settled(client: Presence) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         stats = client.stats()
@@ -337,27 +352,18 @@ def test_a_request_applied_after_its_timeout_and_retry_is_pruned(presence: Prese
     request_timeout = 2 * HEARTBEAT
 
     async def scenario(api: Api, client: Presence, proxy: FaultProxy) -> None:
-        hold = asyncio.Event()
-        held = False
-
-        def rule(method: str, path: str) -> Forward:
-            nonlocal held
-            if path.endswith("/events") and not held:
-                held = True
-                return Forward(hold=hold)
-            return Forward()
-
-        proxy.rule = rule
+        first = HoldFirstEvents()
+        proxy.rule = first.rule
         try:
             client.connected("late", user_id="u")
-            await wait_until(lambda: _async(held), DELIVERY, "the connect held", interval=HEARTBEAT / 10)
+            await wait_until(lambda: _async(first.held), DELIVERY, "the connect held", interval=HEARTBEAT / 10)
             client.disconnected("late")
             # The connect times out; its retry is the disconnect (answered: not held).
             await wait_until(lambda: _async(any(a[2].endswith("/events") for a in proxy.answered)),
                              request_timeout + DELIVERY, "the retry answered", interval=HEARTBEAT / 10)
             assert client.stats()["retries"] == 1
         finally:
-            hold.set()
+            first.release.set()
         await wait_until(lambda: _async(sum(a[2].endswith("/events") for a in proxy.answered) == 2), DELIVERY,
                          "the held connect applied", interval=HEARTBEAT / 10)
         assert (await api.lookup(["late"]))["late"]["alive"], "the late connect made a ghost"
@@ -457,23 +463,14 @@ def test_an_old_nodes_connect_delayed_past_the_move_does_not_displace_the_newer_
 
     async def scenario(api: Api, old: Presence, proxy: FaultProxy) -> None:
         new = Presence(presence.url, None, "late-mover-new")
-        hold = asyncio.Event()
-        held = False
-
-        def rule(method: str, path: str) -> Forward:
-            nonlocal held
-            if path.endswith("/events") and not held:
-                held = True
-                return Forward(hold=hold)
-            return Forward()
-
-        proxy.rule = rule
+        first = HoldFirstEvents()
+        proxy.rule = first.rule
         try:
             old.connected("moving", user_id="u")
-            await wait_until(lambda: _async(held), DELIVERY, "the old node's connect held", interval=HEARTBEAT / 10)
+            await wait_until(lambda: _async(first.held), DELIVERY, "the old node's connect held", interval=HEARTBEAT / 10)
             new.connected("moving", user_id="u")
             await registry_equals(api, {"moving": ("late-mover-new", "u")}, DELIVERY, "on the new node")
-            hold.set()
+            first.release.set()
             await wait_until(settled(old), DELIVERY, "the old node's connect answered")
             assert old.stats()["superseded"] == 1
             await registry_equals(api, {"moving": ("late-mover-new", "u")}, 0, "still on the new node")
@@ -482,7 +479,7 @@ def test_an_old_nodes_connect_delayed_past_the_move_does_not_displace_the_newer_
             await registry_equals(api, {"moving": ("late-mover-new", "u")}, 0, "still on the new node after the old one's disconnect")
             assert "moving" in new.sockets and new.stats()["superseded"] == 0
         finally:
-            hold.set()
+            first.release.set()
             await new.close()
 
     run_proxied(presence, "late-mover-old", scenario)
