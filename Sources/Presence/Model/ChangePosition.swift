@@ -11,13 +11,34 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
         /// The entry id's sequence part.
         public var sequence: Int
 
-        /// Parses a stream entry id `ms-seq`.
+        /// Parses a stream entry id `ms-seq` (two runs of decimal digits, each fitting an `Int`).
+        /// Readers parse one per change and subscriber: one pass over the bytes, no allocation.
         public init?(stream: Int, id: String) {
-            let parts = id.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 2, let milliseconds = Int(parts[0]), let sequence = Int(parts[1]) else { return nil }
+            var parts = (0, 0)
+            var digits = (0, 0)
+            var second = false
+            for byte in id.utf8 {
+                if byte == UInt8(ascii: "-"), !second {
+                    second = true
+                    continue
+                }
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                let value = second ? parts.1 : parts.0
+                let (times10, overflow) = value.multipliedReportingOverflow(by: 10)
+                let (next, overflow2) = times10.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+                if overflow || overflow2 { return nil }
+                if second {
+                    parts.1 = next
+                    digits.1 += 1
+                } else {
+                    parts.0 = next
+                    digits.0 += 1
+                }
+            }
+            guard second, digits.0 > 0, digits.1 > 0 else { return nil }
             self.stream = stream
-            self.milliseconds = milliseconds
-            self.sequence = sequence
+            self.milliseconds = parts.0
+            self.sequence = parts.1
         }
 
         /// The largest id before this one (reading after it starts at this entry).
@@ -70,6 +91,15 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
 
     /// Moves past `entry`.
     public mutating func advance(past entry: Entry) { last[entry.stream] = entry.id }
+
+    /// Moves, in every stream, at least as far as `other`: what a reader that has read everything
+    /// up to `other` may claim.
+    public mutating func advance(to other: ChangePosition) {
+        for (stream, id) in other.last {
+            guard let entry = Entry(stream: stream, id: id), !hasPassed(entry) else { continue }
+            last[stream] = id
+        }
+    }
 
     /// The text form.
     public var description: String { last.keys.sorted().map { "\($0)=\(last[$0]!)" }.joined(separator: ",") }

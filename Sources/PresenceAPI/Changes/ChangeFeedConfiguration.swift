@@ -17,7 +17,7 @@ struct ChangeFeedConfiguration: Sendable {
 
     /// Creates a configuration; the defaults suit production.
     init(
-        pollInterval: Duration = .milliseconds(100), heartbeatInterval: Duration = .seconds(15), subscriberBuffer: Int = 4096,
+        pollInterval: Duration = .milliseconds(25), heartbeatInterval: Duration = .seconds(15), subscriberBuffer: Int = 4096,
         livePage: Int = 100, replayPage: Int = 1000
     ) {
         self.pollInterval = pollInterval

@@ -14,9 +14,21 @@ final class ChangeSubscription: Sendable {
         case shutdown
     }
 
+    /// The changes of one hub read that pass the filter.
+    struct Part: Sendable {
+        let batch: ChangeBatch
+        /// Indices in `batch.changes`; `nil`: all of them.
+        let indices: [Int]?
+
+        var changes: [PresenceChange] { indices.map { $0.map { batch.changes[$0] } } ?? batch.changes }
+        var count: Int { indices?.count ?? batch.changes.count }
+    }
+
     /// What the connection takes in one go.
     struct Batch: Sendable {
-        var changes: [PresenceChange] = []
+        var parts: [Part] = []
+        /// Changes in `parts`.
+        var count = 0
         /// A heartbeat interval passed.
         var heartbeat = false
         /// Set once: nothing follows.
@@ -38,19 +50,26 @@ final class ChangeSubscription: Sendable {
         self.capacity = capacity
     }
 
-    /// Queues the changes that pass the filter. Returns `false` when this overflowed the queue:
-    /// the subscription is then ended (``End/slow``) and its queue dropped.
-    func offer(_ changes: [PresenceChange]) -> Bool {
-        let matching = filter.isEverything ? changes : changes.filter(filter.matches)
-        if matching.isEmpty { return true }
+    /// Queues the changes of `batch` that pass the filter. Returns `false` when this overflowed the
+    /// queue: the subscription is then ended (``End/slow``) and its queue dropped.
+    func offer(_ batch: ChangeBatch) -> Bool {
+        let part: Part
+        if filter.isEverything {
+            part = Part(batch: batch, indices: nil)
+        } else {
+            part = Part(batch: batch, indices: batch.changes.indices.filter { filter.matches(batch.changes[$0]) })
+        }
+        if part.count == 0 { return true }
         return state.withLock { state in
             if state.ended != nil { return true }
-            if state.pending.changes.count + matching.count > capacity {
-                state.pending.changes = []
+            if state.pending.count + part.count > capacity {
+                state.pending.parts = []
+                state.pending.count = 0
                 end(.slow, &state)
                 return false
             }
-            state.pending.changes += matching
+            state.pending.parts.append(part)
+            state.pending.count += part.count
             resume(&state)
             return true
         }
@@ -82,7 +101,7 @@ final class ChangeSubscription: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 state.withLock { state in
-                    if state.pending.changes.isEmpty && !state.pending.heartbeat && state.pending.end == nil {
+                    if state.pending.parts.isEmpty && !state.pending.heartbeat && state.pending.end == nil {
                         if let ended = state.ended {
                             continuation.resume(returning: Batch(end: ended))  // asked again after the end
                         } else {

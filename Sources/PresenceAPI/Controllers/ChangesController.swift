@@ -136,7 +136,7 @@ struct ChangesController<Context: RequestContext>: Sendable {
                 }
                 while true {
                     let batch = await subscription.next()
-                    var text = stream.events(batch.changes, filter: nil)
+                    var text = stream.events(batch.parts)
                     if batch.heartbeat && text.isEmpty { text = ServerSentEvent.comment("keep-alive") }
                     if batch.end == .slow {
                         text += ServerSentEvent.error(code: "slow_subscriber", message: "this subscriber fell \(subscription.capacity) changes behind and was cut off; reconnect with Last-Event-ID to resume", position: stream.position)
@@ -166,6 +166,29 @@ struct ChangeStreamWriter {
         for change in changes where !position.hasPassed(change.id) {
             position.advance(past: change.id)
             if filter?.matches(change) ?? true { text += ServerSentEvent.change(change, position: position) }
+        }
+        return text
+    }
+
+    /// The events of the hub's reads (filtered already). At a read's start (every live subscriber,
+    /// once caught up) its texts go as the hub encoded them; otherwise (after a replay) change by
+    /// change, dropping what was read already. Either way the position then covers the whole read:
+    /// everything in it was written or filtered out.
+    mutating func events(_ parts: [ChangeSubscription.Part]) -> String {
+        var text = ""
+        for part in parts {
+            let batch = part.batch
+            if position == batch.start {
+                if let indices = part.indices {
+                    for index in indices { text += batch.events[index] }
+                } else {
+                    for event in batch.events { text += event }
+                }
+                position = batch.end
+            } else {
+                text += events(part.changes, filter: nil)
+                position.advance(to: batch.end)
+            }
         }
         return text
     }
