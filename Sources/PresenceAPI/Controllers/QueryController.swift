@@ -46,7 +46,7 @@ struct QueryController<Context: RequestContext>: Sendable {
     /// `POST /v1/sockets/lookup`: 1–1,000 ids, one entry each, in order.
     @Sendable func lookup(_ request: Request, context: Context) async throws -> Response {
         let body = try await JSONBody.read(request, allowEmpty: false, allowedKeys: ["socketIds"])
-        guard let list = body["socketIds"] as? [Any] else {
+        guard case .array(let list) = body["socketIds"] else {
             throw APIError.badRequest("invalid_body", "socketIds must be an array of strings")
         }
         guard (1...PresenceRegistry.maximumBatch).contains(list.count) else {

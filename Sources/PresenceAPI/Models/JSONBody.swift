@@ -6,7 +6,7 @@ import Presence
 /// precise 400 (or 413 over 1 MiB) before anything is written.
 struct JSONBody {
     static let maximumSize = 1 << 20
-    private let fields: [String: Any]
+    private let fields: [String: JSONValue]
 
     /// Reads the body. An empty body is `{}` when `allowEmpty`.
     static func read(_ request: Request, allowEmpty: Bool, allowedKeys: Set<String>) async throws -> JSONBody {
@@ -21,33 +21,34 @@ struct JSONBody {
             guard allowEmpty else { throw APIError.badRequest("invalid_body", "a JSON object body is required") }
             return JSONBody(fields: [:])
         }
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [])
+            object = try buffer.withUnsafeReadableBytes { try JSONValue.parse($0) }
         } catch {
             throw APIError.badRequest("invalid_body", "the body is not valid JSON")
         }
-        guard let fields = object as? [String: Any] else {
+        guard case .object(let fields) = object else {
             throw APIError.badRequest("invalid_body", "the body must be a JSON object")
         }
-        if let unknown = fields.keys.sorted().first(where: { !allowedKeys.contains($0) }) {
+        // Sorted only when one is unknown: the message names the same one every time.
+        if fields.keys.contains(where: { !allowedKeys.contains($0) }), let unknown = fields.keys.sorted().first(where: { !allowedKeys.contains($0) }) {
             throw APIError.badRequest("invalid_body", "unknown field '\(unknown.prefix(64))'; allowed: \(allowedKeys.sorted().joined(separator: ", "))")
         }
         return JSONBody(fields: fields)
     }
 
-    init(fields: [String: Any]) { self.fields = fields }
+    init(fields: [String: JSONValue]) { self.fields = fields }
 
-    subscript(key: String) -> Any? { fields[key] }
+    subscript(key: String) -> JSONValue? { fields[key] }
 
     /// An optional id-like string field (`null` counts as absent).
     func id(_ key: String) throws -> String? {
         try Self.id(fields[key], field: key)
     }
 
-    static func id(_ value: Any?, field: String) throws -> String? {
-        guard let value, !(value is NSNull) else { return nil }
-        guard let text = value as? String, !isNumber(value) else { throw APIError.badRequest("invalid_body", "\(field) must be a string") }
+    static func id(_ value: JSONValue?, field: String) throws -> String? {
+        guard let value, value != .null else { return nil }
+        guard case .string(let text) = value else { throw APIError.badRequest("invalid_body", "\(field) must be a string") }
         try PresenceID.validate(text, field: field)
         return text
     }
@@ -55,12 +56,11 @@ struct JSONBody {
     /// An optional integer field in `0...maximum` (`null` counts as absent; booleans, fractions
     /// and numbers out of range are refused).
     func count(_ key: String, maximum: Int) throws -> Int? {
-        guard let value = fields[key], !(value is NSNull) else { return nil }
-        guard let number = value as? NSNumber, String(cString: number.objCType) != "c", let integer = value as? Int,
-              Double(integer) == number.doubleValue, (0...maximum).contains(integer) else {
+        guard let value = fields[key], value != .null else { return nil }
+        guard case .number(let number) = value, number.rounded() == number, (0...Double(maximum)).contains(number) else {
             throw APIError.badRequest("invalid_body", "\(key) must be an integer from 0 to \(maximum)")
         }
-        return integer
+        return Int(number)
     }
 
     /// An optional meta map field.
@@ -68,12 +68,12 @@ struct JSONBody {
         try Self.meta(fields[key], field: key)
     }
 
-    static func meta(_ value: Any?, field: String) throws -> [String: String]? {
-        guard let value, !(value is NSNull) else { return nil }
-        guard let object = value as? [String: Any] else { throw APIError.badRequest("invalid_meta", "\(field) must be an object of strings") }
+    static func meta(_ value: JSONValue?, field: String) throws -> [String: String]? {
+        guard let value, value != .null else { return nil }
+        guard case .object(let object) = value else { throw APIError.badRequest("invalid_meta", "\(field) must be an object of strings") }
         var meta: [String: String] = [:]
         for (key, entry) in object {
-            guard let text = entry as? String, !isNumber(entry) else { throw APIError.badRequest("invalid_meta", "\(field).\(key.prefix(64)) must be a string") }
+            guard case .string(let text) = entry else { throw APIError.badRequest("invalid_meta", "\(field).\(key.prefix(64)) must be a string") }
             meta[key] = text
         }
         try PresenceMeta.validate(meta, field: field)
@@ -87,15 +87,12 @@ struct JSONBody {
     /// An optional `connectedAt` (RFC 3339 from the year 2000 on, up to microseconds; `null` counts
     /// as absent): when the node accepted the socket, which orders a late connect from another node
     /// against it. A time more than ``connectedAtLead`` ahead of `now` counts as `now` plus that.
-    static func connectedAt(_ value: Any?, field: String, now: Date) throws -> Date? {
-        guard let value, !(value is NSNull) else { return nil }
-        guard let text = value as? String, !isNumber(value), text.utf8.count <= 40, let date = Timestamp.parse(text),
+    static func connectedAt(_ value: JSONValue?, field: String, now: Date) throws -> Date? {
+        guard let value, value != .null else { return nil }
+        guard case .string(let text) = value, text.utf8.count <= 40, let date = Timestamp.parse(text),
               date.timeIntervalSince1970 >= 946_684_800 else {
             throw APIError.badRequest("invalid_body", "\(field) must be an RFC 3339 timestamp from 2000 on, e.g. 2026-11-30T02:00:00.123456Z")
         }
         return min(date, now.addingTimeInterval(connectedAtLead))
     }
-
-    /// Foundation bridges JSON numbers and booleans to NSNumber, which a cast to String must not accept.
-    static func isNumber(_ value: Any) -> Bool { value is NSNumber }
 }
