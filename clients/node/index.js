@@ -45,16 +45,16 @@ export class PresenceError extends Error {
 const OUR_HANDLERS = new Set();
 const LEAVING = new Set();
 
-/**
- * Creates a reporter for one node (this process) and starts heartbeating at once.
- * @param {PresenceOptions} options see index.d.ts
- * @returns {Presence}
- */
 /** This host's time now (milliseconds, the wall clock), as presence reads a connectedAt. */
 function nowRFC3339() {
   return new Date().toISOString();
 }
 
+/**
+ * Creates a reporter for one node (this process) and starts heartbeating at once.
+ * @param {PresenceOptions} options see index.d.ts
+ * @returns {Presence}
+ */
 export function createPresence(options) {
   return new Presence(options);
 }
