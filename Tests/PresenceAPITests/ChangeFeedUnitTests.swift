@@ -100,3 +100,37 @@ struct ChangeFeedUnitTests {
     }
 }
 
+
+@Suite("The replay gate (pure)")
+struct ReplayGateTests {
+    actor Admitted {
+        var numbers: [Int] = []
+        func add(_ number: Int) { numbers.append(number) }
+    }
+
+    @Test("at most limit replays run; the others wait their turn in order; a cancelled waiter leaves; close fails the rest")
+    func bounded() async throws {
+        let gate = ReplayGate(limit: 2)
+        try await gate.acquire()
+        try await gate.acquire()
+        let order = Admitted()
+        let third = Task { try await gate.acquire(); await order.add(3) }
+        let cancelled = Task { try await gate.acquire(); await order.add(4) }
+        let fifth = Task { try await gate.acquire(); await order.add(5) }
+        // All three are queued once the gate counts them (no sleeping: poll the gate's own count).
+        while gate.counts.waiting < 3 { await Task.yield() }
+        let none = await order.numbers
+        #expect(gate.counts.running == 2 && none.isEmpty)
+        cancelled.cancel()
+        await #expect(throws: ReplayGate.Closed.self) { try await cancelled.value }
+        #expect(gate.counts.waiting == 2)
+        gate.release()
+        try await third.value
+        let admitted = await order.numbers
+        #expect(admitted == [3] && gate.counts == (2, 1))
+        gate.close()
+        await #expect(throws: ReplayGate.Closed.self) { try await fifth.value }
+        await #expect(throws: ReplayGate.Closed.self) { try await gate.acquire() }
+        #expect(gate.counts.waiting == 0)
+    }
+}

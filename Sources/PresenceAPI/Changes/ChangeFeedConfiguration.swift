@@ -14,16 +14,19 @@ struct ChangeFeedConfiguration: Sendable {
     var livePage: Int
     /// Changes per stream per read when a subscriber replays its history (`Last-Event-ID`).
     var replayPage: Int
+    /// History replays running at once (``ReplayGate``); more wait their turn.
+    var concurrentReplays: Int
 
     /// Creates a configuration; the defaults suit production.
     init(
         pollInterval: Duration = .milliseconds(25), heartbeatInterval: Duration = .seconds(15), subscriberBuffer: Int = 4096,
-        livePage: Int = 100, replayPage: Int = 1000
+        livePage: Int = 100, replayPage: Int = 1000, concurrentReplays: Int = 8
     ) {
         self.pollInterval = pollInterval
         self.heartbeatInterval = heartbeatInterval
         self.subscriberBuffer = max(subscriberBuffer, 1)
         self.livePage = max(livePage, 1)
         self.replayPage = max(replayPage, 1)
+        self.concurrentReplays = max(concurrentReplays, 1)
     }
 }

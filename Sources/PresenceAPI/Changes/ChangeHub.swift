@@ -33,6 +33,9 @@ final class ChangeHub: Service, Sendable {
         var heartbeats = 0
         /// Reads that failed (Redis unreachable or answering errors).
         var readFailures = 0
+        /// History replays running, and waiting for their turn (``ReplayGate``).
+        var replaysRunning = 0
+        var replaysWaiting = 0
     }
 
     private struct State {
@@ -49,18 +52,22 @@ final class ChangeHub: Service, Sendable {
     let registry: PresenceRegistry
     let configuration: ChangeFeedConfiguration
     let logger: Logger
+    /// Bounds the subscribers' history replays (they read through the registry's connection too).
+    let replays: ReplayGate
     private let state = Mutex(State())
 
     init(registry: PresenceRegistry, configuration: ChangeFeedConfiguration, logger: Logger) {
         self.registry = registry
         self.configuration = configuration
         self.logger = logger
+        self.replays = ReplayGate(limit: configuration.concurrentReplays)
     }
 
     var statistics: Statistics {
         state.withLock { state in
             var statistics = state.statistics
             statistics.subscribers = state.subscribers.count
+            (statistics.replaysRunning, statistics.replaysWaiting) = replays.counts
             return statistics
         }
     }
@@ -173,5 +180,6 @@ final class ChangeHub: Service, Sendable {
             return Array(state.subscribers.values)
         }
         for subscriber in subscribers { subscriber.finish(.shutdown) }
+        replays.close()
     }
 }

@@ -117,6 +117,9 @@ struct ChangesController<Context: RequestContext>: Sendable {
                 var stream = ChangeStreamWriter(position: start)
                 try await writer.write(ByteBuffer(string: ServerSentEvent.comment("subscribed")))
                 if replay {
+                    // Ends the stream quietly when cancelled or shutting down while it waits.
+                    do { try await hub.replays.acquire() } catch { return }
+                    defer { hub.replays.release() }
                     while true {
                         let read: [PresenceChange]
                         do {

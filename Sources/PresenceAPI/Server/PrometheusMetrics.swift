@@ -39,6 +39,8 @@ enum PrometheusMetrics {
             metric("presence_changes_reads_total", "counter", "Reads of the change streams by the hub (one pipeline each, whatever the subscribers).", changes.reads)
             metric("presence_changes_read_total", "counter", "Changes read by the hub.", changes.changes)
             metric("presence_changes_slow_disconnects_total", "counter", "Subscribers cut off because their queue overflowed.", changes.slowDisconnects)
+            metric("presence_changes_replays_running", "gauge", "History replays (Last-Event-ID) reading now.", changes.replaysRunning)
+            metric("presence_changes_replays_waiting", "gauge", "History replays waiting for their turn.", changes.replaysWaiting)
         }
         if let stats {
             metric("presence_nodes_alive", "gauge", "Nodes whose heartbeat is within their TTL.", stats.aliveNodes)
