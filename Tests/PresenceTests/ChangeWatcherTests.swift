@@ -112,6 +112,49 @@ struct ChangeWatcherTests {
         }
     }
 
+    @Test("a node heartbeating while the watcher disconnects its sockets stays dead (status down) until the walk is done, then revives", arguments: [Topology.standalone, .cluster])
+    func revivalWaitsForTheWalk(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+            let heartbeat = NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date())
+            _ = try await writer.heartbeat(heartbeat)
+            _ = await writer.apply(nodeID: "A", incarnation: "A-1", events: [connect("a1", "u1"), connect("a2", nil)])
+            /// A's entry once the Redis clock (which the watcher reads too) has passed its expiry.
+            func expiredEntry() async throws -> NodeTable.Entry {
+                while true {
+                    let table = NodeTable(time: try await client.send("TIME"), fields: try await client.send("HGETALL", configuration.keys.nodeTable))
+                    if let entry = table.entries["A"], entry.expiresAt <= table.now { return entry }
+                    await Task.yield()
+                }
+            }
+            // A expires 20 ms from now.
+            let short = try await writer.heartbeat(heartbeat, ttl: .milliseconds(20))
+            let entry = try await expiredEntry()
+            #expect(entry.expiresAt == Int(short.expiresAt.timeIntervalSince1970 * 1000))
+            // Announced, its walk not started, a watcher holding the lease: the heartbeat writes nothing.
+            _ = try await watcher.holdLease(false)
+            #expect(try await watcher.announceDown(node: "A", entry: entry) == 1)
+            let held = try await writer.heartbeat(heartbeat)
+            #expect(held.status == .down && !held.needsResync)
+            #expect(try await client.send("HGET", configuration.keys.nodeTable, "A").string == entry.raw, "the entry stays as it was")
+            // The walk disconnects both (nothing came back meanwhile), then the heartbeat revives A.
+            try await watcher.pass()
+            let disconnected = try await registry.recordedChanges().filter { $0.kind == .socketDisconnected }
+            #expect(Set(disconnected.compactMap(\.socketID)) == ["a1", "a2"] && disconnected.allSatisfy { $0.reason == .nodeDown })
+            let back = try await writer.heartbeat(heartbeat)
+            #expect(back.status == .revived && back.needsResync)
+            let nodeChanges = try await registry.recordedChanges().filter { $0.nodeID == "A" && $0.kind.rawValue.hasPrefix("node.") }
+            #expect(nodeChanges.map(\.kind) == [.nodeUp, .nodeDown, .nodeUp])
+            // Without a watcher holding the lease nobody walks: a heartbeat revives at once.
+            _ = try await writer.heartbeat(heartbeat, ttl: .milliseconds(20))
+            #expect(try await watcher.announceDown(node: "A", entry: try await expiredEntry()) == 1)
+            _ = try await client.send("DEL", configuration.keys.watcherLease)
+            #expect(try await writer.heartbeat(heartbeat).status == .revived)
+        }
+    }
+
     @Test("two watchers at once, and passes run concurrently besides: no change recorded twice", arguments: [Topology.standalone, .cluster])
     func noDuplicates(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in

@@ -50,6 +50,10 @@ public struct HeartbeatResult: Sendable, Hashable {
         case revived
         /// Another incarnation was registered: the old one's sockets are now dead. Write every socket.
         case replaced
+        /// This incarnation had expired and was announced down (changes on), and a watcher is still
+        /// disconnecting its sockets: it stays dead until that is done (nothing was written). Keep
+        /// heartbeating: the first heartbeat after answers ``revived``.
+        case down
     }
 
     /// How the registry saw the node.
@@ -61,6 +65,6 @@ public struct HeartbeatResult: Sendable, Hashable {
     /// The incarnation registered now (the one kept or created when the heartbeat named none).
     public var incarnation: String?
 
-    /// Whether the node must write all its sockets again.
-    public var needsResync: Bool { status != .ok }
+    /// Whether the node must write all its sockets again (not yet while ``Status-swift.enum/down``).
+    public var needsResync: Bool { status != .ok && status != .down }
 }

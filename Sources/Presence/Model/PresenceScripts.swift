@@ -20,7 +20,10 @@ public enum PresenceScripts {
     /// few per heartbeat (an `HSCAN` slice from a cursor kept in the table's field `\u{1}c`, which
     /// readers skip): the cost is the same for 10 nodes or 10,000. With changes recorded: `node.up`
     /// on `new`, `replaced` (after `node.down` of the replaced incarnation, which is marked for the
-    /// watcher to disconnect its sockets) and on `revived` after the watcher announced it down.
+    /// watcher to disconnect its sockets) and on `revived` after the watcher announced it down;
+    /// KEYS 5 is then the watcher's lease: while a watcher still disconnects the announced
+    /// incarnation's sockets, status `down` (nothing written: the node stays dead until that is
+    /// done, at most 4 TTLs after the announcement).
     public static let heartbeat = RedisScript(name: "presence_heartbeat", source: now + """
 
         local ttl = tonumber(ARGV[3])
@@ -35,6 +38,18 @@ public enum PresenceScripts {
         if not previous[1] then status = 'new'
         elseif previous[1] ~= incarnation then status = 'replaced'
         elseif tonumber(previous[2] or '0') <= now then status = 'revived' end
+        -- Announced down (field `down`: incarnation␟ms) and its sockets not all disconnected yet
+        -- (mark `p`) while a watcher holds the lease: it stays dead until that is done, so that the
+        -- walk never deletes a record it writes again; the heartbeat after answers `revived`. Not
+        -- for longer than 4 TTLs (a walk that cannot finish must not keep a live node dead).
+        if status == 'revived' and previous[4] and ARGV[11] and ARGV[11] ~= '' and KEYS[5] then
+            local announced, at = string.match(previous[4], '^([^\\31]*)\\31(%d+)$')
+            local mark = redis.call('HGET', KEYS[4], ARGV[1])
+            if announced == incarnation and mark and string.match(mark, '^p\\31([^\\31]*)') == incarnation
+                and now - tonumber(at) < 4 * ttl and redis.call('EXISTS', KEYS[5]) == 1 then
+                return {'down', ms(now), previous[2], incarnation}
+            end
+        end
         local expiresAt = now + ttl
         local fields = {'incarnation', incarnation, 'startedAt', startedAt, 'lastHeartbeat', ms(now),
             'expiresAt', ms(expiresAt), 'ttl', ARGV[3]}
@@ -64,7 +79,7 @@ public enum PresenceScripts {
         -- telling whether to record costs no extra read.
         if KEYS[4] and ARGV[11] and ARGV[11] ~= '' and status ~= 'ok' then
             local minid = ms(now - tonumber(ARGV[11]))
-            local announced = previous[4]
+            local announced = previous[4] and string.match(previous[4], '^([^\\31]*)')
             if announced then redis.call('HDEL', KEYS[2], 'down') end
             if status == 'replaced' then
                 if announced ~= previous[1] then
@@ -130,7 +145,7 @@ public enum PresenceScripts {
         redis.call('PEXPIRE', KEYS[3], ARGV[3])
         redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
         redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1])))
-        if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation) end
+        if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation .. '\\31' .. ms(now)) end
         return 1
         """)
 

@@ -60,7 +60,7 @@ public struct PresenceWriter: Sendable {
         let index = keys.nodeSockets(heartbeat.nodeID)
         var commands = [
             PresenceScripts.heartbeat.call(
-                keys: [keys.nodeTable, keys.node(heartbeat.nodeID), keys.changeStream(0), keys.goneNodes], arguments: arguments),
+                keys: [keys.nodeTable, keys.node(heartbeat.nodeID), keys.changeStream(0), keys.goneNodes, keys.watcherLease], arguments: arguments),
             RedisCommand("PEXPIRE", index, String(configuration.socketKeyTTLMilliseconds)),
             RedisCommand("SCARD", index),
         ]
