@@ -203,6 +203,18 @@ struct ChangeWatcherTests {
         }
     }
 
+    @Test("the last node leaving keeps its mark for the watcher (the emptied table has no TTL to copy)", arguments: [Topology.standalone, .cluster])
+    func lastNodeLeaves(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "L", incarnation: "L-1", startedAt: Date()))
+            #expect(try await writer.leave(nodeID: "L", incarnation: "L-1"))
+            #expect(try await client.send("EXISTS", configuration.keys.nodeTable).int == 0)
+            #expect(try await client.send("HGET", configuration.keys.goneNodes, "L").string == "p\u{1F}L-1\u{1F}node_left")
+            #expect(try await client.send("PTTL", configuration.keys.goneNodes).int ?? 0 > 0)
+        }
+    }
+
     @Test("a node that leaves: node.left, then its sockets' node_left disconnects, once, though node and watcher both remove them")
     func leftNode() async throws {
         try await withRedis(.standalone) { (client: RedisClient) async throws in

@@ -82,6 +82,35 @@ struct PresenceChangesTests {
         }
     }
 
+    @Test("streams never expire; a position Redis cannot vouch for (its stream gone, or ahead of it) fails with changesTrimmed")
+    func lostStreams() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let stream = fastConfiguration.keys.changeStream(0)
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", nil), connect("s2", nil)])
+            #expect(try await client.send("PTTL", stream).int == -1, "an idle stream keeps its entries (trimmed on writes)")
+            let newest = try await registry.newestChangePosition()
+            try await registry.checkRetained(newest)
+            // Ahead of the stream: Redis lost what the reader had read (and may record those ids anew).
+            let lastID = try #require(newest.last[0])
+            let last = try #require(ChangePosition.Entry(stream: 0, id: lastID))
+            var ahead = ChangePosition()
+            ahead.advance(past: ChangePosition.Entry(stream: 0, id: "\(last.milliseconds + 60_000)-0")!)
+            await #expect(throws: PresenceError.self) { try await registry.checkRetained(ahead) }
+            // The stream gone (a flushed or restarted Redis): nothing vouches for what followed.
+            _ = try await client.send("DEL", stream)
+            do {
+                try await registry.checkRetained(newest)
+                Issue.record("a position in a lost stream was accepted")
+            } catch let error as PresenceError {
+                #expect(error.code == .changesTrimmed && error.message.contains("no longer exists"))
+            }
+            // A position naming no stream (the start) is always fine.
+            try await registry.checkRetained(ChangePosition())
+        }
+    }
+
     @Test("position text round-trips and rejects malformed input")
     func positionText() throws {
         let position = try #require(ChangePosition("0=1700000000000-3,4=1700000000001-0"))

@@ -88,15 +88,12 @@ public enum PresenceScripts {
                     redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl + retention))
                 end
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
-                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif status == 'new' then
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
-                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif announced == incarnation then
                 -- revived after the watcher announced it down: up again (it writes its sockets again)
                 redis.call('HDEL', KEYS[4], ARGV[1])
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
-                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             end
         end
         return {status, ms(now), ms(expiresAt), incarnation}
@@ -120,9 +117,8 @@ public enum PresenceScripts {
             local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
             local minid = string.format('%.0f', now - tonumber(ARGV[3]))
             redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nleft', 'n', ARGV[1], 'i', incarnation)
-            redis.call('PEXPIRE', KEYS[3], ARGV[3])
             redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. incarnation .. '\\31node_left')
-            redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), redis.call('PTTL', KEYS[1])))
+            redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
         end
         return 1
         """)
@@ -142,9 +138,8 @@ public enum PresenceScripts {
         local gone = redis.call('HGET', KEYS[2], ARGV[1])
         if gone and string.match(gone, '^[pd]\\31([^\\31]*)') == incarnation then return 2 end
         redis.call('XADD', KEYS[3], 'MINID', '~', ms(now - tonumber(ARGV[3])), '*', 't', 'ndown', 'n', ARGV[1], 'i', incarnation)
-        redis.call('PEXPIRE', KEYS[3], ARGV[3])
         redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
-        redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1])))
+        redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
         if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation .. '\\31' .. ms(now)) end
         return 1
         """)
@@ -422,11 +417,10 @@ public enum PresenceScripts {
                 if pruned and entries(key, 0) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
             end
         end
-        -- The stream lives as long as its newest change: past that every entry is older than the retention.
-        -- Trimmed once per call, not per entry.
+        -- Trimmed once per call, not per entry. Streams never expire: an idle one keeps its last
+        -- retention's entries, so a reader's position there stays checkable (docs/changes.md).
         if minid then
             pcall('XTRIM', stream, 'MINID', '~', minid)
-            pcall('PEXPIRE', stream, ARGV[5])
         end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do

@@ -77,29 +77,37 @@ extension PresenceRegistry {
     /// STREAM` per stream, in one pipeline.
     /// - Throws: ``RedisError``.
     public func oldestChangePosition() async throws -> ChangePosition {
-        var oldest = ChangePosition()
-        for (index, floor) in try await retentionFloors().enumerated() {
-            if let floor { oldest.last[index] = floor.id }
-        }
-        return oldest
+        Self.position(of: try await streamBounds().map { $0?.floor })
     }
 
-    /// Throws ``PresenceError/Code/changesTrimmed`` when `position` is older, in some stream, than
-    /// ``oldestChangePosition()``: its last entry was trimmed, so changes after it may have been
-    /// too. (Conservative: when none had followed it, resuming from the oldest position loses
-    /// nothing either.) A stream that expired whole (no change for the retention) is not checked.
-    /// One `XINFO STREAM` per stream, in one pipeline (none for the start of every stream).
+    /// Throws ``PresenceError/Code/changesTrimmed`` when a reader at `position` may have missed
+    /// changes that are no longer retained: in some stream it is older than
+    /// ``oldestChangePosition()`` (its last entry was trimmed, so what followed may have been:
+    /// conservative, as resuming from the oldest position then loses nothing either way), it names
+    /// a stream that no longer exists, or it is ahead of what a stream ever recorded (streams never
+    /// expire, so both mean Redis lost them, and the stream recorded since may hold ids the reader
+    /// would skip). One `XINFO STREAM` per stream, in one pipeline (none for the start of every stream).
     /// - Throws: ``PresenceError/Code/changesTrimmed``; ``RedisError``.
     public func checkRetained(_ position: ChangePosition) async throws {
         if position.last.isEmpty { return }
-        let floors = try await retentionFloors()
-        for (index, id) in position.last {
-            guard index < floors.count, let floor = floors[index], let asked = ChangePosition.Entry(stream: index, id: id) else { continue }
-            if (asked.milliseconds, asked.sequence) < (floor.milliseconds, floor.sequence) {
-                var oldest = ChangePosition()
-                for (index, floor) in floors.enumerated() { if let floor { oldest.last[index] = floor.id } }
-                throw PresenceError(.changesTrimmed, "changes after \(position) were trimmed (older than the retention); the oldest position is \(oldest)")
+        let bounds = try await streamBounds()
+        for (index, id) in position.last.sorted(by: { $0.key < $1.key }) {
+            guard let asked = ChangePosition.Entry(stream: index, id: id) else { continue }
+            let at = (asked.milliseconds, asked.sequence)
+            let why: String
+            if let (floor, last) = index < bounds.count ? bounds[index] : nil {
+                if at < (floor.milliseconds, floor.sequence) {
+                    why = "they were trimmed (older than the retention)"
+                } else if at > (last.milliseconds, last.sequence) {
+                    why = "stream \(index) never recorded \(id) (Redis lost its changes)"
+                } else {
+                    continue
+                }
+            } else {
+                why = "stream \(index) no longer exists (Redis lost it)"
             }
+            let oldest = Self.position(of: bounds.map { $0?.floor })
+            throw PresenceError(.changesTrimmed, "changes after \(position) are not all retained: \(why); the oldest position is \(oldest)")
         }
     }
 
@@ -123,8 +131,8 @@ extension PresenceRegistry {
     }
 
     /// Per stream, the id just before its first retained entry (its last generated id when it
-    /// holds none); `nil` when the stream does not exist.
-    private func retentionFloors() async throws -> [ChangePosition.Entry?] {
+    /// holds none) and its last generated id; `nil` when the stream does not exist.
+    private func streamBounds() async throws -> [(floor: ChangePosition.Entry, last: ChangePosition.Entry)?] {
         let streams = changeStreamKeys
         let replies = await client.pipeline(streams.map { RedisCommand("XINFO", "STREAM", $0).routed(by: $0) })
         return try replies.enumerated().map { index, reply in
@@ -133,9 +141,18 @@ extension PresenceRegistry {
             case .failure(let error): throw error
             case .success(let value):
                 let info = value.fieldMap
-                if info["length"] == "0" { return info["last-generated-id"].flatMap { ChangePosition.Entry(stream: index, id: $0) } }
-                return info["recorded-first-entry-id"].flatMap { ChangePosition.Entry(stream: index, id: $0) }?.predecessor
+                guard let last = info["last-generated-id"].flatMap({ ChangePosition.Entry(stream: index, id: $0) }) else { return nil }
+                if info["length"] == "0" { return (last, last) }
+                guard let first = info["recorded-first-entry-id"].flatMap({ ChangePosition.Entry(stream: index, id: $0) }) else { return nil }
+                return (first.predecessor, last)
             }
         }
+    }
+
+    /// The position naming each stream's entry, where there is one.
+    private static func position(of entries: [ChangePosition.Entry?]) -> ChangePosition {
+        var position = ChangePosition()
+        for (index, entry) in entries.enumerated() { if let entry { position.last[index] = entry.id } }
+        return position
     }
 }
