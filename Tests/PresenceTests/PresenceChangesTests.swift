@@ -111,6 +111,22 @@ struct PresenceChangesTests {
         }
     }
 
+    @Test("entries a reader cannot decode (a newer version's change types) are read past, not read again")
+    func undecodable() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let stream = fastConfiguration.keys.changeStream(0)
+            let unknown = try #require(try await client.send("XADD", stream, "*", "t", "from-the-future", "x", "1").string)
+            let read = try await registry.readChanges(after: ChangePosition(), count: 10)
+            #expect(read.changes.isEmpty && read.position.last[0] == unknown && !read.isPartial)
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", nil)])
+            var iterator = registry.changes(from: ChangePosition(), pollInterval: .milliseconds(5)).makeAsyncIterator()
+            #expect(try await iterator.next()?.socketID == "s1")
+            #expect(try await registry.readChanges(after: read.position, count: 10).changes.map(\.socketID) == ["s1"])
+        }
+    }
+
     @Test("position text round-trips and rejects malformed input")
     func positionText() throws {
         let position = try #require(ChangePosition("0=1700000000000-3,4=1700000000001-0"))

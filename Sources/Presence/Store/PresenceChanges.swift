@@ -53,11 +53,12 @@ public struct PresenceChanges: AsyncSequence, Sendable {
                     try await registry.checkRetained(position)
                     checked = true
                 }
-                let read = try await registry.recordedChanges(after: position)
-                for change in read { position.advance(past: change.id) }
-                buffer = read.filter(filter.matches)
+                let read = try await registry.readChanges(after: position, count: 1000)
+                let moved = read.position != position
+                position = read.position
+                buffer = read.changes.filter(filter.matches)
                 next = 0
-                if read.isEmpty {
+                if !moved {
                     do { try await Task.sleep(for: pollInterval) } catch { return nil }
                 }
             }

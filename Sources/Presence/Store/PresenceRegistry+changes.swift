@@ -9,15 +9,29 @@ extension PresenceRegistry {
     /// (order within a stream is exact; across streams, by the primaries' clocks).
     /// - Throws: ``RedisError``.
     public func recordedChanges(after position: ChangePosition = ChangePosition(), count: Int = 1000) async throws -> [PresenceChange] {
+        try await readChanges(after: position, count: count).changes
+    }
+
+    /// ``recordedChanges(after:count:)`` with where the read got to: past every entry it read,
+    /// those it cannot decode included (a change type of a newer version during a rolling
+    /// upgrade), which a reader advancing by changes alone would read again forever.
+    /// - Throws: ``RedisError``.
+    public func readChanges(after position: ChangePosition, count: Int) async throws -> ChangeRead {
         let streams = changeStreamKeys
         let replies = await client.pipeline(streams.indices.map { index in
             RedisCommand("XRANGE", streams[index], position.last[index].map { "(" + $0 } ?? "-", "+", "COUNT", String(count))
         })
-        var changes: [PresenceChange] = []
+        var read = ChangeRead(changes: [], position: position, isPartial: false)
         for (index, reply) in replies.enumerated() {
-            changes += Self.changes(stream: index, entries: try reply.get())
+            let entries = try reply.get().array ?? []
+            read.changes += Self.changes(stream: index, entries: .array(entries))
+            if let last = entries.last?.array?.first?.string, let entry = ChangePosition.Entry(stream: index, id: last) {
+                read.position.advance(past: entry)
+            }
+            if entries.count >= count { read.isPartial = true }
         }
-        return changes.sorted { $0.id < $1.id }
+        read.changes.sort { $0.id < $1.id }
+        return read
     }
 
     /// Decodes `XRANGE`'s (or one stream of `XREAD`'s) entries.

@@ -13,7 +13,9 @@ final class ChangeBatch: Sendable {
     /// `text/event-stream` text of each change, `id:` the position after it.
     let events: [String]
 
-    init(start: ChangePosition, changes: [PresenceChange]) {
+    /// - Parameter end: where the read got to, past entries it could not decode too (`nil`: after
+    ///   the last change).
+    init(start: ChangePosition, changes: [PresenceChange], end: ChangePosition? = nil) {
         var position = start
         var events: [String] = []
         events.reserveCapacity(changes.count)
@@ -22,7 +24,7 @@ final class ChangeBatch: Sendable {
             events.append(ServerSentEvent.change(change, position: position))
         }
         self.start = start
-        self.end = position
+        self.end = end ?? position
         self.changes = changes
         self.events = events
     }

@@ -128,11 +128,12 @@ final class ChangeHub: Service, Sendable {
                             return state.position
                         }
                     }
-                    let changes = try await registry.recordedChanges(after: position!, count: configuration.livePage)
+                    let read = try await registry.readChanges(after: position!, count: configuration.livePage)
+                    let changes = read.changes
                     // Encoded once here, not once per subscriber.
-                    let batch = ChangeBatch(start: position!, changes: changes)
+                    let batch = ChangeBatch(start: position!, changes: changes, end: read.position)
                     position = batch.end
-                    full = changes.count >= configuration.livePage
+                    full = read.isPartial
                     let slow = state.withLock { state in
                         state.position = position
                         state.healthy = true

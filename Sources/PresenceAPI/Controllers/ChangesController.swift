@@ -121,17 +121,18 @@ struct ChangesController<Context: RequestContext>: Sendable {
                     do { try await hub.replays.acquire() } catch { return }
                     defer { hub.replays.release() }
                     while true {
-                        let read: [PresenceChange]
+                        let read: ChangeRead
                         do {
-                            read = try await registry.recordedChanges(after: stream.position, count: page)
+                            read = try await registry.readChanges(after: stream.position, count: page)
                         } catch {
                             // Redis went away mid-replay: say so, with where to resume, and end.
                             let apiError = APIError.from(error)
                             try await writer.write(ByteBuffer(string: ServerSentEvent.error(code: apiError.code, message: apiError.message, position: stream.position)))
                             return
                         }
-                        if read.isEmpty { break }
-                        let text = stream.events(read, filter: query.filter)
+                        if read.position == stream.position { break }
+                        let text = stream.events(read.changes, filter: query.filter)
+                        stream.advance(to: read.position)
                         if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                         // Cut off meanwhile (its queue overflowed): the loop below says so at once.
                         if Task.isCancelled || subscription.hasEnded { break }
@@ -162,6 +163,9 @@ struct ChangeStreamWriter {
     private(set) var position: ChangePosition
 
     init(position: ChangePosition) { self.position = position }
+
+    /// Moves past entries read without events (undecodable ones).
+    mutating func advance(to other: ChangePosition) { position.advance(to: other) }
 
     /// The events of `changes` not read yet that pass `filter` (`nil`: already filtered).
     mutating func events(_ changes: [PresenceChange], filter: ChangeFilter?) -> String {
