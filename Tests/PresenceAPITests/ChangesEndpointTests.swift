@@ -229,6 +229,39 @@ struct ChangesEndpointTests {
         }
     }
 
+    @Test("an idle filtered subscriber's keep-alive carries its position, past changes it did not want: its reconnect is not answered 410")
+    func idlePosition() async throws {
+        let server = try await RedisServer.start()
+        let interval = Duration.milliseconds(100)
+        try await withChangesAPI(server, feed: ChangeFeedConfiguration(pollInterval: .milliseconds(5), heartbeatInterval: interval)) { port, _, client in
+            let everything = try await subscribe(port)
+            let idle = try await subscribe(port, "/v1/changes?userId=nobody")
+            defer { everything.disconnect(); idle.disconnect() }
+            try await report(port, "PUT", "/v1/nodes/node-1", "{}")
+            try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"connect","socketId":"a"},{"type":"connect","socketId":"b"}]}"#)
+            let seen = try await everything.events { summary($0) == "socket.connected b" }
+            let lastID = try #require(seen.last?.id.flatMap { ChangePosition($0) }?.last[0])
+            let lastEntry = try #require(ChangePosition.Entry(stream: 0, id: lastID))
+            // The idle one's keep-alives: one at or past the last change (the hub has read it).
+            var position: ChangePosition?
+            while !(position?.hasPassed(lastEntry) ?? false) {
+                switch try await idle.next(timeout: interval * 50) {
+                case .position(let text):
+                    position = ChangePosition(text)
+                    #expect(position != nil, "keep-alive id \(text)")
+                case .event(let event): Issue.record("the filter let \(event) through")
+                case .closed: throw SSEClient.Failure(description: "the stream ended")
+                case .comment: continue
+                }
+            }
+            // Everything it was past is trimmed: a resume from there misses nothing it wanted.
+            _ = try await client.send("XTRIM", PresenceRegistry(client: client).changeStreamKeys[0], "MINID", lastID)
+            let resumed = try await SSEClient.connect(port: port, "/v1/changes?userId=nobody", headers: [("Last-Event-ID", try #require(position).description)])
+            defer { resumed.disconnect() }
+            #expect(resumed.status == 200, "\(resumed.status) \(resumed.body)")
+        }
+    }
+
     @Test("200 subscribers share one reader: the hub's reads, and Redis' XRANGE calls, do not grow with them")
     func sharedReader() async throws {
         let server = try await RedisServer.start()
@@ -301,7 +334,7 @@ struct ChangesEndpointTests {
             loop: while true {
                 switch try await slow.next() {
                 case .event(let event): last = event; count += 1
-                case .comment: continue
+                case .comment, .position: continue
                 case .closed: break loop
                 }
             }

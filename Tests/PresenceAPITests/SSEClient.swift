@@ -12,6 +12,8 @@ final class SSEClient: Sendable {
         case event(Event)
         /// A comment line's text (`: keep-alive` → `keep-alive`).
         case comment(String)
+        /// An event with an `id:` and no data (it sets EventSource's last event id only).
+        case position(String)
         /// The server closed the connection (or the read failed).
         case closed
     }
@@ -161,7 +163,7 @@ final class SSEClient: Sendable {
         while true {
             switch try await next(timeout: timeout) {
             case .event(let event): return event
-            case .comment: continue
+            case .comment, .position: continue
             case .closed: throw Failure(description: "the stream ended")
             }
         }
@@ -239,7 +241,11 @@ final class SSEClient: Sendable {
                 let line = String(decoding: body[..<lineEnd], as: UTF8.self)
                 body.removeFirst(lineEnd + 1)
                 if line.isEmpty {
-                    if hasData || event.event != nil { items.append(.event(event)) }
+                    if hasData || event.event != nil {
+                        items.append(.event(event))
+                    } else if let id = event.id {
+                        items.append(.position(id))
+                    }
                     event = Event(data: "")
                     hasData = false
                 } else if line.hasPrefix(":") {

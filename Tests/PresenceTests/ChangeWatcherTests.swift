@@ -203,6 +203,33 @@ struct ChangeWatcherTests {
         }
     }
 
+    @Test("a node that left registers again with the same incarnation only once the watcher removed its sockets (node_leaving meanwhile)")
+    func reregistrationWaitsForTheWalk() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "L", incarnation: "L-1", startedAt: Date()))
+            _ = await writer.apply(nodeID: "L", incarnation: "L-1", events: [connect("l1", "lu")])
+            #expect(try await writer.leave(nodeID: "L", incarnation: "L-1"))
+            _ = try await watcher.holdLease(false)
+            do {
+                _ = try await writer.report(nodeID: "L", incarnation: "L-1", address: nil, meta: nil, userCount: nil)
+                Issue.record("registered again while its sockets were being removed")
+            } catch let error as PresenceError {
+                #expect(error.code == .nodeLeaving)
+            }
+            #expect(try await client.send("HEXISTS", configuration.keys.nodeTable, "L").int == 0, "nothing written")
+            try await watcher.pass()
+            let (result, _) = try await writer.report(nodeID: "L", incarnation: "L-1", address: nil, meta: nil, userCount: nil)
+            #expect(result.status == .new && result.needsResync)
+            // Written again after the walk: nothing removes it now.
+            _ = await writer.apply(nodeID: "L", incarnation: "L-1", events: [connect("l1", "lu")])
+            try await watcher.pass()
+            #expect(try await registry.sockets(["l1"]).first??.nodeID == "L")
+        }
+    }
+
     @Test("the last node leaving keeps its mark for the watcher (the emptied table has no TTL to copy)", arguments: [Topology.standalone, .cluster])
     func lastNodeLeaves(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in

@@ -456,6 +456,9 @@ export class Presence {
                     if (event.id !== undefined) position = event.id;
                     yield { id: event.id, type: event.type, data };
                   }
+                } else if (event.id !== undefined) {
+                  // A keep-alive's position (past changes this filter dropped): resume from it.
+                  position = event.id;
                 }
                 event = { id: undefined, type: "message", data: [] };
                 continue;

@@ -10,6 +10,7 @@ public struct PresenceError: Error, CustomStringConvertible, Sendable {
             case corruptData
             case notRunning
             case changesTrimmed
+            case nodeLeaving
         }
 
         let base: Base
@@ -27,6 +28,9 @@ public struct PresenceError: Error, CustomStringConvertible, Sendable {
         /// Changes after the position asked for were trimmed (older than the retention): reading
         /// from it would skip them. ``PresenceRegistry/oldestChangePosition()`` says where to resume.
         public static let changesTrimmed = Code(base: .changesTrimmed)
+        /// The node registers again with an incarnation whose sockets a watcher is still
+        /// disconnecting (it left, or was announced down): the same heartbeat soon succeeds.
+        public static let nodeLeaving = Code(base: .nodeLeaving)
 
         public var description: String { base.rawValue }
     }

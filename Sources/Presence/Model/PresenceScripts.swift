@@ -38,16 +38,18 @@ public enum PresenceScripts {
         if not previous[1] then status = 'new'
         elseif previous[1] ~= incarnation then status = 'replaced'
         elseif tonumber(previous[2] or '0') <= now then status = 'revived' end
-        -- Announced down (field `down`: incarnation␟ms) and its sockets not all disconnected yet
-        -- (mark `p`) while a watcher holds the lease: it stays dead until that is done, so that the
-        -- walk never deletes a record it writes again; the heartbeat after answers `revived`. Not
-        -- for longer than 4 TTLs (a walk that cannot finish must not keep a live node dead).
-        if status == 'revived' and previous[4] and ARGV[11] and ARGV[11] ~= '' and KEYS[5] then
-            local announced, at = string.match(previous[4], '^([^\\31]*)\\31(%d+)$')
+        -- An incarnation whose sockets a watcher is still disconnecting (mark `p` for it, a watcher
+        -- holding the lease): announced down (field `down`: incarnation␟ms) and heartbeating again,
+        -- or left and registering again. It stays dead until that is done, so that the walk never
+        -- deletes a record it writes again; the heartbeat after answers `revived` (or `new`). A
+        -- revival waits 4 TTLs at most (a walk that cannot finish must not keep a live node dead).
+        if (status == 'revived' or status == 'new') and ARGV[11] and ARGV[11] ~= '' and KEYS[5] then
             local mark = redis.call('HGET', KEYS[4], ARGV[1])
-            if announced == incarnation and mark and string.match(mark, '^p\\31([^\\31]*)') == incarnation
-                and now - tonumber(at) < 4 * ttl and redis.call('EXISTS', KEYS[5]) == 1 then
-                return {'down', ms(now), previous[2], incarnation}
+            if mark and string.match(mark, '^p\\31([^\\31]*)') == incarnation and redis.call('EXISTS', KEYS[5]) == 1 then
+                local announced, at = string.match(previous[4] or '', '^([^\\31]*)\\31(%d+)$')
+                if status == 'new' or (announced == incarnation and now - tonumber(at) < 4 * ttl) then
+                    return {'down', ms(now), previous[2] or ms(now), incarnation}
+                end
             end
         end
         local expiresAt = now + ttl

@@ -39,6 +39,9 @@ public struct PresenceWriter: Sendable {
             nodeID: nodeID, incarnation: incarnation ?? "", address: address, startedAt: Date(),
             socketCount: nil, userCount: userCount, meta: meta)
         let (result, record) = try await sendHeartbeat(heartbeat, ttl: nil, readRecord: true)
+        if result.status == .down && record.isEmpty {
+            throw PresenceError(.nodeLeaving, "node \(nodeID)'s incarnation \(result.incarnation ?? "") left and its sockets are still being disconnected; register again in a moment (or with a new incarnation)")
+        }
         let entry = NodeTable.Entry(expiresAt: Int(result.expiresAt.timeIntervalSince1970 * 1000), incarnation: result.incarnation ?? "", address: "", raw: "")
         let table = NodeTable(now: entry.expiresAt - configuration.nodeTTLMilliseconds, entries: [nodeID: entry])
         guard let node = PresenceRegistry.nodeInfo(id: nodeID, record: record, table: table, indexedSockets: result.indexedSockets) else {

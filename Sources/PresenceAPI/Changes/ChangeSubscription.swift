@@ -29,6 +29,9 @@ final class ChangeSubscription: Sendable {
         var parts: [Part] = []
         /// Changes in `parts`.
         var count = 0
+        /// The last hub read offered, whether any of it passed the filter or not: the subscriber
+        /// has every change it wants up to its end.
+        var through: ChangeBatch?
         /// A heartbeat interval passed.
         var heartbeat = false
         /// Set once: nothing follows.
@@ -59,9 +62,11 @@ final class ChangeSubscription: Sendable {
         } else {
             part = Part(batch: batch, indices: batch.changes.indices.filter { filter.matches(batch.changes[$0]) })
         }
-        if part.count == 0 { return true }
         return state.withLock { state in
             if state.ended != nil { return true }
+            state.pending.through = batch
+            // Nothing for it: its position moves on with the next batch it takes (no wake-up).
+            if part.count == 0 { return true }
             if state.pending.count + part.count > capacity {
                 state.pending.parts = []
                 state.pending.count = 0
@@ -75,7 +80,7 @@ final class ChangeSubscription: Sendable {
         }
     }
 
-    /// Asks the connection to write a keep-alive comment (unless changes are waiting anyway).
+    /// Asks the connection to write a keep-alive comment (with `id:`, the position it reached).
     func heartbeat() {
         state.withLock { state in
             if state.ended != nil { return }

@@ -27,6 +27,13 @@ enum ServerSentEvent {
     /// A comment line, which clients ignore: it keeps idle connections open through proxies.
     static func comment(_ text: String) -> String { ": \(text)\n\n" }
 
+    /// The keep-alive comment, with `id:` the subscriber's position: an event without data sets
+    /// EventSource's last event id and dispatches nothing, so an idle (filtered) subscriber's
+    /// reconnect resumes from where the feed got to.
+    static func keepAlive(position: ChangePosition) -> String {
+        position.last.isEmpty ? comment("keep-alive") : ": keep-alive\nid: \(position)\n\n"
+    }
+
     /// The change's fields as one line of JSON (ids are strings: escaped, never a raw newline).
     static func json(_ change: PresenceChange) -> String {
         var json = JSONText(capacity: 192)

@@ -140,8 +140,8 @@ struct ChangesController<Context: RequestContext>: Sendable {
                 }
                 while true {
                     let batch = await subscription.next()
-                    var text = stream.events(batch.parts)
-                    if batch.heartbeat && text.isEmpty { text = ServerSentEvent.comment("keep-alive") }
+                    var text = stream.events(batch.parts, through: batch.through)
+                    if batch.heartbeat && text.isEmpty { text = ServerSentEvent.keepAlive(position: stream.position) }
                     if batch.end == .slow {
                         text += ServerSentEvent.error(code: "slow_subscriber", message: "this subscriber fell \(subscription.capacity) changes behind and was cut off; reconnect with Last-Event-ID to resume", position: stream.position)
                     }
@@ -181,7 +181,7 @@ struct ChangeStreamWriter {
     /// once caught up) its texts go as the hub encoded them; otherwise (after a replay) change by
     /// change, dropping what was read already. Either way the position then covers the whole read:
     /// everything in it was written or filtered out.
-    mutating func events(_ parts: [ChangeSubscription.Part]) -> String {
+    mutating func events(_ parts: [ChangeSubscription.Part], through: ChangeBatch? = nil) -> String {
         var text = ""
         for part in parts {
             let batch = part.batch
@@ -197,6 +197,10 @@ struct ChangeStreamWriter {
                 position.advance(to: batch.end)
             }
         }
+        // Reads that held nothing for this subscriber move it on too: an idle filtered subscriber's
+        // keep-alive then carries a position that a reconnect can resume from (never 410 for
+        // changes it did not want).
+        if let through { position.advance(to: through.end) }
         return text
     }
 }

@@ -51,6 +51,7 @@ struct APIError: HTTPResponseError, Sendable {
             case .invalidID: return .badRequest("invalid_id", error.message)
             case .invalidMeta: return .badRequest("invalid_meta", error.message)
             case .corruptData: return APIError(.internalServerError, "corrupt_data", error.message)
+            case .nodeLeaving: return APIError(.serviceUnavailable, "node_leaving", error.message, headers: [.retryAfter: "1"])
             default: return .badRequest("invalid_request", error.message)
             }
         case let error as RedisError where error.code == .replica:

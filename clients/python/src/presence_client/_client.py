@@ -817,6 +817,9 @@ class Presence:
                                     if event_id is not None:
                                         position = event_id
                                     yield Change(id=event_id or "", type=kind, data=payload)
+                            elif event_id is not None:
+                                # A keep-alive's position (past changes this filter dropped): resume from it.
+                                position = event_id
                             event_id, kind, data = None, "message", []
                         elif not line.startswith(":"):
                             name, _, value = line.partition(":")
