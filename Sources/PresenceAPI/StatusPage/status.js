@@ -424,6 +424,7 @@
     retryMs: FEED_RETRY_MIN_MS,
     silenceTimer: null,
     lastEventId: null,
+    stoppedAt: null, // when it last stopped (Date.now()), to resume only what the chart can show
     since: null, // the second the feed first went live since the data showed (rates count from it)
     note: "", // said while live: changes were missed
   };
@@ -440,12 +441,19 @@
     const controller = feed.controller;
     feed.controller = null;
     if (controller) controller.abort();
+    feed.stoppedAt = Date.now();
     setFeedStatus(state, text);
   }
 
   /** Starts the feed unless it runs, waits to retry, waits for a token, or the tab is hidden. */
   function startFeed() {
     if (feed.controller || feed.retryTimer !== null || waitingForToken || document.hidden) return;
+    if (feed.lastEventId !== null && feed.stoppedAt !== null && Date.now() - feed.stoppedAt > CHART_SECONDS * 1000) {
+      // Stopped (a hidden tab, a server away) for longer than the chart shows: replaying all of
+      // it would only cost time. Go on live; the rates count again from then.
+      feed.lastEventId = null;
+      feed.since = null;
+    }
     connectFeed();
   }
 
@@ -555,6 +563,7 @@
     clearTimeout(feed.silenceTimer);
     if (feed.controller !== controller) return; // stopped (hidden tab, token change) or replaced meanwhile
     feed.controller = null;
+    feed.stoppedAt = Date.now();
     const error = errorOf(outcome);
     if (outcome.status === 200) {
       // The server ended the stream: shutting down, or a final stream-error event.
