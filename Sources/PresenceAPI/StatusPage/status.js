@@ -583,6 +583,13 @@
       feed.lastEventId = null;
       feed.note = " · resumed live (" + (error.message || "position refused") + ")";
       retryFeed(0, "The server refused the position.");
+    } else if (outcome.status === 503 && error.code === "changes_off") {
+      // This server records no changes: ask again rarely (it may be restarted with them on).
+      setFeedStatus("off", "No feed: this server does not record changes (presence serve --changes off).");
+      feed.retryTimer = setTimeout(() => {
+        feed.retryTimer = null;
+        startFeed();
+      }, FEED_RETRY_MAX_MS);
     } else if (outcome.status === 0) {
       retryFeed(backoff(), "Feed interrupted: " + outcome.reason + ".");
     } else {
