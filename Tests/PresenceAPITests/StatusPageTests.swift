@@ -26,6 +26,10 @@ struct StatusPageTests {
             // A labelled input and a table with column headers.
             #expect(html.contains(#"<label for="socket-id">"#) && html.contains(#"<input id="socket-id""#))
             #expect(html.contains(#"<th scope="col">Node</th>"#))
+            // The feed (a table with column headers, filled by the script) and the chart (a legend
+            // whose text carries the values, and SVG plots the script draws in).
+            #expect(html.contains(#"<table id="feed">"#) && html.contains(#"<th scope="col">Change</th>"#))
+            #expect(html.contains(#"<ul id="chart-legend">"#) && html.contains(#"<svg id="chart-levels""#) && html.contains(#"<svg id="chart-rates""#))
 
             let api = try await http.send(.get, "/v1/stats", token: nil)
             #expect(api.status == .unauthorized)  // the data still needs the token
@@ -58,6 +62,15 @@ struct StatusPageTests {
                 #expect(!script.contains(use), "status.js uses \(use)")
             }
             #expect(script.contains("sessionStorage.setItem(TOKEN_KEY"))
+            // The feed reads /v1/changes through fetch, which carries the token and Last-Event-ID
+            // (EventSource cannot send Authorization).
+            #expect(script.contains(#"fetch("/v1/changes""#) && script.contains(#"headers["Last-Event-ID"]"#))
+            #expect(!script.contains("new EventSource"))
+            // No CDN, no other origin: the only URL in the page's files is the SVG namespace.
+            for (name, bytes) in [("index.html", PackageResources.index_html), ("status.js", PackageResources.status_js), ("status.css", PackageResources.status_css)] {
+                let urls = String(decoding: bytes, as: UTF8.self).matches(of: try Regex(#"https?://[^\s"')]*"#)).map { String($0.output[0].substring ?? "") }
+                #expect(urls.allSatisfy { $0 == "http://www.w3.org/2000/svg" }, "\(name) links to \(urls)")
+            }
         }
     }
 

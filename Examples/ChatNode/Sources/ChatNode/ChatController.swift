@@ -8,6 +8,8 @@ import Presence
 struct ChatController<Context: RequestContext>: Sendable {
     let router: MessageRouter
     let node: PresenceNode
+    /// `nil` when the registry's change stream is off.
+    let notifier: ContactNotifier?
 
     /// Largest message accepted.
     static var maximumMessageSize: Int { 64 * 1024 }
@@ -44,12 +46,13 @@ struct ChatController<Context: RequestContext>: Sendable {
     }
 
     /// `GET /local?limit=N`: this process's own view: its node id, incarnation, socket count and
-    /// up to N socket ids (default 0).
+    /// up to N socket ids (default 0), and whether contacts' notices are live.
     @Sendable func local(_ request: Request, context: Context) async throws -> Response {
         let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 0, 0), 10_000)
         return try Self.json(LocalView(
             nodeId: node.nodeID, incarnation: node.incarnation, address: node.address,
-            sockets: router.sockets.count, socketIds: router.sockets.ids(limit: limit)))
+            sockets: router.sockets.count, socketIds: router.sockets.ids(limit: limit),
+            contactNotices: notifier.map { $0.isFollowing ? "live" : "starting" } ?? "off"))
     }
 
     static func socketID(_ context: Context) throws -> String {

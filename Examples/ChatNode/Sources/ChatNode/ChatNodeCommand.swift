@@ -12,6 +12,7 @@ struct ChatNodeCommand: AsyncParsableCommand {
         abstract: "A Hummingbird websocket node that reports its sockets to the presence registry and routes messages to any socket of the cluster.",
         discussion: """
             GET  /ws?user=ID           websocket; first message {"type":"welcome",...}
+                 &contact=ID           (repeatable) told {"type":"presence","userId":ID,"online":true|false}
             POST /send/{socketId}      body = text, written to that socket on any node
             POST /deliver/{socketId}   internal: what other nodes forward to
             GET  /local?limit=N        this process's own sockets

@@ -5,4 +5,7 @@ struct LocalView: Encodable, Sendable {
     let address: String
     let sockets: Int
     let socketIds: [String]
+    /// Contacts' online/offline notices: `live` (every change since is told), `starting`, or `off`
+    /// (the registry's change stream is off).
+    let contactNotices: String
 }

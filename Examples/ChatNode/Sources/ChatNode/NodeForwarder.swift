@@ -25,8 +25,14 @@ struct NodeForwarder: Sendable {
     /// Sends `POST path` with `body` (text) to `address` and returns the status and body.
     /// - Throws: ``Failure`` when the node refuses the connection, breaks it, or misses the deadline.
     func post(to address: NodeAddress, path: String, body: ByteBuffer, headers: [(String, String)] = []) async throws -> Reply {
+        try await send(.POST, to: address, path: path, body: body, headers: headers)
+    }
+
+    /// Sends `method path` with `body` (text, may be empty) to `address` and returns the status and body.
+    /// - Throws: ``Failure`` when the node refuses the connection, breaks it, or misses the deadline.
+    func send(_ method: HTTPMethod, to address: NodeAddress, path: String, body: ByteBuffer, headers: [(String, String)] = []) async throws -> Reply {
         try await withThrowingTaskGroup(of: Reply.self) { group in
-            group.addTask { try await exchange(address, path: path, body: body, headers: headers) }
+            group.addTask { try await exchange(method, address, path: path, body: body, headers: headers) }
             group.addTask {
                 try await Task.sleep(for: deadline)
                 throw Failure(description: "no answer within \(deadline)")
@@ -50,7 +56,7 @@ struct NodeForwarder: Sendable {
         }
     }
 
-    private func exchange(_ address: NodeAddress, path: String, body: ByteBuffer, headers: [(String, String)]) async throws -> Reply {
+    private func exchange(_ method: HTTPMethod, _ address: NodeAddress, path: String, body: ByteBuffer, headers: [(String, String)]) async throws -> Reply {
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: eventLoopGroup)
@@ -65,7 +71,7 @@ struct NodeForwarder: Sendable {
             throw Failure(description: "cannot connect: \(Self.reason(error))")
         }
         return try await channel.executeThenClose { inbound, outbound in
-            var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
+            var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
             head.headers.add(name: "host", value: address.description)
             head.headers.add(name: "content-type", value: "text/plain; charset=utf-8")
             head.headers.add(name: "content-length", value: String(body.readableBytes))

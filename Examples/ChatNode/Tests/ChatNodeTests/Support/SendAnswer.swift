@@ -44,6 +44,13 @@ struct SendAnswer: Sendable, CustomStringConvertible {
         (try? await client.post(to: NodeAddress("127.0.0.1:\(port)")!, path: "/healthz", body: ByteBuffer())) != nil
     }
 
+    /// `GET /local`'s `contactNotices` from the node listening on 127.0.0.1:`port` (`live`, `starting`, `off`).
+    static func contactNotices(port: Int) async throws -> String? {
+        struct View: Decodable { var contactNotices: String }
+        let reply = try await client.send(.GET, to: NodeAddress("127.0.0.1:\(port)")!, path: "/local", body: ByteBuffer())
+        return try? JSONDecoder().decode(View.self, from: Data(String(buffer: reply.body).utf8)).contactNotices
+    }
+
     /// The example's own minimal HTTP client, with a deadline long enough for a 503.
     private static let client = NodeForwarder(connectTimeout: .seconds(2), deadline: TestTiming.request)
 }

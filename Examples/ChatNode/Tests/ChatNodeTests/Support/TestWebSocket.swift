@@ -26,12 +26,15 @@ final class TestWebSocket: Sendable {
     /// Whether the connection is over (closed, dropped or never opened).
     var hasEnded: Bool { state.withLock { $0.ended } }
 
-    /// Opens a websocket to 127.0.0.1:`port`, waits for its welcome, runs `body`, then closes it
-    /// with a close handshake (unless the node already dropped it).
-    static func with<T: Sendable>(port: Int, user: String = "test-user", _ body: (TestWebSocket) async throws -> T) async throws -> T {
+    /// Opens a websocket to 127.0.0.1:`port` as `user`, following `contacts`, waits for its
+    /// welcome, runs `body`, then closes it with a close handshake (unless the node already dropped it).
+    static func with<T: Sendable>(
+        port: Int, user: String = "test-user", contacts: [String] = [], _ body: (TestWebSocket) async throws -> T
+    ) async throws -> T {
         let socket = TestWebSocket()
+        let query = ([user].map { "user=\($0)" } + contacts.map { "contact=\($0)" }).joined(separator: "&")
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await socket.run(url: "ws://127.0.0.1:\(port)/ws?user=\(user)") }
+            group.addTask { await socket.run(url: "ws://127.0.0.1:\(port)/ws?\(query)") }
             do {
                 try await waitUntil("the welcome of a websocket to port \(port)", within: TestTiming.startup, state: { socket.summary }) {
                     socket.state.withLock { $0.welcome != nil || $0.ended }
