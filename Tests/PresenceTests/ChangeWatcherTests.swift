@@ -230,6 +230,28 @@ struct ChangeWatcherTests {
         }
     }
 
+    @Test("a node whose walk fails does not stop the others: the pass goes on, then reports the failure")
+    func failingNodeDoesNotStopThePass() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+            for node in ["X", "Y"] {
+                _ = try await writer.heartbeat(NodeHeartbeat(nodeID: node, incarnation: "\(node)-1", startedAt: Date()))
+                _ = await writer.apply(nodeID: node, incarnation: "\(node)-1", events: [connect("\(node.lowercased())1", nil)])
+                _ = try await writer.heartbeat(NodeHeartbeat(nodeID: node, incarnation: "\(node)-1", startedAt: Date()), ttl: .milliseconds(20))
+            }
+            // X's socket set is not a set (corrupt, or its shard failing): its walk fails first (X < Y).
+            _ = try await client.send("DEL", configuration.keys.nodeSockets("X"))
+            _ = try await client.send("SET", configuration.keys.nodeSockets("X"), "not a set")
+            while try await registry.sockets(["y1"]).first! != nil { await Task.yield() }
+            await #expect(throws: RedisError.self) { try await watcher.pass() }
+            let disconnected = try await registry.recordedChanges().filter { $0.kind == .socketDisconnected }.compactMap(\.socketID)
+            #expect(disconnected == ["y1"], "Y walked although X failed before it")
+            #expect(try await client.send("HGET", configuration.keys.goneNodes, "X").string?.hasPrefix("p") == true, "X is left for the next pass")
+        }
+    }
+
     @Test("the last node leaving keeps its mark for the watcher (the emptied table has no TTL to copy)", arguments: [Topology.standalone, .cluster])
     func lastNodeLeaves(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in

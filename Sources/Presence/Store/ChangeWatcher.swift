@@ -53,7 +53,12 @@ public struct ChangeWatcher: Service {
                         renewedAt = ContinuousClock.now
                     }
                     // Woken at the next expiry rather than up to a period after it.
-                    if holding { pause = min(period, try await pass().nextExpiry ?? period) }
+                    if holding {
+                        var lease = Lease(renewedAt: renewedAt, period: period)
+                        defer { renewedAt = lease.renewedAt }
+                        pause = min(period, try await pass(lease: &lease).nextExpiry ?? period)
+                        holding = !lease.lost
+                    }
                 } catch {
                     logger.warning("watching for dead nodes failed; trying again", metadata: ["error": "\(error)"])
                 }
@@ -89,12 +94,50 @@ public struct ChangeWatcher: Service {
         }
     }
 
+    /// The lease as a pass keeps it: renewed between pages of a long walk, so that another
+    /// instance does not take it (and walk the same node) meanwhile.
+    struct Lease {
+        var renewedAt: ContinuousClock.Instant
+        let period: Duration
+        /// Another instance holds it now: the pass stops.
+        var lost = false
+    }
+
+    /// Renews the lease when due. Returns `false` once it is lost.
+    func keep(_ lease: inout Lease?) async throws -> Bool {
+        guard var held = lease else { return true }
+        if held.lost { return false }
+        if ContinuousClock.now - held.renewedAt >= held.period {
+            held.lost = try await !holdLease(true)
+            held.renewedAt = ContinuousClock.now
+            if held.lost { logger.info("another instance watches for dead nodes") }
+            lease = held
+        }
+        return !held.lost
+    }
+
     /// One pass: announces the nodes expired since the last, disconnects the sockets of every node
-    /// marked pending, and forgets the marks nothing needs any more. Safe to run concurrently.
+    /// marked pending, and forgets the marks nothing needs any more. Safe to run concurrently. A
+    /// node that fails (its Redis Cluster shard down, say) does not stop the others: the pass goes
+    /// on and throws the first failure at the end.
+    /// - Parameter lease: renewed between walk pages when given (see ``Lease``).
     /// - Returns: how many nodes it announced down, and how long until the next live entry expires
     ///   (by the Redis clock; `nil` when none is alive).
     @discardableResult
+    func pass(lease: inout Lease) async throws -> (announced: Int, nextExpiry: Duration?) {
+        var optional: Lease? = lease
+        defer { lease = optional! }
+        return try await pass(keeping: &optional)
+    }
+
+    /// ``pass(lease:)`` without a lease to keep (tests, and one-off passes).
+    @discardableResult
     func pass() async throws -> (announced: Int, nextExpiry: Duration?) {
+        var none: Lease?
+        return try await pass(keeping: &none)
+    }
+
+    private func pass(keeping lease: inout Lease?) async throws -> (announced: Int, nextExpiry: Duration?) {
         let replies = await client.pipeline([
             RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.goneNodes),
         ])
@@ -102,24 +145,36 @@ public struct ChangeWatcher: Service {
         var gone: [String: Gone] = [:]
         for (node, value) in try replies[2].get().fieldMap { gone[node] = Gone(value) }
         var announced = 0
+        var failure: (any Error)?
         for (node, entry) in table.entries.sorted(by: { $0.key < $1.key }) where entry.expiresAt <= table.now {
             if let mark = gone[node], mark.incarnation == entry.incarnation { continue }
-            switch try await announceDown(node: node, entry: entry) {
-            case 1:
-                announced += 1
-                gone[node] = Gone("p\u{1F}\(entry.incarnation)\u{1F}\(DisconnectReason.nodeDown.rawValue)")
-            case 2:
-                if let mark = try await client.send(RedisCommand("HGET", keys.goneNodes, node)).string.flatMap(Gone.init) { gone[node] = mark }
-            default: break
+            do {
+                switch try await announceDown(node: node, entry: entry) {
+                case 1:
+                    announced += 1
+                    gone[node] = Gone("p\u{1F}\(entry.incarnation)\u{1F}\(DisconnectReason.nodeDown.rawValue)")
+                case 2:
+                    if let mark = try await client.send(RedisCommand("HGET", keys.goneNodes, node)).string.flatMap(Gone.init) { gone[node] = mark }
+                default: break
+                }
+            } catch {
+                failure = failure ?? error
             }
         }
         for (node, mark) in gone.sorted(by: { $0.key < $1.key }) {
-            if mark.pending {
-                try await disconnectSockets(node: node, mark: mark)
-            } else if table.entries[node]?.incarnation != mark.incarnation {
-                _ = try await client.send(PresenceScripts.goneUpdate.call(keys: [keys.goneNodes, keys.nodeTable], arguments: [node, mark.raw, "forget"]))
+            guard try await keep(&lease) else { break }
+            do {
+                if mark.pending {
+                    try await disconnectSockets(node: node, mark: mark, lease: &lease)
+                } else if table.entries[node]?.incarnation != mark.incarnation {
+                    _ = try await client.send(PresenceScripts.goneUpdate.call(keys: [keys.goneNodes, keys.nodeTable], arguments: [node, mark.raw, "forget"]))
+                }
+            } catch {
+                logger.warning("disconnecting a gone node's sockets failed; the next pass tries again", metadata: ["node": "\(node)", "error": "\(error)"])
+                failure = failure ?? error
             }
         }
+        if let failure { throw failure }
         let next = table.entries.values.map(\.expiresAt).filter { $0 > table.now }.min()
         return (announced, next.map { .milliseconds($0 - table.now + 1) })
     }
@@ -135,11 +190,12 @@ public struct ChangeWatcher: Service {
 
     /// Deletes the records of the marked incarnation (conditionally: each records its own
     /// disconnect), page by page while the mark stays, then marks the node done.
-    private func disconnectSockets(node: String, mark: Gone) async throws {
+    private func disconnectSockets(node: String, mark: Gone, lease: inout Lease?) async throws {
         let writer = PresenceWriter(client: client, configuration: configuration)
         var cursor = "0"
         var removed = 0
         repeat {
+            guard try await keep(&lease) else { return }  // another instance goes on from the mark
             let replies = await client.pipeline([
                 RedisCommand("HGET", keys.goneNodes, node),
                 RedisCommand("SSCAN", keys.nodeSockets(node), cursor, "COUNT", String(configuration.batchSize)),
