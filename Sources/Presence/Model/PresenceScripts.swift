@@ -43,13 +43,15 @@ public enum PresenceScripts {
         -- or left and registering again. It stays dead until that is done, so that the walk never
         -- deletes a record it writes again; the heartbeat after answers `revived` (or `new`). A
         -- revival waits 4 TTLs at most (a walk that cannot finish must not keep a live node dead).
-        if (status == 'revived' or status == 'new') and ARGV[11] and ARGV[11] ~= '' and KEYS[5] then
+        -- A revival reads the announcement from the record (no extra command unless announced); a
+        -- registration (rare) looks for a mark.
+        local announced, at
+        if previous[4] then announced, at = string.match(previous[4], '^([^\\31]*)\\31?(%d*)$') end
+        if ((status == 'revived' and announced == incarnation and now - (tonumber(at) or 0) < 4 * ttl) or status == 'new')
+            and ARGV[11] and ARGV[11] ~= '' and KEYS[5] then
             local mark = redis.call('HGET', KEYS[4], ARGV[1])
             if mark and string.match(mark, '^p\\31([^\\31]*)') == incarnation and redis.call('EXISTS', KEYS[5]) == 1 then
-                local announced, at = string.match(previous[4] or '', '^([^\\31]*)\\31(%d+)$')
-                if status == 'new' or (announced == incarnation and now - tonumber(at) < 4 * ttl) then
-                    return {'down', ms(now), previous[2] or ms(now), incarnation}
-                end
+                return {'down', ms(now), previous[2] or ms(now), incarnation}
             end
         end
         local expiresAt = now + ttl
@@ -81,7 +83,6 @@ public enum PresenceScripts {
         -- telling whether to record costs no extra read.
         if KEYS[4] and ARGV[11] and ARGV[11] ~= '' and status ~= 'ok' then
             local minid = ms(now - tonumber(ARGV[11]))
-            local announced = previous[4] and string.match(previous[4], '^([^\\31]*)')
             if announced then redis.call('HDEL', KEYS[2], 'down') end
             if status == 'replaced' then
                 if announced ~= previous[1] then
@@ -90,12 +91,15 @@ public enum PresenceScripts {
                     redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl + retention))
                 end
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif status == 'new' then
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif announced == incarnation then
                 -- revived after the watcher announced it down: up again (it writes its sockets again)
                 redis.call('HDEL', KEYS[4], ARGV[1])
                 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('PEXPIRE', KEYS[3], ARGV[11])
             end
         end
         return {status, ms(now), ms(expiresAt), incarnation}
@@ -119,6 +123,7 @@ public enum PresenceScripts {
             local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
             local minid = string.format('%.0f', now - tonumber(ARGV[3]))
             redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nleft', 'n', ARGV[1], 'i', incarnation)
+            redis.call('PEXPIRE', KEYS[3], ARGV[3])
             redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. incarnation .. '\\31node_left')
             redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
         end
@@ -140,6 +145,7 @@ public enum PresenceScripts {
         local gone = redis.call('HGET', KEYS[2], ARGV[1])
         if gone and string.match(gone, '^[pd]\\31([^\\31]*)') == incarnation then return 2 end
         redis.call('XADD', KEYS[3], 'MINID', '~', ms(now - tonumber(ARGV[3])), '*', 't', 'ndown', 'n', ARGV[1], 'i', incarnation)
+        redis.call('PEXPIRE', KEYS[3], ARGV[3])
         redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
         redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
         if redis.call('HGET', KEYS[4], 'incarnation') == incarnation then redis.call('HSET', KEYS[4], 'down', incarnation .. '\\31' .. ms(now)) end
@@ -419,10 +425,11 @@ public enum PresenceScripts {
                 if pruned and entries(key, 0) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
             end
         end
-        -- Trimmed once per call, not per entry. Streams never expire: an idle one keeps its last
-        -- retention's entries, so a reader's position there stays checkable (docs/changes.md).
+        -- The stream lives as long as its newest change: past that every entry is older than the retention.
+        -- Trimmed once per call, not per entry.
         if minid then
             pcall('XTRIM', stream, 'MINID', '~', minid)
+            pcall('PEXPIRE', stream, ARGV[5])
         end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do

@@ -85,9 +85,10 @@ extension PresenceRegistry {
     /// changes that are no longer retained: in some stream it is older than
     /// ``oldestChangePosition()`` (its last entry was trimmed, so what followed may have been:
     /// conservative, as resuming from the oldest position then loses nothing either way), it names
-    /// a stream that no longer exists, or it is ahead of what a stream ever recorded (streams never
-    /// expire, so both mean Redis lost them, and the stream recorded since may hold ids the reader
-    /// would skip). One `XINFO STREAM` per stream, in one pipeline (none for the start of every stream).
+    /// a stream that no longer exists (expired after a whole retention without changes, or lost
+    /// with Redis's data: its changes after the position, if any, are gone), or it is ahead of what
+    /// a stream recorded (Redis lost it, and the stream recorded since may hold ids the reader would
+    /// skip). One `XINFO STREAM` per stream, in one pipeline (none for the start of every stream).
     /// - Throws: ``PresenceError/Code/changesTrimmed``; ``RedisError``.
     public func checkRetained(_ position: ChangePosition) async throws {
         if position.last.isEmpty { return }
@@ -105,7 +106,7 @@ extension PresenceRegistry {
                     continue
                 }
             } else {
-                why = "stream \(index) no longer exists (Redis lost it)"
+                why = "stream \(index) no longer exists (a retention without changes, or Redis lost it)"
             }
             let oldest = Self.position(of: bounds.map { $0?.floor })
             throw PresenceError(.changesTrimmed, "changes after \(position) are not all retained: \(why); the oldest position is \(oldest)")
