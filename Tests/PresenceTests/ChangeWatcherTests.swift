@@ -29,6 +29,17 @@ struct ChangeWatcherTests {
         }
     }
 
+    /// Runs `body` with a client of a fresh `topology`, a writer, a registry and a watcher (not running).
+    func withParts(
+        _ topology: Topology, _ body: @Sendable (RedisClient, PresenceWriter, PresenceRegistry, ChangeWatcher) async throws -> Void
+    ) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            try await body(
+                client, PresenceWriter(client: client, configuration: configuration), PresenceRegistry(client: client, configuration: configuration),
+                ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher")))
+        }
+    }
+
     /// Keeps a node heartbeating while `body` runs.
     func keepingAlive<T: Sendable>(_ writer: PresenceWriter, _ nodeID: String, _ body: @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -114,10 +125,7 @@ struct ChangeWatcherTests {
 
     @Test("a node heartbeating while the watcher disconnects its sockets stays dead (status down) until the walk is done, then revives", arguments: [Topology.standalone, .cluster])
     func revivalWaitsForTheWalk(_ topology: Topology) async throws {
-        try await withRedis(topology) { (client: RedisClient) async throws in
-            let writer = PresenceWriter(client: client, configuration: configuration)
-            let registry = PresenceRegistry(client: client, configuration: configuration)
-            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+        try await withParts(topology) { client, writer, registry, watcher in
             let heartbeat = NodeHeartbeat(nodeID: "A", incarnation: "A-1", startedAt: Date())
             _ = try await writer.heartbeat(heartbeat)
             _ = await writer.apply(nodeID: "A", incarnation: "A-1", events: [connect("a1", "u1"), connect("a2", nil)])
@@ -205,10 +213,7 @@ struct ChangeWatcherTests {
 
     @Test("a node that left registers again with the same incarnation only once the watcher removed its sockets (node_leaving meanwhile)")
     func reregistrationWaitsForTheWalk() async throws {
-        try await withRedis(.standalone) { (client: RedisClient) async throws in
-            let writer = PresenceWriter(client: client, configuration: configuration)
-            let registry = PresenceRegistry(client: client, configuration: configuration)
-            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+        try await withParts(.standalone) { client, writer, registry, watcher in
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "L", incarnation: "L-1", startedAt: Date()))
             _ = await writer.apply(nodeID: "L", incarnation: "L-1", events: [connect("l1", "lu")])
             #expect(try await writer.leave(nodeID: "L", incarnation: "L-1"))
@@ -232,10 +237,7 @@ struct ChangeWatcherTests {
 
     @Test("a node whose walk fails does not stop the others: the pass goes on, then reports the failure")
     func failingNodeDoesNotStopThePass() async throws {
-        try await withRedis(.standalone) { (client: RedisClient) async throws in
-            let writer = PresenceWriter(client: client, configuration: configuration)
-            let registry = PresenceRegistry(client: client, configuration: configuration)
-            let watcher = ChangeWatcher(client: client, configuration: configuration, id: "w1", logger: testLogger("watcher"))
+        try await withParts(.standalone) { client, writer, registry, watcher in
             for node in ["X", "Y"] {
                 _ = try await writer.heartbeat(NodeHeartbeat(nodeID: node, incarnation: "\(node)-1", startedAt: Date()))
                 _ = await writer.apply(nodeID: node, incarnation: "\(node)-1", events: [connect("\(node.lowercased())1", nil)])
