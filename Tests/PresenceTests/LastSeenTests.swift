@@ -10,23 +10,27 @@ import Testing
 struct LastSeenTests {
     let keys = PresenceKeys(prefix: "presence")
 
-    func connect(_ socketID: String, _ userID: String?, at: Date = Date()) -> SocketEvent {
-        .connect(socketID: socketID, userID: userID, meta: [:], connectedAt: at)
-    }
-
     /// The tombstone of a socket as stored, whatever the socket's state.
     func tombstone(_ client: RedisClient, _ socketID: String) async throws -> SocketDeparture? {
         try await client.send("GET", keys.socketGone(socketID)).string.flatMap(SocketDeparture.init(decoding:))
     }
 
-    @Test("lastSeenAt appears when the user's last socket goes, not before; unchanged while online; updated by the next offline", arguments: Topology.allCases)
-    func lastSeen(_ topology: Topology) async throws {
+    /// Runs `body` on a fresh Redis of `topology` with `nodes` registered (incarnation: the id in lower case, then 1).
+    func withNodes(
+        _ topology: Topology, _ nodes: [String], _ body: @Sendable @escaping (RedisClient, PresenceWriter, PresenceRegistry) async throws -> Void
+    ) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
-            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
+            for node in nodes { _ = try await writer.heartbeat(NodeHeartbeat(nodeID: node, incarnation: node.lowercased() + "1", startedAt: Date())) }
+            try await body(client, writer, PresenceRegistry(client: client, configuration: fastConfiguration))
+        }
+    }
+
+    @Test("lastSeenAt appears when the user's last socket goes, not before; unchanged while online; updated by the next offline", arguments: Topology.allCases)
+    func lastSeen(_ topology: Topology) async throws {
+        try await withNodes(topology, ["A"]) { client, writer, registry in
             #expect(try await registry.user("u") == PresenceUser(userID: "u", sockets: [], lastSeenAt: nil), "never seen")
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", "u"), connect("s2", "u")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s1", "u"), connectEvent("s2", "u")])
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s1", userID: "u")])
             #expect(try await registry.user("u").online)
             #expect(try await client.send("EXISTS", keys.lastSeen("u")).int == 0, "not the user's last socket")
@@ -42,7 +46,7 @@ struct LastSeenTests {
 
             // Online again: no lastSeenAt while online, and the stored time is left as it was.
             try await waitUntilRedisTime(client, passes: firstMs)
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s3", "u")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s3", "u")])
             let online = try await registry.user("u")
             #expect(online.online && online.lastSeenAt == nil)
             #expect(try await client.send("GET", keys.lastSeen("u")).string == String(firstMs))
@@ -57,13 +61,9 @@ struct LastSeenTests {
 
     @Test("a gone socket's disconnectedAt and reason: disconnected, node_left; moved for a displaced record (the user stays online, no last seen)", arguments: Topology.allCases)
     func socketHistory(_ topology: Topology) async throws {
-        try await withRedis(topology) { (client: RedisClient) async throws in
-            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
-            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
-            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "B", incarnation: "b1", startedAt: Date()))
+        try await withNodes(topology, ["A", "B"]) { client, writer, registry in
             let early = Date()
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("gone", "u"), connect("bare", nil), connect("m", "mu", at: early)])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("gone", "u"), connectEvent("bare", nil), connectEvent("m", "mu", at: early)])
             let before = try await redisNow(client)
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [
                 .disconnect(socketID: "gone", userID: "u"), .disconnect(socketID: "bare", userID: nil),
@@ -77,7 +77,7 @@ struct LastSeenTests {
             #expect(try await registry.sockets(["gone", "m"]).map { $0?.nodeID } == [nil, "A"])
 
             // Moved: the record on A is displaced by B's connect; the user stays online.
-            _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connect("m", "mu", at: early.addingTimeInterval(1))])
+            _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connectEvent("m", "mu", at: early.addingTimeInterval(1))])
             #expect(try await tombstone(client, "m")?.reason == .moved)
             let moved = try await registry.lookup(["m"])[0]
             #expect(moved.socket?.nodeID == "B" && moved.departure == nil, "alive: no departure shown")
@@ -101,7 +101,7 @@ struct LastSeenTests {
             short.socketHistoryRetention = .seconds(1)
             let writer = PresenceWriter(client: client, configuration: short)
             let registry = PresenceRegistry(client: client, configuration: short)
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s", "u")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s", "u")])
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s", userID: "u")])
             let went = try await redisNow(client)
             #expect(try await registry.user("u").lastSeenAt != nil)
@@ -119,7 +119,7 @@ struct LastSeenTests {
             none.lastSeenRetention = .zero
             none.socketHistoryRetention = .zero
             let quiet = PresenceWriter(client: client, configuration: none)
-            _ = await quiet.apply(nodeID: "A", incarnation: "a1", events: [connect("t", "v")])
+            _ = await quiet.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("t", "v")])
             _ = await quiet.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "t", userID: "v")])
             #expect(try await client.send("EXISTS", keys.lastSeen("v")).int == 0)
             #expect(try await client.send("EXISTS", keys.socketGone("t")).int == 0)
@@ -137,8 +137,8 @@ struct LastSeenTests {
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "B", incarnation: "B-1", startedAt: Date()))
             // Many users, so that on a cluster they spread over several counters.
             let users = (0..<40).map { "user-\($0)" }
-            _ = await writer.apply(nodeID: "A", incarnation: "A-1", events: users.map { connect("a-\($0)", $0) })
-            _ = await writer.apply(nodeID: "B", incarnation: "B-1", events: users.prefix(10).map { connect("b-\($0)", $0) } + [connect("b-only", "solo")])
+            _ = await writer.apply(nodeID: "A", incarnation: "A-1", events: users.map { connectEvent("a-\($0)", $0) })
+            _ = await writer.apply(nodeID: "B", incarnation: "B-1", events: users.prefix(10).map { connectEvent("b-\($0)", $0) } + [connectEvent("b-only", "solo")])
             var stats = try await registry.stats()
             #expect(stats.onlineUsers == 41 && stats.onlineUsersExact)
             if client.isCluster {
@@ -183,7 +183,7 @@ struct LastSeenTests {
         try await withRedis(.standalone) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
             let ids = (0..<200).map { _ in ("socket-\(UUID().uuidString.prefix(13))", "user-\(UUID().uuidString.prefix(15))") }
-            _ = await writer.apply(nodeID: "node-0123456789abcdef", incarnation: "inc-0123456789abcdef", events: ids.map { connect($0.0, $0.1) })
+            _ = await writer.apply(nodeID: "node-0123456789abcdef", incarnation: "inc-0123456789abcdef", events: ids.map { connectEvent($0.0, $0.1) })
             _ = await writer.apply(nodeID: "node-0123456789abcdef", incarnation: "inc-0123456789abcdef", events: ids.map {
                 .disconnect(socketID: $0.0, userID: $0.1)
             })

@@ -235,20 +235,23 @@ public enum PresenceScripts {
         -- last-seen time and of a socket's tombstone ('' keeps none). Each in its key's slot.
         local counter, seenFor, goneFor = ARGV[7], ARGV[8], ARGV[9]
         local online = 0  -- the counter's change, written once per call
-        -- A tombstone is one integer, ms × 10 + the reason's code: Redis stores it without a string.
-        local goneCodes = {disconnected = 1, node_down = 2, node_left = 3, moved = 4}
-        local function went(recordKey, why)  -- P:r:{S} -> P:g:{S} = ms * 10 + code
-            if goneFor ~= '' then
-                local at = find(recordKey, ':r:{', 1, true)
-                call('SET', string.sub(recordKey, 1, at) .. 'g' .. string.sub(recordKey, at + 2), ms(now * 10 + (goneCodes[why] or 1)), 'PX', goneFor)
-            end
+        -- A tombstone is one integer, ms × 10 + the reason's code (the ms then one digit), which
+        -- Redis stores without a string. Every key of a call has the same prefix: the position of
+        -- its marker is found once.
+        local goneCodes = {disconnected = '1', node_down = '2', node_left = '3', moved = '4'}
+        local stamp, recordAt, userAt
+        local function went(recordKey, why)  -- P:r:{S} -> P:g:{S} (callers check goneFor)
+            stamp = stamp or ms(now)
+            recordAt = recordAt or find(recordKey, ':r:{', 1, true)
+            call('SET', string.sub(recordKey, 1, recordAt) .. 'g' .. string.sub(recordKey, recordAt + 2), stamp .. (goneCodes[why] or '1'), 'PX', goneFor)
         end
         local function offline(userKey, user)  -- the user's last entry went: P:ls:{U} = '<ms>'
             emit('t', 'uoff', 'u', user)
             online = online - 1
             if seenFor ~= '' then
-                local at = find(userKey, ':u:{', 1, true)
-                call('SET', string.sub(userKey, 1, at) .. 'ls' .. string.sub(userKey, at + 2), ms(now), 'PX', seenFor)
+                stamp = stamp or ms(now)
+                userAt = userAt or find(userKey, ':u:{', 1, true)
+                call('SET', string.sub(userKey, 1, userAt) .. 'ls' .. string.sub(userKey, userAt + 2), stamp, 'PX', seenFor)
             end
         end
         local function entries(key, atMost)  -- a user's entries, the pruning cursor not counted
@@ -295,7 +298,7 @@ public enum PresenceScripts {
                             if recording then connectedHere[key] = false end
                         elseif recording then
                             connectedHere[key] = previous
-                            went(key, holder == node and 'node_down' or 'moved')
+                            if goneFor ~= '' then went(key, holder == node and 'node_down' or 'moved') end
                             -- Sockets without a user record here; a user's socket where its entry changes.
                             local socket = tagged(key, ':r:{')
                             if userless(previous) then
@@ -318,7 +321,7 @@ public enum PresenceScripts {
                     result = record
                 elseif record and string.find(record, mine, 1, true) == 1 then
                     call('DEL', key)
-                    went(key, reason)
+                    if goneFor ~= '' then went(key, reason) end
                     if code == 'd' then result = record end
                     if recording and userless(record) then
                         local holder, held = parse(record)
