@@ -67,6 +67,22 @@ struct LastSeenTests {
         }
     }
 
+    @Test("a user whose node crashed shows no lastSeenAt (not an earlier one) until the crash is announced", arguments: [Topology.standalone, .cluster])
+    func crashedNotAnnounced(_ topology: Topology) async throws {
+        try await withNodes(topology, ["A"]) { client, writer, registry in
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s1", "u")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s1", userID: "u")])
+            #expect(try await registry.user("u").lastSeenAt != nil)
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s2", "u")])
+            // A stops heartbeating; no watcher runs.
+            let beat = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
+            try await waitUntilRedisTime(client, passes: Int(beat.expiresAt.timeIntervalSince1970 * 1000))
+            let user = try await registry.user("u")
+            #expect(!user.online && user.lastSeenAt == nil)
+            #expect(try await client.send("EXISTS", keys.lastSeen("u")).int == 1, "the earlier one is still stored")
+        }
+    }
+
     @Test("a gone socket's disconnectedAt and reason: disconnected, node_left; moved for a displaced record (the user stays online, no last seen)", arguments: Topology.allCases)
     func socketHistory(_ topology: Topology) async throws {
         try await withNodes(topology, ["A", "B"]) { client, writer, registry in

@@ -7,7 +7,8 @@ public struct PresenceUser: Sendable, Hashable {
     /// Its live sockets, sorted by id.
     public var sockets: [PresenceSocket]
     /// When its last socket went (the Redis server's clock), while it is offline and that was
-    /// within ``PresenceConfiguration/lastSeenRetention``; `nil` while online, or unknown.
+    /// within ``PresenceConfiguration/lastSeenRetention``; `nil` while online, unknown, or while
+    /// its sockets' node is dead but not yet announced (the registry has not recorded it offline).
     public var lastSeenAt: Date?
 
     /// Whether any socket of the user is alive.

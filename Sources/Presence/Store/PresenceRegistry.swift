@@ -218,14 +218,19 @@ public struct PresenceRegistry: Sendable {
         try await user(userID).sockets
     }
 
-    /// A user: its live sockets (as ``sockets(ofUser:)``, in as many round trips) and, while it
-    /// is offline, when its last socket went (read in the first round trip).
+    /// A user: its live sockets (as ``sockets(ofUser:)``, in as many round trips) and, once it
+    /// went offline, when its last socket went (read in the first round trip). A user whose
+    /// sockets read dead but still have entries (their node crashed and is not announced yet) has
+    /// no `lastSeenAt`: the one stored is of an earlier offline, and the new one comes with the
+    /// announcement.
     /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
     public func user(_ userID: String) async throws -> PresenceUser {
         try PresenceID.validate(userID, field: "userId")
         let first = await client.pipeline([RedisCommand("HGETALL", keys.user(userID)), RedisCommand("GET", keys.lastSeen(userID))])
-        let sockets = try await sockets(ofUser: userID, entries: try first[0].get())
-        let lastSeen = sockets.isEmpty ? try first[1].get().string.flatMap { Int($0) }.map(Date.init(milliseconds:)) : nil
+        let fields = try first[0].get()
+        let sockets = try await sockets(ofUser: userID, entries: fields)
+        let gone = sockets.isEmpty && !fields.fieldMap.keys.contains { SocketRecord.parseUserField($0) != nil }
+        let lastSeen = gone ? try first[1].get().string.flatMap { Int($0) }.map(Date.init(milliseconds:)) : nil
         return PresenceUser(userID: userID, sockets: sockets, lastSeenAt: lastSeen)
     }
 
