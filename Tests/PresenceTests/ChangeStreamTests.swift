@@ -108,21 +108,28 @@ struct ChangeStreamTests {
         }
     }
 
-    @Test("with changes off nothing is recorded (and Valkey keeps its native commands)", arguments: Topology.allCases)
+    @Test("with changes off nothing is recorded or kept beside it (and Valkey keeps its native commands); users online is the nodes' sum, not exact", arguments: Topology.allCases)
     func changesOff(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in
             var configuration = fastConfiguration
             configuration.changes = false
             let writer = PresenceWriter(client: client, configuration: configuration)
-            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
+            let registry = PresenceRegistry(client: client, configuration: configuration)
+            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date(), userCount: 1))
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s", "u"), connectEvent("t", nil)])
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s", userID: "u")])
+            // No last seen, tombstone or counter (docs/data-model.md, "Last seen").
+            #expect(try await registry.user("u").lastSeenAt == nil)
+            #expect(try await registry.lookup(["s"])[0].departure == nil)
+            let stats = try await registry.stats()
+            #expect(stats.onlineUsers == 1 && !stats.onlineUsersExact, "the node's reported userCount")
             _ = try await writer.leave(nodeID: "A", incarnation: "a1")
             if topology == .valkey || topology == .valkeyCluster { #expect(await writer.nativeServer() != nil) }
             #expect(try await PresenceRegistry(client: client, configuration: configuration).recordedChanges().isEmpty)
             for key in ChangeStreams.keys(keys, cluster: client.isCluster) {
                 #expect(try await client.send("EXISTS", key).int == 0)
             }
+            #expect(try await allKeys(client, changes: true).filter(isChangeStreamKey).isEmpty)
         }
     }
 

@@ -211,25 +211,6 @@ struct LastSeenTests {
         }
     }
 
-    @Test("with changes off nothing is kept (Valkey keeps its native commands) and users online is the nodes' sum, marked not exact", arguments: Topology.allCases)
-    func changesOff(_ topology: Topology) async throws {
-        try await withRedis(topology) { (client: RedisClient) async throws in
-            var off = fastConfiguration
-            off.changes = false
-            let writer = PresenceWriter(client: client, configuration: off)
-            let registry = PresenceRegistry(client: client, configuration: off)
-            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date(), socketCount: 1, userCount: 1))
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s", "u"), connectEvent("t", "v")])
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s", userID: "u")])
-            if topology == .valkey || topology == .valkeyCluster { #expect(await writer.nativeServer() != nil) }
-            #expect(try await registry.user("u").lastSeenAt == nil)
-            #expect(try await registry.lookup(["s"])[0].departure == nil)
-            #expect(try await allKeys(client, changes: true).filter(isChangeStreamKey).isEmpty)
-            let stats = try await registry.stats()
-            #expect(stats.onlineUsers == 1 && !stats.onlineUsersExact, "the node's reported userCount")
-        }
-    }
-
     @Test("bytes kept per user last seen and per socket tombstone")
     func bytes() async throws {
         try await withRedis(.standalone) { (client: RedisClient) async throws in
