@@ -82,10 +82,13 @@ struct APIEndpointTests {
             var stats = try await http.send(.get, "/v1/stats", token: readToken).json
             #expect((stats["nodes"] as? [String: Int]) == ["alive": 1, "dead": 0])
             #expect((stats["sockets"] as? [String: Int]) == ["alive": 3])
-            #expect((stats["users"] as? [String: Int]) == ["online": 2])
-            #expect(try await http.send(.put, "/v1/nodes/node-1", json: "{}").status == .ok)  // omitted: kept
+            // Exact (the change stream is on): alice and bob, whatever userCount the node reports.
+            var users = stats["users"] as? [String: Any]
+            #expect(users?["online"] as? Int == 2 && users?["exact"] as? Bool == true)
+            #expect(try await http.send(.put, "/v1/nodes/node-1", json: #"{"userCount":7}"#).status == .ok)
             stats = try await http.send(.get, "/v1/stats", token: readToken).json
-            #expect((stats["users"] as? [String: Int]) == ["online": 2])
+            users = stats["users"] as? [String: Any]
+            #expect(users?["online"] as? Int == 2 && users?["exact"] as? Bool == true)
 
             #expect(try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2").status == .noContent)
             let notHeld = try await http.send(.delete, "/v1/nodes/node-1/sockets/sock-2")

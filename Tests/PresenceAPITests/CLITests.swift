@@ -33,6 +33,15 @@ struct CLITests {
         #expect(serve.output.contains("--insecure-no-auth"))
     }
 
+    @Test("serve refuses a negative or non-numeric retention, naming it", arguments: [
+        ["--last-seen-retention", "-1"], ["--socket-history-retention", "inf"], ["--last-seen-retention", "nan"],
+    ])
+    func refusesRetention(_ option: [String]) async throws {
+        let serve = try ChildProcess([try presenceBinary(), "serve", "--port", "0", "--redis", "redis://127.0.0.1:1"] + option)
+        #expect(await serve.wait() != 0)
+        #expect(serve.output.contains(option[0]), "\(serve.output)")
+    }
+
     @Test("sweep from the CLI: dry run, then removal, then nothing; non-zero with a reason when Redis is a replica or away")
     func sweepCommand() async throws {
         let server = try await RedisServer.start()

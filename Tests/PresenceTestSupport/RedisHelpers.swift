@@ -3,7 +3,8 @@ import Logging
 import Presence
 
 /// Keys in the database (every primary of a cluster), by SCAN; without `changes`, those of the
-/// change stream (its streams and the gone-node marks, kept for their retention by design) are left out.
+/// change stream (its streams, the gone-node marks, last-seen times, tombstones and counters, kept
+/// for their retention by design) are left out.
 public func allKeys(_ client: RedisClient, changes: Bool = false) async throws -> [String] {
     var keys: [String] = []
     for primary in try await client.primaryClients() {
@@ -17,9 +18,12 @@ public func allKeys(_ client: RedisClient, changes: Bool = false) async throws -
     return changes ? keys : keys.filter { !isChangeStreamKey($0) }
 }
 
-/// Whether `key` belongs to the change stream (`docs/changes.md`): a stream, the gone hash or the watcher lease.
+/// Whether `key` belongs to the change stream (`docs/changes.md`): a stream, the gone hash, the
+/// watcher lease, or what its script calls keep beside it for their retention (last-seen times,
+/// socket tombstones, users-online counters: `docs/data-model.md`).
 public func isChangeStreamKey(_ key: String) -> Bool {
     key.contains(":changes") || key.hasSuffix("{registry}:gone") || key.hasSuffix("{registry}:watcher")
+        || key.contains(":ls:{") || key.contains(":g:{") || key.hasSuffix("{registry}:online") || key.contains(":online:{")
 }
 
 /// Redis server time in milliseconds: the clock of the node holding the liveness table, which

@@ -8,10 +8,6 @@ import Testing
 struct ChangeStreamTests {
     let keys = PresenceKeys(prefix: "presence")
 
-    func connect(_ socketID: String, _ userID: String?, at: Date = Date()) -> SocketEvent {
-        .connect(socketID: socketID, userID: userID, meta: [:], connectedAt: at)
-    }
-
     /// The kinds recorded about one socket, in order.
     func history(_ changes: [PresenceChange], socket: String) -> [String] {
         changes.filter { $0.socketID == socket }.map { "\($0.kind.rawValue) \($0.nodeID ?? "")\($0.reason.map { " " + $0.rawValue } ?? "")" }
@@ -29,11 +25,11 @@ struct ChangeStreamTests {
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let start = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
             #expect(start.status == .new)
-            let first = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", "u1"), connect("s2", nil)])
+            let first = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s1", "u1"), connectEvent("s2", nil)])
             #expect(first.map { try? $0.get() } == [.created, .created])
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s3", "u1")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s3", "u1")])
             // A batch sent again (after a failure, say) records nothing new.
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s3", "u1")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s3", "u1")])
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s1", userID: "u1")])
             // The user unknown to the caller: read from the record, removed in a second step.
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s3", userID: nil)])
@@ -67,9 +63,9 @@ struct ChangeStreamTests {
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "B", incarnation: "b1", startedAt: Date()))
             let early = Date()
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("m", "u"), connect("bare", nil)])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("m", "u"), connectEvent("bare", nil)])
             let later = early.addingTimeInterval(1)
-            let movedTo = await writer.apply(nodeID: "B", incarnation: "b1", events: [connect("m", "u", at: later), connect("bare", nil, at: later)])
+            let movedTo = await writer.apply(nodeID: "B", incarnation: "b1", events: [connectEvent("m", "u", at: later), connectEvent("bare", nil, at: later)])
             #expect(movedTo.map { try? $0.get() } == [.created, .created])
             // A's late disconnects find B's records: nothing is removed, nothing recorded.
             let late = await writer.apply(nodeID: "A", incarnation: "a1", events: [
@@ -97,10 +93,10 @@ struct ChangeStreamTests {
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             let now = Date()
-            _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connect("x", "u", at: now), connect("y", nil, at: now)])
+            _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connectEvent("x", "u", at: now), connectEvent("y", nil, at: now)])
             let before = try await registry.recordedChanges()
             let stale = await writer.apply(nodeID: "A", incarnation: "a1", events: [
-                connect("x", "u", at: now.addingTimeInterval(-5)), connect("y", nil, at: now.addingTimeInterval(-5)),
+                connectEvent("x", "u", at: now.addingTimeInterval(-5)), connectEvent("y", nil, at: now.addingTimeInterval(-5)),
             ])
             #expect(stale.map { try? $0.get() } == [.superseded, .superseded])
             let foreign = await writer.apply(nodeID: "C", incarnation: "c1", events: [
@@ -112,21 +108,30 @@ struct ChangeStreamTests {
         }
     }
 
-    @Test("with changes off nothing is recorded (and Valkey keeps its native commands)", arguments: Topology.allCases)
+    @Test("with changes off nothing is recorded or kept beside it (and Valkey keeps its native commands); users online is the nodes' sum, not exact", arguments: Topology.allCases)
     func changesOff(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in
             var configuration = fastConfiguration
             configuration.changes = false
             let writer = PresenceWriter(client: client, configuration: configuration)
+            let registry = PresenceRegistry(client: client, configuration: configuration)
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s", "u"), connect("t", nil)])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s", "u"), connectEvent("t", nil)])
             _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s", userID: "u")])
+            // No last seen, tombstone or counter (docs/data-model.md, "Last seen").
+            #expect(try await registry.user("u").lastSeenAt == nil)
+            #expect(try await registry.lookup(["s"])[0].departure == nil)
+            // A heartbeat just before: A alive whatever the time the writes took on a loaded machine.
+            _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date(), userCount: 1))
+            let stats = try await registry.stats()
+            #expect(stats.onlineUsers == 1 && !stats.onlineUsersExact, "the node's reported userCount")
             _ = try await writer.leave(nodeID: "A", incarnation: "a1")
             if topology == .valkey || topology == .valkeyCluster { #expect(await writer.nativeServer() != nil) }
             #expect(try await PresenceRegistry(client: client, configuration: configuration).recordedChanges().isEmpty)
             for key in ChangeStreams.keys(keys, cluster: client.isCluster) {
                 #expect(try await client.send("EXISTS", key).int == 0)
             }
+            #expect(try await allKeys(client, changes: true).filter(isChangeStreamKey).isEmpty)
         }
     }
 
@@ -136,11 +141,11 @@ struct ChangeStreamTests {
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
             _ = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a1", startedAt: Date()))
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("old", "u")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("old", "u")])
             let again = try await writer.heartbeat(NodeHeartbeat(nodeID: "A", incarnation: "a2", startedAt: Date()))
             #expect(again.status == .replaced)
             // The new incarnation writes the socket again: the old entry is displaced, not doubled.
-            _ = await writer.apply(nodeID: "A", incarnation: "a2", events: [connect("old", "u", at: Date().addingTimeInterval(1))])
+            _ = await writer.apply(nodeID: "A", incarnation: "a2", events: [connectEvent("old", "u", at: Date().addingTimeInterval(1))])
             let changes = try await registry.recordedChanges()
             let nodes = changes.filter { $0.kind.rawValue.hasPrefix("node.") }.map { "\($0.kind.rawValue) \($0.incarnation!)" }
             #expect(nodes == ["node.up a1", "node.down a1", "node.up a2"])
@@ -154,7 +159,7 @@ struct ChangeStreamTests {
     func bytesPerChange() async throws {
         try await withRedis(.standalone) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
-            let events = (0..<1000).map { _ in connect("socket-\(UUID().uuidString.prefix(13))", "user-\(UUID().uuidString.prefix(15))") }
+            let events = (0..<1000).map { _ in connectEvent("socket-\(UUID().uuidString.prefix(13))", "user-\(UUID().uuidString.prefix(15))") }
             for chunk in events.chunked(250) { _ = await writer.apply(nodeID: "node-0123456789abcdef", incarnation: "inc-0123456789abcdef", events: Array(chunk)) }
             let usage = try await client.send("MEMORY", "USAGE", keys.changeStream(0), "SAMPLES", "0").int ?? 0
             let entries = try await client.send("XLEN", keys.changeStream(0)).int ?? 0

@@ -30,6 +30,17 @@ struct PresenceModelTests {
         #expect(try PresenceID.validated(bytes: Array("ok".utf8), field: "nodeId") == "ok")
     }
 
+    @Test("a socket tombstone decodes as ms × 10 + reason code; anything else is no departure")
+    func socketDeparture() {
+        let departure = SocketDeparture(decoding: "17000000001234")
+        #expect(departure == SocketDeparture(disconnectedAt: Date(timeIntervalSince1970: 1_700_000_000.123), reason: .moved))
+        #expect(SocketDeparture(decoding: "17000000001231")?.reason == .disconnected)
+        #expect(SocketDeparture(decoding: "17000000001232")?.reason == .nodeDown)
+        #expect(SocketDeparture(decoding: "17000000001233")?.reason == .nodeLeft)
+        #expect(SocketDeparture(decoding: "17000000001230") == nil)
+        for bad in ["", "x", "-17000000001231", "1700000000123d", "17000000001235"] { #expect(SocketDeparture(decoding: bad) == nil, "\(bad)") }
+    }
+
     @Test("meta round-trips and its limits hold")
     func meta() throws {
         let meta = ["region": "eu-west", "quote": "a\"b\\c/d", "unicode": "ü ✓", "load%": "50%"]  // meta may hold "%"

@@ -46,7 +46,7 @@ struct RegistryAndSweeperTests {
                 try await registry.node("q-a")?.socketCount == 250
             }
             let stats = try await registry.stats()
-            #expect(stats == PresenceStats(aliveNodes: 1, deadNodes: 1, aliveSockets: 250, onlineUsers: 10))
+            #expect(stats == PresenceStats(aliveNodes: 1, deadNodes: 1, aliveSockets: 250, onlineUsers: 10, onlineUsersExact: true))
             await #expect(throws: PresenceError.self) { try await registry.sockets(onNode: "q-a", cursor: "nope") }
             await #expect(throws: PresenceError.self) { try await registry.sockets(onNode: "q-a", limit: 0) }
             try await a.stop()
@@ -171,7 +171,7 @@ struct RegistryAndSweeperTests {
                 let node = try await registry.node("full-a")
                 return node?.socketCount == 1 && node?.userCount == 1
             }
-            #expect(try await registry.stats() == PresenceStats(aliveNodes: 1, deadNodes: 0, aliveSockets: 1, onlineUsers: 1))
+            #expect(try await registry.stats() == PresenceStats(aliveNodes: 1, deadNodes: 0, aliveSockets: 1, onlineUsers: 1, onlineUsersExact: true))
             #expect(try await registry.sockets(ofUser: "user1").map(\.socketID) == ["fa-new"])
             #expect(try await registry.nodes().map(\.nodeID) == ["full-a"])
             try await last.stop()

@@ -68,6 +68,10 @@ export interface LiveSocket {
 export interface DeadSocket {
   socketId: string;
   alive: false;
+  /** When its record went (RFC 3339, UTC, ms), if that was within the server's socket-history retention. */
+  disconnectedAt?: string;
+  /** Why, given with `disconnectedAt`. */
+  reason?: "disconnected" | "node_down" | "node_left" | "moved";
 }
 
 export type Socket = LiveSocket | DeadSocket;
@@ -76,6 +80,8 @@ export interface User {
   userId: string;
   online: boolean;
   sockets: LiveSocket[];
+  /** When its last socket went (RFC 3339, UTC, ms), while offline, within the server's last-seen retention. */
+  lastSeenAt?: string;
 }
 
 export interface PresenceStats {

@@ -27,6 +27,13 @@ public struct PresenceConfiguration: Sendable, Hashable {
     /// How long changes stay in the streams (1 h by default): each `XADD` trims entries older than
     /// this (`MINID ~`, so a few more may stay).
     public var changesRetention: Duration
+    /// How long a user's last-seen time stays after its last socket went (30 days by default;
+    /// zero keeps none). Written by the script calls that record the change stream, so kept
+    /// only with ``changes`` on (`docs/data-model.md`, "Last seen").
+    public var lastSeenRetention: Duration
+    /// How long a gone socket's tombstone (when and why it went) stays (1 day by default; zero
+    /// keeps none). Kept only with ``changes`` on, like ``lastSeenRetention``.
+    public var socketHistoryRetention: Duration
 
     /// How a writer writes socket events. Both produce the same layout, so nodes of either kind
     /// work against one server together.
@@ -48,7 +55,9 @@ public struct PresenceConfiguration: Sendable, Hashable {
         batchSize: Int = 1000,
         writeCommands: WriteCommands = .automatic,
         changes: Bool = true,
-        changesRetention: Duration = .seconds(3600)
+        changesRetention: Duration = .seconds(3600),
+        lastSeenRetention: Duration = .seconds(30 * 86_400),
+        socketHistoryRetention: Duration = .seconds(86_400)
     ) {
         self.keyPrefix = keyPrefix
         self.heartbeatInterval = heartbeatInterval
@@ -59,6 +68,8 @@ public struct PresenceConfiguration: Sendable, Hashable {
         self.writeCommands = writeCommands
         self.changes = changes
         self.changesRetention = changesRetention
+        self.lastSeenRetention = lastSeenRetention
+        self.socketHistoryRetention = socketHistoryRetention
     }
 
     /// Checks the values against each other.
@@ -76,6 +87,9 @@ public struct PresenceConfiguration: Sendable, Hashable {
         guard nodeRetention >= .zero else { throw fail("nodeRetention must not be negative") }
         guard (1...10_000).contains(batchSize) else { throw fail("batchSize must be 1–10000") }
         guard changesRetention >= .seconds(1) else { throw fail("changesRetention must be at least 1 s") }
+        guard lastSeenRetention >= .zero, socketHistoryRetention >= .zero else {
+            throw fail("lastSeenRetention and socketHistoryRetention must not be negative")
+        }
     }
 
     var keys: PresenceKeys { PresenceKeys(prefix: keyPrefix) }
@@ -85,6 +99,12 @@ public struct PresenceConfiguration: Sendable, Hashable {
     var nodeRetentionMilliseconds: Int { nodeRetention.milliseconds }
     /// The retention argument of the scripts: `""` when changes are off (nothing recorded).
     var changesRetentionArgument: String { changes ? String(changesRetention.milliseconds) : "" }
+    /// The last-seen retention argument of the events script: `""` keeps none (changes off, or zero).
+    var lastSeenArgument: String { changes && lastSeenRetention.milliseconds > 0 ? String(lastSeenRetention.milliseconds) : "" }
+    /// The socket-history retention argument of the events script: `""` keeps none.
+    var socketHistoryArgument: String {
+        changes && socketHistoryRetention.milliseconds > 0 ? String(socketHistoryRetention.milliseconds) : ""
+    }
 }
 
 extension Duration {

@@ -34,4 +34,17 @@ public struct PresenceKeys: Sendable, Hashable {
 
     /// String holding the id of the `presence serve` instance that watches for dead nodes.
     public var watcherLease: String { "\(prefix):{registry}:watcher" }
+
+    /// String `atMs` (Redis clock): when the user's last socket went; same slot as ``user(_:)``.
+    public func lastSeen(_ userID: String) -> String { "\(prefix):ls:{\(userID)}" }
+
+    /// Integer `atMs × 10 + reason code` (``SocketDeparture``): when and why the socket's record
+    /// last went; same slot as ``socket(_:)``.
+    public func socketGone(_ socketID: String) -> String { "\(prefix):g:{\(socketID)}" }
+
+    /// Counter of the users online whose changes go to stream `index` (same hash tag): their sum
+    /// is the number of users online.
+    public func onlineUsers(_ index: Int) -> String {
+        index == 0 ? "\(prefix):{registry}:online" : "\(prefix):online:{\(ChangeStreams.tag(index))}"
+    }
 }

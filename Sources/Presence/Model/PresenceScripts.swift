@@ -198,8 +198,10 @@ public enum PresenceScripts {
     /// operation's key only, so that a cluster redirects a call sent to the wrong node at once.
     /// ARGV: node id, incarnation (`""`: any, for disconnects only), ttl ms, the change stream this
     /// node records into (`""`: none), changes retention ms, the reason of the call's disconnects,
-    /// then per operation its code, its key and its arguments. Returns one value per operation.
-    /// What each operation records is in `docs/changes.md`.
+    /// the users-online counter this node keeps (`""`: none), the last-seen retention ms and the
+    /// socket-history retention ms (`""`: keep none), then per operation its code, its key and its
+    /// arguments. Returns one value per operation. What each operation records is in
+    /// `docs/changes.md`; the last-seen times, tombstones and counter in `docs/data-model.md`.
     /// - `c` connect (record key; the ``SocketRecord`` value, its connectedAt µs): writes the
     ///   record unless another node holds it with a later connectedAt (a stale report must not
     ///   displace the newer connection, or that node's coming disconnect would delete it). Returns
@@ -246,6 +248,30 @@ public enum PresenceScripts {
         local function tagged(key, marker)  -- the id in a key P:<marker>{id}
             return string.sub(key, string.find(key, marker, 1, true) + #marker, -2)
         end
+        -- Last seen, tombstones, users online (docs/data-model.md, "Last seen"): ARGV[7] the
+        -- counter of this primary ('' none), ARGV[8] / ARGV[9] the retention ms of a user's
+        -- last-seen time and of a socket's tombstone ('' keeps none). Each in its key's slot.
+        local counter, seenFor, goneFor = ARGV[7], ARGV[8], ARGV[9]
+        local online = 0  -- the counter's change, written once per call
+        -- A tombstone is one integer, ms × 10 + the reason's code (the ms then one digit), which
+        -- Redis stores without a string. Every key of a call has the same prefix: the position of
+        -- its marker is found once.
+        local goneCodes = {disconnected = '1', node_down = '2', node_left = '3', moved = '4'}
+        local stamp, recordAt, userAt
+        local function went(recordKey, why)  -- P:r:{S} -> P:g:{S} (callers check goneFor)
+            stamp = stamp or ms(now)
+            recordAt = recordAt or find(recordKey, ':r:{', 1, true)
+            call('SET', string.sub(recordKey, 1, recordAt) .. 'g' .. string.sub(recordKey, recordAt + 2), stamp .. (goneCodes[why] or '1'), 'PX', goneFor)
+        end
+        local function offline(userKey, user)  -- the user's last entry went: P:ls:{U} = '<ms>'
+            emit('t', 'uoff', 'u', user)
+            online = online - 1
+            if seenFor ~= '' then
+                stamp = stamp or ms(now)
+                userAt = userAt or find(userKey, ':u:{', 1, true)
+                call('SET', string.sub(userKey, 1, userAt) .. 'ls' .. string.sub(userKey, userAt + 2), stamp, 'PX', seenFor)
+            end
+        end
         local function entries(key, atMost)  -- a user's entries, the pruning cursor not counted
             local n = call('HLEN', key)
             -- The cursor matters only where the count decides: one HEXISTS there, not per call.
@@ -262,7 +288,7 @@ public enum PresenceScripts {
         local expiry
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
-        local i, k = 7, 0
+        local i, k = 10, 0
         local count = #ARGV
         while i <= count do
             local code = ARGV[i]
@@ -290,6 +316,7 @@ public enum PresenceScripts {
                             if recording then connectedHere[key] = false end
                         elseif recording then
                             connectedHere[key] = previous
+                            if goneFor ~= '' then went(key, holder == node and 'node_down' or 'moved') end
                             -- Sockets without a user record here; a user's socket where its entry changes.
                             local socket = tagged(key, ':r:{')
                             if userless(previous) then
@@ -312,6 +339,7 @@ public enum PresenceScripts {
                     result = record
                 elseif record and string.find(record, mine, 1, true) == 1 then
                     call('DEL', key)
+                    if goneFor ~= '' then went(key, reason) end
                     if code == 'd' then result = record end
                     if recording and userless(record) then
                         local holder, held = parse(record)
@@ -369,7 +397,10 @@ public enum PresenceScripts {
                                 until cursor == '0'
                             end
                             emit('t', 'sc', 's', socket, 'n', node, 'u', user, 'c', at)
-                            if first then emit('t', 'uon', 'u', user) end
+                            if first then
+                                emit('t', 'uon', 'u', user)
+                                online = online + 1
+                            end
                         end
                     end
                 end
@@ -393,7 +424,7 @@ public enum PresenceScripts {
                     local socket, held = match(field, '^([^\\31]*)\\31(.*)$')
                     local user = tagged(key, ':u:{')
                     emit('t', 'sd', 's', socket, 'n', node, 'u', user, 'r', reason)
-                    if entries(key, 0) == 0 then emit('t', 'uoff', 'u', user) end
+                    if entries(key, 0) == 0 then offline(key, user) end
                 end
             else
                 return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
@@ -422,11 +453,18 @@ public enum PresenceScripts {
                 end
                 if scan[1] == '0' then call('HDEL', key, cursorField)
                 else call('HSET', key, cursorField, scan[1]) end
-                if pruned and entries(key, 0) == 0 then emit('t', 'uoff', 'u', tagged(key, ':u:{')) end
+                if pruned and entries(key, 0) == 0 then offline(key, tagged(key, ':u:{')) end
             end
         end
         -- The stream lives as long as its newest change: past that every entry is older than the retention.
         -- Trimmed once per call, not per entry.
+        if counter ~= '' and (online ~= 0 or next(touched)) then
+            -- The counter lives as long as the user keys it counts (this primary's): a TTL of at
+            -- least ttl whenever one is added to or refreshed, so it goes only once they all went.
+            if online ~= 0 then pcall('INCRBY', counter, online) end
+            local left = pcall('PTTL', counter)
+            if type(left) == 'number' and left ~= -2 and left < ttl then pcall('PEXPIRE', counter, ttlText) end
+        end
         if minid then
             pcall('XTRIM', stream, 'MINID', '~', minid)
             pcall('PEXPIRE', stream, ARGV[5])
@@ -451,19 +489,24 @@ public enum PresenceScripts {
 
     /// A lookup in one round trip, where one server holds every key (not on a Redis Cluster, whose
     /// records and table live on different primaries): the records of the sockets in ARGV (`GET`
-    /// each), `TIME`, and the table entries of the nodes they name. KEYS: the table.
-    /// Returns `{seconds, microseconds, record…, names, entries}`. Flagged `no-writes`, so a
+    /// each), `TIME`, the table entries of the nodes they name, and for each socket without a
+    /// record its tombstone (``PresenceKeys/socketGone(_:)``, nil when none). KEYS: the table.
+    /// Returns `{seconds, microseconds, record…, names, entries, tombstones}`. Flagged `no-writes`, so a
     /// replica runs it too, and `allow-cross-slot-keys`, so a single cluster-mode server does.
     public static let lookup = RedisScript(name: "presence_lookup", source: """
         #!lua flags=no-writes,allow-cross-slot-keys
         local call, match = redis.call, string.match
         local clock = call('TIME')
         local out = {clock[1], clock[2]}
-        local named, order = {}, {}
+        local named, order, gone = {}, {}, {}
         for i = 1, #ARGV do
             local record = call('GET', ARGV[i])
             out[i + 2] = record
-            if record then
+            gone[i] = false
+            if not record then
+                local at = string.find(ARGV[i], ':r:{', 1, true)
+                gone[i] = call('GET', string.sub(ARGV[i], 1, at) .. 'g' .. string.sub(ARGV[i], at + 2))
+            else
                 local node = match(record, '^[^\\31]*')
                 if not named[node] then
                     named[node] = true
@@ -473,6 +516,7 @@ public enum PresenceScripts {
         end
         out[#ARGV + 3] = order
         if #order > 0 then out[#ARGV + 4] = call('HMGET', KEYS[1], unpack(order)) else out[#ARGV + 4] = {} end
+        out[#ARGV + 5] = gone
         return out
         """)
 

@@ -37,30 +37,62 @@ public struct PresenceRegistry: Sendable {
     /// entry per id, in order, `nil` where the socket is not alive.
     /// - Throws: ``PresenceError`` for a malformed id or too many ids (nothing is sent), ``RedisError``.
     public func sockets(_ socketIDs: [String]) async throws -> [PresenceSocket?] {
+        try await read(socketIDs, departures: false).map(\.socket)
+    }
+
+    /// ``sockets(_:)`` with, for each socket that has no record, how it went (its tombstone,
+    /// kept ``PresenceConfiguration/socketHistoryRetention`` with changes on): on one server the
+    /// same round trip; on a Redis Cluster the tombstones go in the second round trip (which a
+    /// lookup finding no record then makes too).
+    /// - Throws: ``PresenceError`` for a malformed id or too many ids (nothing is sent), ``RedisError``.
+    public func lookup(_ socketIDs: [String]) async throws -> [SocketState] {
+        try await read(socketIDs, departures: true)
+    }
+
+    private func read(_ socketIDs: [String], departures: Bool) async throws -> [SocketState] {
         guard socketIDs.count <= Self.maximumBatch else {
             throw PresenceError(.invalidID, "at most \(Self.maximumBatch) socket ids per lookup, got \(socketIDs.count)")
         }
         for id in socketIDs { try PresenceID.validate(id, field: "socketId") }
         if socketIDs.isEmpty { return [] }
         if !client.isCluster, let reply = try await lookupScript(socketIDs) {
-            guard let parts = reply.array, parts.count == socketIDs.count + 4, let names = parts[socketIDs.count + 2].array else {
+            let count = socketIDs.count
+            guard let parts = reply.array, parts.count == count + 5, let names = parts[count + 2].array,
+                  let gone = parts[count + 4].array, gone.count == count else {
                 throw PresenceError(.corruptData, "unexpected \(PresenceScripts.lookup.name) reply")
             }
-            let table = NodeTable(time: .array([parts[0], parts[1]]), nodes: names.compactMap(\.string), values: parts[socketIDs.count + 3])
-            return try zip(socketIDs, parts[2..<socketIDs.count + 2]).map { id, record in
-                try Self.liveSocket(id: id, fields: record, table: table)
+            let table = NodeTable(time: .array([parts[0], parts[1]]), nodes: names.compactMap(\.string), values: parts[count + 3])
+            return try zip(socketIDs.indices, parts[2..<count + 2]).map { index, record in
+                SocketState(
+                    socket: try Self.liveSocket(id: socketIDs[index], fields: record, table: table),
+                    departure: departures ? gone[index].string.flatMap(SocketDeparture.init(decoding:)) : nil)
             }
         }
         let replies = await client.pipeline(socketIDs.map { RedisCommand("GET", keys.socket($0)) })
         let records = try replies.map { try $0.get() }
         var named = Set<String>()
-        for record in records {
-            if let value = record.string, let record = SocketRecord(decoding: value) { named.insert(record.nodeID) }
+        var absent: [Int] = []
+        for (index, record) in records.enumerated() {
+            if let value = record.string, let record = SocketRecord(decoding: value) {
+                named.insert(record.nodeID)
+            } else if record.isNull {
+                absent.append(index)
+            }
         }
-        if named.isEmpty { return socketIDs.map { _ in nil } }
-        let table = try await entries(of: Array(named))
-        return try zip(socketIDs, records).map { id, record in
-            try Self.liveSocket(id: id, fields: record, table: table)
+        var found = [SocketDeparture?](repeating: nil, count: socketIDs.count)
+        if !departures { absent = [] }
+        if named.isEmpty && absent.isEmpty { return socketIDs.map { _ in SocketState(socket: nil, departure: nil) } }
+        // The table's entries and the tombstones of the sockets without a record, in one round trip.
+        var commands = absent.map { RedisCommand("GET", keys.socketGone(socketIDs[$0])) }
+        let nodes = Array(named)
+        if !nodes.isEmpty { commands += entriesCommands(of: nodes) }
+        let second = await client.pipeline(commands)
+        for (index, reply) in zip(absent, second) { found[index] = try reply.get().string.flatMap(SocketDeparture.init(decoding:)) }
+        let table = nodes.isEmpty
+            ? NodeTable(now: 0, entries: [:])
+            : NodeTable(time: try second[absent.count].get(), nodes: nodes, values: try second[absent.count + 1].get())
+        return try zip(socketIDs, records).enumerated().map { index, pair in
+            SocketState(socket: try Self.liveSocket(id: pair.0, fields: pair.1, table: table), departure: found[index])
         }
     }
 
@@ -76,10 +108,15 @@ public struct PresenceRegistry: Sendable {
 
     /// `TIME` and the table entries of `nodes`, in one round trip.
     func entries(of nodes: [String]) async throws -> NodeTable {
+        let replies = await client.pipeline(entriesCommands(of: nodes))
+        return NodeTable(time: try replies[0].get(), nodes: nodes, values: try replies[1].get())
+    }
+
+    /// `TIME` from the table's primary and `HMGET` of the entries of `nodes`.
+    private func entriesCommands(of nodes: [String]) -> [RedisCommand] {
         var read = RedisCommand("HMGET", keys.nodeTable)
         read.append(contentsOf: nodes)
-        let replies = await client.pipeline([RedisCommand("TIME").routed(by: keys.nodeTable), read])
-        return NodeTable(time: try replies[0].get(), nodes: nodes, values: try replies[1].get())
+        return [RedisCommand("TIME").routed(by: keys.nodeTable), read]
     }
 
     /// Decodes a record (`GET`'s reply) and applies the liveness rule.
@@ -112,10 +149,18 @@ public struct PresenceRegistry: Sendable {
     }
 
     func nodeTableAndRecords() async throws -> (NodeTable, [PresenceNodeInfo]) {
-        let first = await client.pipeline([RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HGETALL", keys.nodeTable)])
+        let (table, infos, _) = try await nodeTableAndRecords(alsoReading: [])
+        return (table, infos)
+    }
+
+    /// ``nodeTableAndRecords()``, with `GET` of `counters` in the first round trip.
+    private func nodeTableAndRecords(alsoReading counters: [String]) async throws -> (NodeTable, [PresenceNodeInfo], [RedisValue]) {
+        let first = await client.pipeline(
+            [RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HGETALL", keys.nodeTable)] + counters.map { RedisCommand("GET", $0) })
         let table = NodeTable(time: try first[0].get(), fields: try first[1].get())
+        let counts = try first[2...].map { try $0.get() }
         let ids = table.entries.keys.sorted()
-        if ids.isEmpty { return (table, []) }
+        if ids.isEmpty { return (table, [], counts) }
         let replies = await client.pipeline(ids.flatMap { [RedisCommand("HGETALL", keys.node($0)), RedisCommand("SCARD", keys.nodeSockets($0))] })
         var infos: [PresenceNodeInfo] = []
         for (position, id) in ids.enumerated() {
@@ -124,7 +169,7 @@ public struct PresenceRegistry: Sendable {
                 infos.append(info)
             }
         }
-        return (table, infos)
+        return (table, infos, counts)
     }
 
     /// A node from its record; `indexedSockets` (its set's size) stands in for a socket count the
@@ -170,9 +215,29 @@ public struct PresenceRegistry: Sendable {
     /// entries of the nodes they name, then the live candidates' records (and their nodes').
     /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
     public func sockets(ofUser userID: String) async throws -> [PresenceSocket] {
+        try await user(userID).sockets
+    }
+
+    /// A user: its live sockets (as ``sockets(ofUser:)``, in as many round trips) and, once it
+    /// went offline, when its last socket went (read in the first round trip). A user whose
+    /// sockets read dead but still have entries (their node crashed and is not announced yet) has
+    /// no `lastSeenAt`: the one stored is of an earlier offline, and the new one comes with the
+    /// announcement.
+    /// - Throws: ``PresenceError`` for a malformed id, ``RedisError``.
+    public func user(_ userID: String) async throws -> PresenceUser {
         try PresenceID.validate(userID, field: "userId")
+        let first = await client.pipeline([RedisCommand("HGETALL", keys.user(userID)), RedisCommand("GET", keys.lastSeen(userID))])
+        let fields = try first[0].get()
+        let sockets = try await sockets(ofUser: userID, entries: fields)
+        let gone = sockets.isEmpty && !fields.fieldMap.keys.contains { SocketRecord.parseUserField($0) != nil }
+        let lastSeen = gone ? try first[1].get().string.flatMap { Int($0) }.map(Date.init(milliseconds:)) : nil
+        return PresenceUser(userID: userID, sockets: sockets, lastSeenAt: lastSeen)
+    }
+
+    /// The live sockets among a user's hash `fields` (`HGETALL`'s reply).
+    private func sockets(ofUser userID: String, entries fields: RedisValue) async throws -> [PresenceSocket] {
         var entries: [(socketID: String, incarnation: String, node: String)] = []
-        for (field, value) in try await client.send(RedisCommand("HGETALL", keys.user(userID))).fieldMap {
+        for (field, value) in fields.fieldMap {
             guard let (socketID, incarnation) = SocketRecord.parseUserField(field), PresenceID.isValid(socketID),
                   let split = value.firstIndex(of: "\u{1F}") else { continue }
             entries.append((socketID, incarnation, String(value[value.index(after: split)...])))
@@ -188,14 +253,19 @@ public struct PresenceRegistry: Sendable {
         return live
     }
 
-    /// Totals for the whole registry. Two round trips.
+    /// Totals for the whole registry. Two round trips; with changes on, users online are the sum
+    /// of the users-online counters (one per change stream), read in the first.
     /// - Throws: ``RedisError``.
     public func stats() async throws -> PresenceStats {
-        let (_, infos) = try await nodeTableAndRecords()
+        let counters = configuration.changes ? (0..<ChangeStreams.keys(keys, cluster: client.isCluster).count).map(keys.onlineUsers) : []
+        let (_, infos, counts) = try await nodeTableAndRecords(alsoReading: counters)
         let alive = infos.filter(\.alive)
+        // A reshard can move a user between counters: one may go negative, the sum stays right.
+        let exact = counts.reduce(0) { $0 + (Int($1.string ?? "") ?? 0) }
         return PresenceStats(
             aliveNodes: alive.count, deadNodes: infos.count - alive.count,
             aliveSockets: alive.reduce(0) { $0 + $1.socketCount },
-            onlineUsers: alive.reduce(0) { $0 + $1.userCount })
+            onlineUsers: configuration.changes ? max(0, exact) : alive.reduce(0) { $0 + $1.userCount },
+            onlineUsersExact: configuration.changes)
     }
 }

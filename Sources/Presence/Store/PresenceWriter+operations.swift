@@ -25,7 +25,8 @@ extension PresenceWriter {
         if operations.isEmpty && prefix.isEmpty { return ([], []) }
         var header = Header(
             node: nodeID, incarnation: incarnation ?? "", ttl: String(configuration.socketKeyTTLMilliseconds),
-            retention: configuration.changesRetentionArgument, reason: reason.rawValue, streams: [:])
+            retention: configuration.changesRetentionArgument, reason: reason.rawValue,
+            lastSeen: configuration.lastSeenArgument, socketHistory: configuration.socketHistoryArgument, keys: keys, streams: [:])
         let streamKeys = configuration.changes ? ChangeStreams.keys(keys, cluster: client.isCluster) : []
         var groups = await client.nodeGroups(of: operations.map(\.key) + streamKeys)
         header.streams = Self.streams(streamKeys, groups: groups[operations.count...])
@@ -89,18 +90,23 @@ extension PresenceWriter {
         var ttl: String
         var retention: String
         var reason: String
-        /// Node group → the first change stream that primary serves (none when changes are off).
-        var streams: [Int: String]
+        var lastSeen: String
+        var socketHistory: String
+        var keys: PresenceKeys
+        /// Node group → the index of the first change stream that primary serves (none when
+        /// changes are off); its users-online counter shares the stream's slot.
+        var streams: [Int: Int]
 
         func arguments(group: Int) -> [String] {
-            [node, incarnation, ttl, streams[group] ?? "", retention, reason]
+            guard let stream = streams[group] else { return [node, incarnation, ttl, "", retention, reason, "", "", ""] }
+            return [node, incarnation, ttl, keys.changeStream(stream), retention, reason, keys.onlineUsers(stream), lastSeen, socketHistory]
         }
     }
 
-    /// Node group → the first stream (in index order) its primary serves.
-    static func streams(_ keys: [String], groups: ArraySlice<Int>) -> [Int: String] {
-        var streams: [Int: String] = [:]
-        for (key, group) in zip(keys, groups) where group >= 0 && streams[group] == nil { streams[group] = key }
+    /// Node group → the index of the first stream (in index order) its primary serves.
+    static func streams(_ keys: [String], groups: ArraySlice<Int>) -> [Int: Int] {
+        var streams: [Int: Int] = [:]
+        for (index, group) in groups.enumerated() where index < keys.count && group >= 0 && streams[group] == nil { streams[group] = index }
         return streams
     }
 

@@ -20,6 +20,12 @@ struct RedisOptions: ParsableArguments {
     @Option(name: .customLong("changes-retention"), help: "Seconds changes stay in the stream (env PRESENCE_CHANGES_RETENTION, default 3600).")
     var changesRetention: Double?
 
+    @Option(name: .customLong("last-seen-retention"), help: "Seconds a user's last-seen time stays after its last socket went; 0 keeps none; needs --changes on (env PRESENCE_LAST_SEEN_RETENTION, default 2592000: 30 days).")
+    var lastSeenRetention: Double?
+
+    @Option(name: .customLong("socket-history-retention"), help: "Seconds a gone socket's disconnectedAt and reason stay; 0 keeps none; needs --changes on (env PRESENCE_SOCKET_HISTORY_RETENTION, default 86400: 1 day).")
+    var socketHistoryRetention: Double?
+
     var url: String? { redis ?? Environment.string("PRESENCE_REDIS_URL") }
 
     func presenceConfiguration(nodeTTL: Double? = nil, heartbeat: Double? = nil) throws -> PresenceConfiguration {
@@ -39,6 +45,12 @@ struct RedisOptions: ParsableArguments {
         if let retention = changesRetention ?? Environment.string("PRESENCE_CHANGES_RETENTION").flatMap(Double.init) {
             configuration.changesRetention = .milliseconds(Int(retention * 1000))
         }
+        if let retention = try seconds(lastSeenRetention, "PRESENCE_LAST_SEEN_RETENTION", flag: "--last-seen-retention") {
+            configuration.lastSeenRetention = retention
+        }
+        if let retention = try seconds(socketHistoryRetention, "PRESENCE_SOCKET_HISTORY_RETENTION", flag: "--socket-history-retention") {
+            configuration.socketHistoryRetention = retention
+        }
         if let nodeTTL {
             configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000))
             configuration.socketTTL = max(configuration.socketTTL, configuration.nodeTTL)
@@ -46,6 +58,19 @@ struct RedisOptions: ParsableArguments {
         if let heartbeat { configuration.heartbeatInterval = .milliseconds(Int(heartbeat * 1000)) }
         do { try configuration.validate() } catch { throw ValidationError(error.message) }
         return configuration
+    }
+
+    /// A retention in seconds from its option or environment variable: finite and not negative.
+    private func seconds(_ option: Double?, _ variable: String, flag: String) throws -> Duration? {
+        let text = Environment.string(variable)
+        guard let value = option ?? text.flatMap(Double.init) else {
+            if let text { throw ValidationError("\(variable) must be a number of seconds, not \(text)") }
+            return nil
+        }
+        guard value.isFinite, value >= 0, value <= 100 * 365 * 86_400 else {
+            throw ValidationError("\(flag) must be 0 or more seconds (at most 100 years), not \(value)")
+        }
+        return .milliseconds(Int(value * 1000))
     }
 
     /// Runs `body` with a connected client for the URL (required here).

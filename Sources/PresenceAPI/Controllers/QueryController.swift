@@ -25,15 +25,16 @@ struct QueryController<Context: RequestContext>: Sendable {
         return routes
     }
 
-    /// `GET /v1/sockets/{socketId}`: 200 when alive, 404 `{socketId, alive: false}` otherwise.
+    /// `GET /v1/sockets/{socketId}`: 200 when alive, 404 `{socketId, alive: false}` otherwise
+    /// (with `disconnectedAt` and `reason` when the registry knows how it went).
     @Sendable func socket(_ request: Request, context: Context) async throws -> Response {
         try await socket(id: try Parameter.id(context, "socketId"), request, context: context)
     }
 
     func socket(id socketID: String, _ request: Request, context: Context) async throws -> Response {
-        let socket = try await registry.socket(socketID)
-        var response = try SocketResponse(socketID: socketID, socket: socket).response(from: request, context: context)
-        response.status = socket == nil ? .notFound : .ok
+        let state = try await registry.lookup([socketID])[0]
+        var response = try SocketResponse(socketID: socketID, state: state).response(from: request, context: context)
+        response.status = state.socket == nil ? .notFound : .ok
         return response
     }
 
@@ -60,8 +61,8 @@ struct QueryController<Context: RequestContext>: Sendable {
             }
             ids.append(id)
         }
-        let sockets = try await registry.sockets(ids)
-        return try SocketList(sockets: zip(ids, sockets).map { SocketResponse(socketID: $0, socket: $1) }, nextCursor: nil, includeCursor: false)
+        let states = try await registry.lookup(ids)
+        return try SocketList(sockets: zip(ids, states).map { SocketResponse(socketID: $0, state: $1) }, nextCursor: nil, includeCursor: false)
             .response(from: request, context: context)
     }
 
@@ -103,8 +104,10 @@ struct QueryController<Context: RequestContext>: Sendable {
     /// `GET /v1/users/{userId}`.
     @Sendable func user(_ request: Request, context: Context) async throws -> UserResponse {
         let userID = try Parameter.id(context, "userId")
-        let sockets = try await registry.sockets(ofUser: userID)
-        return UserResponse(userId: userID, online: !sockets.isEmpty, sockets: sockets.map { SocketResponse(socketID: $0.socketID, socket: $0) })
+        let user = try await registry.user(userID)
+        return UserResponse(
+            userId: userID, online: user.online, sockets: user.sockets.map { SocketResponse(socketID: $0.socketID, socket: $0) },
+            lastSeenAt: user.lastSeenAt.map(Timestamp.string))
     }
 
     /// `GET /v1/stats`.
@@ -113,7 +116,7 @@ struct QueryController<Context: RequestContext>: Sendable {
         return StatsResponse(
             nodes: .init(alive: stats.aliveNodes, dead: stats.deadNodes),
             sockets: .init(alive: stats.aliveSockets),
-            users: .init(online: stats.onlineUsers))
+            users: .init(online: stats.onlineUsers, exact: stats.onlineUsersExact))
     }
 
     struct NodeList: ResponseEncodable { let nodes: [NodeResponse] }
@@ -155,12 +158,14 @@ struct QueryController<Context: RequestContext>: Sendable {
         let userId: String
         let online: Bool
         let sockets: [SocketResponse]
+        /// Absent while online or unknown (encoded only when set).
+        let lastSeenAt: String?
     }
 
     struct StatsResponse: ResponseEncodable {
         struct Nodes: Encodable { let alive: Int; let dead: Int }
         struct Sockets: Encodable { let alive: Int }
-        struct Users: Encodable { let online: Int }
+        struct Users: Encodable { let online: Int; let exact: Bool }
         let nodes: Nodes
         let sockets: Sockets
         let users: Users

@@ -2,23 +2,34 @@ import Foundation
 import Hummingbird
 import Presence
 
-/// A socket as the API shows it: the live record, or just `{socketId, alive: false}`.
+/// A socket as the API shows it: the live record, or `{socketId, alive: false}` with, when the
+/// registry still knows how its record went, `disconnectedAt` and `reason`.
 struct SocketResponse: ResponseEncodable, Sendable {
     let socketID: String
     let socket: PresenceSocket?
     /// Overrides liveness for a socket just written by a node whose heartbeat has expired.
     var alive: Bool { socket != nil && aliveOverride != false }
     var aliveOverride: Bool? = nil
+    /// How a socket that is not alive went (shown only then).
+    var departure: SocketDeparture?
 
-    init(socketID: String, socket: PresenceSocket?, alive: Bool? = nil) {
+    init(socketID: String, socket: PresenceSocket?, alive: Bool? = nil, departure: SocketDeparture? = nil) {
         self.socketID = socketID
         self.socket = socket
         self.aliveOverride = alive
+        self.departure = departure
+    }
+
+    init(socketID: String, state: SocketState) {
+        self.init(socketID: socketID, socket: state.socket, departure: state.departure)
     }
 
     enum CodingKeys: String, CodingKey {
-        case socketId, alive, nodeId, nodeAddress, userId, connectedAt, meta
+        case socketId, alive, nodeId, nodeAddress, userId, connectedAt, meta, disconnectedAt, reason
     }
+
+    /// The departure to show: only for a socket that is not alive.
+    var shownDeparture: SocketDeparture? { alive ? nil : departure }
 
     /// The same object as ``encode(to:)``, written by hand (the hot read paths).
     func write(to json: inout JSONText) {
@@ -45,6 +56,14 @@ struct SocketResponse: ResponseEncodable, Sendable {
             json.key("meta")
             json.stringMap(socket.meta)
         }
+        if let departure = shownDeparture {
+            json.comma()
+            json.key("disconnectedAt")
+            json.string(Timestamp.string(departure.disconnectedAt))
+            json.comma()
+            json.key("reason")
+            json.string(departure.reason.rawValue)
+        }
         json.raw("}")
     }
 
@@ -58,6 +77,10 @@ struct SocketResponse: ResponseEncodable, Sendable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(socketID, forKey: .socketId)
         try container.encode(alive, forKey: .alive)
+        if let departure = shownDeparture {
+            try container.encode(Timestamp.string(departure.disconnectedAt), forKey: .disconnectedAt)
+            try container.encode(departure.reason.rawValue, forKey: .reason)
+        }
         guard let socket else { return }
         try container.encode(socket.nodeID, forKey: .nodeId)
         try container.encode(socket.nodeAddress, forKey: .nodeAddress)

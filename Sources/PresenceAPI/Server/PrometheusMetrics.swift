@@ -46,7 +46,7 @@ enum PrometheusMetrics {
             metric("presence_nodes_alive", "gauge", "Nodes whose heartbeat is within their TTL.", stats.aliveNodes)
             metric("presence_nodes_dead", "gauge", "Dead nodes still listed.", stats.deadNodes)
             metric("presence_sockets_alive", "gauge", "Sockets held by alive nodes.", stats.aliveSockets)
-            metric("presence_users_online", "gauge", "Users online (per-node distinct users, summed).", stats.onlineUsers)
+            metric("presence_users_online", "gauge", "Users online: each user once with the change stream on, else per-node distinct users summed.", stats.onlineUsers)
         }
         return text
     }

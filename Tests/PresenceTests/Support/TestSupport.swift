@@ -10,6 +10,11 @@ func testLogger(_ label: String) -> Logger { quietLogger("test.\(label)") }
 /// slack, so a loaded CI machine does not expire nodes that are alive.
 let fastConfiguration = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(2), socketTTL: .seconds(60), nodeRetention: .seconds(60))
 
+/// A connect event without meta.
+func connectEvent(_ socketID: String, _ userID: String?, at: Date = Date()) -> SocketEvent {
+    .connect(socketID: socketID, userID: userID, meta: [:], connectedAt: at)
+}
+
 /// A node running in its own task: `crash()` cancels it (no goodbye), `stop()` shuts it down
 /// gracefully (it leaves the registry).
 final class RunningNode: Sendable {
