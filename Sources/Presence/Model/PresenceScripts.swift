@@ -160,6 +160,19 @@ public enum PresenceScripts {
         return 1
         """)
 
+    /// Sets a key only while ARGV[1] holds a lease and the key still holds what that holder read:
+    /// how a webhook's delivery moves its cursor, so that a former holder (stalled past its lease)
+    /// cannot move it back. KEYS: the lease, the key (one slot). ARGV: holder id, the value
+    /// expected (`""`: the key is absent), the new value. Returns 1 when set, 0 when the lease is
+    /// not held, -1 when the key changed.
+    public static let leasedSet = RedisScript(name: "presence_leased_set", source: """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        local current = redis.call('GET', KEYS[2])
+        if (current or '') ~= ARGV[2] then return -1 end
+        redis.call('SET', KEYS[2], ARGV[3])
+        return 1
+        """)
+
     /// The sweeper forgets a dead node. KEYS: table, node record. ARGV: node id, the table value
     /// seen dead. Returns 1, or 0 when the entry changed meanwhile (the node came back).
     public static let forget = RedisScript(name: "presence_forget", source: """
@@ -459,5 +472,5 @@ public enum PresenceScripts {
         """)
 
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease, leasedSet]
 }
