@@ -17,7 +17,9 @@ struct WebhookProcessesTests {
         _ redis: RedisConfiguration, keyPrefix: String, webhook: WebhookConfiguration,
         _ body: @escaping @Sendable ([WebhookDelivery], RedisClient, @escaping @Sendable (Int) async -> Void) async throws -> Void
     ) async throws {
-        var presence = PresenceConfiguration(heartbeatInterval: .milliseconds(200), nodeTTL: .seconds(30))
+        // A lease of 2 s (heartbeat 1 s): renewals every 500 ms stay well within it on a loaded
+        // machine, so the steady state has one holder.
+        var presence = PresenceConfiguration(heartbeatInterval: .seconds(1), nodeTTL: .seconds(30))
         presence.keyPrefix = keyPrefix
         try await withClient(redis) { (client: RedisClient) async throws in
             let deliveries = (0..<2).map { index in

@@ -165,7 +165,7 @@ struct WebhookTests {
         let server = try await RedisServer.start()
         let receiver = WebhookReceiver(secret: webhookSecret, failFirst: 4)
         try await receiver.run { hook in
-            try await withWebhookAPI(server.configuration, webhooks: [testWebhook(hook, batchSize: 5)]) { port, deliveries, _ in
+            try await withWebhookAPI(server.configuration, nodeTTL: .seconds(60), webhooks: [testWebhook(hook, batchSize: 5)]) { port, deliveries, _ in
                 try await report(port, "PUT", "/v1/nodes/node-1", "{}")
                 for index in 0..<12 { try await report(port, "PUT", "/v1/nodes/node-1/sockets/s\(index)", "{}") }
                 try await awaitChange(receiver, "s11 connected") { $0.socketID == "s11" }
@@ -210,9 +210,10 @@ struct WebhookTests {
         try await receiver.run { hook in
             try await withWebhookAPI(server.configuration, webhooks: [testWebhook(hook)]) { port, deliveries, _ in
                 try await report(port, "PUT", "/v1/nodes/node-1", "{}")
-                _ = try await eventually("three rejected attempts") { receiver.rejected >= 3 }
+                _ = try await eventually("three failed attempts") { deliveries[0].statistics.failedAttempts >= 3 }
+                #expect(receiver.rejected >= 3)
                 #expect(receiver.changes.isEmpty)
-                #expect(deliveries[0].statistics.delivered == 0 && deliveries[0].statistics.failedAttempts >= 3)
+                #expect(deliveries[0].statistics.delivered == 0)
             }
         }
     }
@@ -286,7 +287,8 @@ struct WebhookTests {
             }
             try await withWebhookAPI(server.configuration, webhooks: [webhook]) { _, deliveries, _ in
                 try await awaitChange(receiver, "s1 connected") { $0.socketID == "s1" }
-                #expect(receiver.changes.map(\.description) == ["node.up node-1", "socket.connected s1"])
+                // (node-1 expires after its TTL: its node.down may follow.)
+                #expect(receiver.changes.map(\.description).prefix(2) == ["node.up node-1", "socket.connected s1"])
                 #expect(deliveries[0].statistics.gaps == 1)
             }
         }

@@ -162,11 +162,18 @@ public enum PresenceScripts {
 
     /// Sets a key only while ARGV[1] holds a lease and the key still holds what that holder read:
     /// how a webhook's delivery moves its cursor, so that a former holder (stalled past its lease)
-    /// cannot move it back. KEYS: the lease, the key (one slot). ARGV: holder id, the value
-    /// expected (`""`: the key is absent), the new value. Returns 1 when set, 0 when the lease is
-    /// not held, -1 when the key changed.
+    /// cannot move it back. A lease that expired and nobody took is taken again (`PX` ARGV[4]):
+    /// a renewal that came late on a loaded machine then costs no redelivery, and the compare
+    /// still refuses a cursor another holder moved meanwhile. KEYS: the lease, the key (one slot).
+    /// ARGV: holder id, the value expected (`""`: the key is absent), the new value, lease ms.
+    /// Returns 1 when set, 0 when another holds the lease, -1 when the key changed.
     public static let leasedSet = RedisScript(name: "presence_leased_set", source: """
-        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        local holder = redis.call('GET', KEYS[1])
+        if not holder then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+        elseif holder ~= ARGV[1] then
+            return 0
+        end
         local current = redis.call('GET', KEYS[2])
         if (current or '') ~= ARGV[2] then return -1 end
         redis.call('SET', KEYS[2], ARGV[3])

@@ -94,6 +94,12 @@ final class WebhookDelivery: Service, Sendable {
 
     var statistics: Statistics { state.withLock { $0.statistics } }
 
+    /// The lease's duration in ms, for ``PresenceScripts/leasedSet``.
+    private var leaseArgument: String {
+        let (seconds, attoseconds) = lease.duration.components
+        return String(max(seconds * 1000 + attoseconds / 1_000_000_000_000_000, 1))
+    }
+
     func run() async throws {
         var http = HTTPClient.Configuration(redirectConfiguration: .disallow)
         http.timeout = .init(connect: Self.timeAmount(configuration.timeout), read: Self.timeAmount(configuration.timeout))
@@ -156,7 +162,11 @@ final class WebhookDelivery: Service, Sendable {
             var pause: Duration?
             do {
                 if cursor == nil {
-                    cursor = try await loadCursor()
+                    guard let loaded = try await loadCursor() else {
+                        if (try? await Task.sleep(for: renewal)) == nil { return }
+                        continue
+                    }
+                    cursor = loaded
                     checkRetention = true
                 }
                 if batch == nil {
@@ -194,7 +204,7 @@ final class WebhookDelivery: Service, Sendable {
                         }
                     }
                     let next = batch!.position.description
-                    switch try await lease.client.send(PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, cursor!.stored, next])).int {
+                    switch try await lease.client.send(PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, cursor!.stored, next, leaseArgument])).int {
                     case 1:
                         cursor = (next, batch!.position)
                         if !batch!.full { pause = configuration.pollInterval }
@@ -224,18 +234,16 @@ final class WebhookDelivery: Service, Sendable {
     }
 
     /// The cursor in Redis; a webhook seen for the first time starts at the newest change (it gets
-    /// what is recorded from now on), written there so every instance agrees.
-    private func loadCursor() async throws -> (stored: String, read: ChangePosition) {
-        if let text = try await lease.client.send(RedisCommand("GET", cursorKey)).string {
-            if let position = ChangePosition(text) { return (text, position) }
-            logger.error("the webhook cursor is malformed; starting at the newest change", metadata: ["cursor": "\(text)"])
-            let newest = try await registry.newestChangePosition()
-            _ = try await lease.client.send(PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, text, newest.description]))
-            return (newest.description, newest)
-        }
+    /// what is recorded from now on), written there so every instance agrees. `nil` when that
+    /// write was refused (another instance holds the lease, or wrote the cursor first): try again.
+    private func loadCursor() async throws -> (stored: String, read: ChangePosition)? {
+        let text = try await lease.client.send(RedisCommand("GET", cursorKey)).string
+        if let text, let position = ChangePosition(text) { return (text, position) }
+        if let text { logger.error("the webhook cursor is malformed; starting at the newest change", metadata: ["cursor": "\(text)"]) }
         let newest = try await registry.newestChangePosition()
-        _ = try await lease.client.send(PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, "", newest.description]))
-        return (newest.description, newest)
+        let written = try await lease.client.send(PresenceScripts.leasedSet.call(
+            keys: [lease.key, cursorKey], arguments: [lease.holder, text ?? "", newest.description, leaseArgument]))
+        return written.int == 1 ? (newest.description, newest) : nil
     }
 
     /// `position`, or where to go on from when changes after it were trimmed (older than the
