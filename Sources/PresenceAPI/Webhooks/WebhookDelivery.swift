@@ -176,8 +176,8 @@ final class WebhookDelivery: Service, Sendable {
                     }
                     batch = try await read(after: cursor!.read)
                 }
-                if batch!.position == cursor!.read {
-                    pause = configuration.pollInterval  // nothing new
+                if batch!.position == cursor!.read && cursor!.stored == cursor!.read.description {
+                    pause = configuration.pollInterval  // nothing new (and no gap to write down)
                     batch = nil
                 } else {
                     if !batch!.acknowledged && !batch!.changes.isEmpty {
