@@ -49,12 +49,22 @@ func awaitCursors(_ client: RedisClient, keyPrefix: String, _ webhooks: [Webhook
     }
 }
 
-/// Nodes a test keeps alive.
+/// Nodes a test keeps alive, and the heartbeat rounds done.
 final class AliveNodes: Sendable {
-    private let nodes: Mutex<Set<String>>
-    init(_ nodes: Set<String>) { self.nodes = Mutex(nodes) }
-    var current: Set<String> { nodes.withLock { $0 } }
-    func remove(_ node: String) { _ = nodes.withLock { $0.remove(node) } }
+    private let state: Mutex<(nodes: Set<String>, rounds: Int)>
+    init(_ nodes: Set<String>) { state = Mutex((nodes, 0)) }
+    var current: Set<String> { state.withLock { $0.nodes } }
+    func roundDone() { state.withLock { $0.rounds += 1 } }
+
+    /// Stops heartbeating `node`, and returns once no round that still had it can be in flight
+    /// (two rounds ended since), so that no heartbeat re-registers it after a leave.
+    func remove(_ node: String) async throws {
+        let rounds = state.withLock { state in
+            state.nodes.remove(node)
+            return state.rounds
+        }
+        _ = try await eventually("two heartbeat rounds without \(node)") { state.withLock { $0.rounds } >= rounds + 2 }
+    }
 }
 
 /// Heartbeats the nodes in `alive` (through the API) every 200 ms while `body` runs.
@@ -63,6 +73,7 @@ func keepingNodesAlive<T: Sendable>(_ port: Int, _ alive: AliveNodes, _ body: @S
         group.addTask {
             while !Task.isCancelled {
                 for node in alive.current { _ = try? await report(port, "PUT", "/v1/nodes/\(node)", "{}") }
+                alive.roundDone()
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -93,7 +104,7 @@ struct WebhookTests {
             // s3 moves from node-1 to node-2, then node-2 leaves.
             try await report(port, "PUT", "/v1/nodes/node-1/sockets/s3", #"{"userId":"u2"}"#)
             try await report(port, "PUT", "/v1/nodes/node-2/sockets/s3", #"{"userId":"u2"}"#)
-            alive.remove("node-2")
+            try await alive.remove("node-2")
             try await report(port, "DELETE", "/v1/nodes/node-2")
             // node-3 takes a socket and stops heartbeating: the watcher announces it down.
             try await report(port, "PUT", "/v1/nodes/node-3", "{}")
