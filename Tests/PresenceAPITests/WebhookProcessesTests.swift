@@ -9,7 +9,7 @@ import Testing
 @testable import PresenceAPI
 
 /// Webhooks of real `presence serve` processes, and two deliveries of one webhook on one registry.
-@Suite("webhooks: one instance delivers each change")
+@Suite("webhooks: one instance delivers each change", .serialized)
 struct WebhookProcessesTests {
     /// Runs two deliveries of `webhook` (as two `presence serve` would) on `redis` while `body` runs;
     /// `body` can stop one gracefully by its index.

@@ -88,7 +88,7 @@ func awaitChange(_ receiver: WebhookReceiver, _ what: String, timeout: Duration 
     _ = try await eventually(timeout: timeout, what) { receiver.changes.contains(where: done) }
 }
 
-@Suite("webhooks: the change stream POSTed in signed batches, at least once, by one instance")
+@Suite("webhooks: the change stream POSTed in signed batches, at least once, by one instance", .serialized)
 struct WebhookTests {
     /// Connects, a socket moving to another node, a graceful leave and a crash, reported through
     /// the API; returns what the receiver got once the crashed node's user went offline.
