@@ -47,4 +47,11 @@ public struct PresenceKeys: Sendable, Hashable {
     public func onlineUsers(_ index: Int) -> String {
         index == 0 ? "\(prefix):{registry}:online" : "\(prefix):online:{\(ChangeStreams.tag(index))}"
     }
+
+    /// String with the position up to which webhook `id` has delivered (`presence serve --webhook`;
+    /// `id` is a digest of its URL); same slot as its lease, for their compare-and-set script.
+    public func webhookCursor(_ id: String) -> String { "\(prefix):{registry}:webhook:\(id)" }
+
+    /// String holding the id of the `presence serve` instance that delivers to webhook `id`.
+    public func webhookLease(_ id: String) -> String { "\(prefix):{registry}:webhook:\(id):lease" }
 }

@@ -178,6 +178,26 @@ public enum PresenceScripts {
         return 1
         """)
 
+    /// Sets a key only while ARGV[1] holds a lease and the key still holds what that holder read:
+    /// how a webhook's delivery moves its cursor, so that a former holder (stalled past its lease)
+    /// cannot move it back. A lease that expired and nobody took is taken again (`PX` ARGV[4]):
+    /// a renewal that came late on a loaded machine then costs no redelivery, and the compare
+    /// still refuses a cursor another holder moved meanwhile. KEYS: the lease, the key (one slot).
+    /// ARGV: holder id, the value expected (`""`: the key is absent), the new value, lease ms.
+    /// Returns 1 when set, 0 when another holds the lease, -1 when the key changed.
+    public static let leasedSet = RedisScript(name: "presence_leased_set", source: """
+        local holder = redis.call('GET', KEYS[1])
+        if not holder then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+        elseif holder ~= ARGV[1] then
+            return 0
+        end
+        local current = redis.call('GET', KEYS[2])
+        if (current or '') ~= ARGV[2] then return -1 end
+        redis.call('SET', KEYS[2], ARGV[3])
+        return 1
+        """)
+
     /// The sweeper forgets a dead node. KEYS: table, node record. ARGV: node id, the table value
     /// seen dead. Returns 1, or 0 when the entry changed meanwhile (the node came back).
     public static let forget = RedisScript(name: "presence_forget", source: """
@@ -521,5 +541,5 @@ public enum PresenceScripts {
         """)
 
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease, leasedSet]
 }

@@ -69,12 +69,7 @@ public struct ChangeWatcher: Service {
 
     /// Takes the lease when free, or renews it when held. Returns whether this watcher holds it.
     func holdLease(_ holding: Bool) async throws -> Bool {
-        if holding,
-           try await client.send(PresenceScripts.lease.call(keys: [keys.watcherLease], arguments: [id, String(leaseMilliseconds)])).int == 1 {
-            return true
-        }
-        let taken = try await client.send(RedisCommand("SET", keys.watcherLease, id, "NX", "PX", String(leaseMilliseconds)))
-        return taken.string == "OK"
+        try await RedisLease(client: client, key: keys.watcherLease, holder: id, duration: .milliseconds(leaseMilliseconds)).hold(renewing: holding)
     }
 
     /// A node in the gone hash: `p|d␟incarnation␟reason`.

@@ -38,6 +38,14 @@ enum ServerSentEvent {
     static func json(_ change: PresenceChange) -> String {
         var json = JSONText(capacity: 192)
         json.raw("{")
+        fields(change, into: &json)
+        json.raw("}")
+        return String(decoding: json.bytes, as: UTF8.self)
+    }
+
+    /// The change's fields as members of a JSON object, without its braces (for objects that add
+    /// members of their own, such as a webhook's change).
+    static func fields(_ change: PresenceChange, into json: inout JSONText) {
         if let socketID = change.socketID { json.key("socketId"); json.string(socketID); json.comma() }
         if let nodeID = change.nodeID { json.key("nodeId"); json.string(nodeID); json.comma() }
         if let userID = change.userID { json.key("userId"); json.string(userID); json.comma() }
@@ -46,7 +54,5 @@ enum ServerSentEvent {
         if let reason = change.reason { json.key("reason"); json.string(reason.rawValue); json.comma() }
         json.key("at")
         json.string(Timestamp.string(change.at))
-        json.raw("}")
-        return String(decoding: json.bytes, as: UTF8.self)
     }
 }

@@ -38,6 +38,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("read-from"), help: "primary or replicas: where queries are answered (env PRESENCE_READ_FROM, default primary; replicas needs a redis-sentinel:// or redis-cluster:// URL and may lag).")
     var readFrom: String?
 
+    @Option(name: .customLong("webhook"), help: ArgumentHelp("POST every change to URL (http or https) in signed JSON batches, at least once; repeatable (env PRESENCE_WEBHOOK, comma-separated).", valueName: "url"))
+    var webhooks: [String] = []
+
+    @Option(name: .customLong("webhook-types"), help: ArgumentHelp("Only these change kinds go to the webhooks, comma-separated (env PRESENCE_WEBHOOK_TYPES, default all).", valueName: "kinds"))
+    var webhookTypes: String?
+
+    @Option(name: .customLong("webhook-secret"), help: ArgumentHelp("Key of the webhooks' Presence-Signature (HMAC-SHA256); required with --webhook. Prefer env PRESENCE_WEBHOOK_SECRET: arguments show in ps.", valueName: "secret"))
+    var webhookSecret: String?
+
+    @Option(name: .customLong("webhook-timeout"), help: "Seconds one webhook POST may take (env PRESENCE_WEBHOOK_TIMEOUT, default 10).")
+    var webhookTimeout: Double?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env PRESENCE_LOG_LEVEL, default info).")
     var logLevel: String?
 
@@ -73,6 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
             options.readFromReplicas = true
         default: throw ValidationError("--read-from must be primary or replicas")
         }
+        options.webhooks = try ServeOptions.webhooks(
+            urls: webhooks.isEmpty ? Environment.list("PRESENCE_WEBHOOK") : webhooks,
+            types: (webhookTypes ?? Environment.string("PRESENCE_WEBHOOK_TYPES")).map { [$0] } ?? [],
+            secret: webhookSecret ?? Environment.string("PRESENCE_WEBHOOK_SECRET"),
+            timeout: webhookTimeout ?? Environment.string("PRESENCE_WEBHOOK_TIMEOUT").flatMap(Double.init),
+            changes: options.presence.changes)
         try options.checkExposure()
         return options
     }

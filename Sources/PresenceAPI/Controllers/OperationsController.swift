@@ -8,6 +8,8 @@ struct OperationsController<Context: RequestContext>: Sendable {
     let registry: PresenceRegistry
     /// The change feed's hub, for its counters in `/metrics` (`nil` with changes off).
     var changeHub: ChangeHub? = nil
+    /// The webhooks' deliveries, for their counters in `/metrics`.
+    var webhooks: [WebhookDelivery] = []
 
     func addRoutes(to router: Router<Context>) {
         router.get("healthz") { _, _ in Status(status: "ok") }
@@ -23,7 +25,8 @@ struct OperationsController<Context: RequestContext>: Sendable {
 
     @Sendable func metrics(_ request: Request, context: Context) async throws -> Response {
         let stats = try? await registry.stats()
-        let text = PrometheusMetrics.render(client: clients[0], stats: stats, changes: changeHub?.statistics)
+        let text = PrometheusMetrics.render(client: clients[0], stats: stats, changes: changeHub?.statistics,
+            webhooks: webhooks.map { ($0.configuration.id, $0.statistics) })
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Presence
 
 /// What `presence serve` was asked to do, once parsed and checked.
@@ -15,6 +16,8 @@ struct ServeOptions: Sendable {
     var presence = PresenceConfiguration()
     /// `GET /v1/changes` (server-sent events): poll and keep-alive intervals, subscriber buffers.
     var changeFeed = ChangeFeedConfiguration()
+    /// Webhooks the change stream is delivered to (`--webhook`), each by one instance at a time.
+    var webhooks: [WebhookConfiguration] = []
 
     /// Refuses to expose an unauthenticated API beyond loopback.
     func checkExposure() throws {
@@ -32,6 +35,33 @@ struct ServeOptions: Sendable {
             }
             return origin
         })
+    }
+
+    /// Parses the webhook options: `urls` (`--webhook`), the kinds they get, the signing secret
+    /// (required: every batch is signed) and the POST timeout in seconds.
+    /// - Throws: ``ConfigurationError`` for a bad URL or kind, a URL given twice, no secret, a
+    ///   timeout that is not positive, or webhooks with the change stream off.
+    static func webhooks(urls: [String], types: [String], secret: String?, timeout: Double?, changes: Bool) throws -> [WebhookConfiguration] {
+        guard !urls.isEmpty else {
+            if !types.isEmpty { throw ConfigurationError("--webhook-types needs --webhook") }
+            return []
+        }
+        guard changes else { throw ConfigurationError("--webhook delivers the change stream: it cannot be used with --changes off") }
+        guard let secret, !secret.isEmpty else {
+            throw ConfigurationError("--webhook needs a signing secret: set PRESENCE_WEBHOOK_SECRET (or --webhook-secret); receivers check the Presence-Signature header with it")
+        }
+        var timeoutDuration = Duration.seconds(10)
+        if let timeout {
+            guard timeout > 0, timeout.isFinite else { throw ConfigurationError("--webhook-timeout must be a positive number of seconds") }
+            timeoutDuration = .milliseconds(Int(timeout * 1000))
+        }
+        let kinds = try WebhookConfiguration.kinds(types)
+        var seen: Set<String> = []
+        return try urls.map { text in
+            let url = try WebhookConfiguration.url(text)
+            guard seen.insert(url.absoluteString).inserted else { throw ConfigurationError("--webhook \(text) is given twice") }
+            return WebhookConfiguration(url: url, kinds: kinds, secret: secret, timeout: timeoutDuration)
+        }
     }
 
     /// Whether requests must be addressed to a loopback name: without tokens, unless
