@@ -476,8 +476,6 @@ public enum PresenceScripts {
                 if pruned and entries(key, 0) == 0 then offline(key, tagged(key, ':u:{')) end
             end
         end
-        -- The stream lives as long as its newest change: past that every entry is older than the retention.
-        -- Trimmed once per call, not per entry.
         if counter ~= '' and (online ~= 0 or next(touched)) then
             -- The counter lives as long as the user keys it counts (this primary's): a TTL of at
             -- least ttl whenever one is added to or refreshed, so it goes only once they all went.
@@ -485,6 +483,8 @@ public enum PresenceScripts {
             local left = pcall('PTTL', counter)
             if type(left) == 'number' and left ~= -2 and left < ttl then pcall('PEXPIRE', counter, ttlText) end
         end
+        -- The stream lives as long as its newest change: past that every entry is older than the retention.
+        -- Trimmed once per call, not per entry.
         if minid then
             pcall('XTRIM', stream, 'MINID', '~', minid)
             pcall('PEXPIRE', stream, ARGV[5])

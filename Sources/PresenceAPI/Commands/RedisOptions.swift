@@ -42,8 +42,8 @@ struct RedisOptions: ParsableArguments {
         case "off": configuration.changes = false
         case let other: throw ValidationError("--changes must be on or off, not \(other)")
         }
-        if let retention = changesRetention ?? Environment.string("PRESENCE_CHANGES_RETENTION").flatMap(Double.init) {
-            configuration.changesRetention = .milliseconds(Int(retention * 1000))
+        if let retention = try seconds(changesRetention, "PRESENCE_CHANGES_RETENTION", flag: "--changes-retention") {
+            configuration.changesRetention = retention
         }
         if let retention = try seconds(lastSeenRetention, "PRESENCE_LAST_SEEN_RETENTION", flag: "--last-seen-retention") {
             configuration.lastSeenRetention = retention
@@ -52,10 +52,10 @@ struct RedisOptions: ParsableArguments {
             configuration.socketHistoryRetention = retention
         }
         if let nodeTTL {
-            configuration.nodeTTL = .milliseconds(Int(nodeTTL * 1000))
+            configuration.nodeTTL = try Self.duration(nodeTTL, flag: "--node-ttl")
             configuration.socketTTL = max(configuration.socketTTL, configuration.nodeTTL)
         }
-        if let heartbeat { configuration.heartbeatInterval = .milliseconds(Int(heartbeat * 1000)) }
+        if let heartbeat { configuration.heartbeatInterval = try Self.duration(heartbeat, flag: "--heartbeat") }
         do { try configuration.validate() } catch { throw ValidationError(error.message) }
         return configuration
     }
@@ -67,6 +67,12 @@ struct RedisOptions: ParsableArguments {
             if let text { throw ValidationError("\(variable) must be a number of seconds, not \(text)") }
             return nil
         }
+        return try Self.duration(value, flag: flag)
+    }
+
+    /// Seconds as a duration: finite, not negative, at most 100 years (a value `Int` milliseconds
+    /// cannot hold would crash the conversion). Ranges beyond that are the configuration's to check.
+    static func duration(_ value: Double, flag: String) throws -> Duration {
         guard value.isFinite, value >= 0, value <= 100 * 365 * 86_400 else {
             throw ValidationError("\(flag) must be 0 or more seconds (at most 100 years), not \(value)")
         }

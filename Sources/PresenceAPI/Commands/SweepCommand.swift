@@ -23,12 +23,12 @@ struct SweepCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        guard grace >= 0 else { throw ValidationError("--grace must not be negative") }
+        let grace = try RedisOptions.duration(grace, flag: "--grace")
         let configuration = try redisOptions.presenceConfiguration()
         let report: Sweeper.Report
         do {
             report = try await redisOptions.withClient { client in
-                try await Sweeper(client: client, configuration: configuration).sweep(grace: .milliseconds(Int(grace * 1000)), dryRun: dryRun, orphans: orphans)
+                try await Sweeper(client: client, configuration: configuration).sweep(grace: grace, dryRun: dryRun, orphans: orphans)
             }
         } catch let error as ValidationError { throw error } catch { throw CommandFailure(error) }
         if json {

@@ -52,7 +52,7 @@ struct ServeOptions: Sendable {
         }
         var timeoutDuration = Duration.seconds(10)
         if let timeout {
-            guard timeout > 0, timeout.isFinite else { throw ConfigurationError("--webhook-timeout must be a positive number of seconds") }
+            guard timeout > 0, timeout <= 3600 else { throw ConfigurationError("--webhook-timeout must be a positive number of seconds, at most 3600") }
             timeoutDuration = .milliseconds(Int(timeout * 1000))
         }
         let kinds = try WebhookConfiguration.kinds(types)
