@@ -9,6 +9,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -637,6 +638,18 @@ def test_queries_and_heartbeat_contents(presence: PresenceServer) -> None:
             assert found[1] is None and found[2] is not None and found[2].user_id is None
             assert sorted(s.socket_id for s in await reader.user("alice")) == ["q-1", "q-2"]
             assert await reader.user("carol") == []
+            # Gone: how and when (the change stream is on by default), and the user's last-seen time.
+            client.connected("q-5", user_id="dave")
+            await wait_until(settled(client), DELIVERY, "q-5 sent")
+            assert await reader.departure("q-5") is None and await reader.last_seen("dave") is None
+            before = datetime.now(timezone.utc).replace(microsecond=0)
+            client.disconnected("q-5")
+            await wait_until(settled(client), DELIVERY, "q-5's disconnect sent")
+            gone = await reader.departure("q-5")
+            assert gone is not None and gone.reason == "disconnected" and gone.disconnected_at >= before, gone
+            seen = await reader.last_seen("dave")
+            assert seen is not None and seen == gone.disconnected_at, (seen, gone)
+            assert await reader.last_seen("alice") is None and await reader.departure("nobody") is None
         finally:
             await reader.close()
             await strict.close()

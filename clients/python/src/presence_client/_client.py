@@ -86,6 +86,17 @@ class SocketInfo:
         )
 
 
+@dataclass(frozen=True)
+class Departure:
+    """How a socket that is no longer connected went, while the registry keeps it (its socket
+    history retention, with the change stream on)."""
+
+    socket_id: str
+    disconnected_at: datetime
+    #: `disconnected`, `node_down`, `node_left` or `moved`.
+    reason: str
+
+
 class ClientStats(TypedDict):
     """Counters and sizes of one `Presence` (see `Presence.stats`)."""
 
@@ -752,6 +763,21 @@ class Presence:
         """The user's live sockets on every node (empty when the user is offline)."""
         _, data = await self._request("GET", "/v1/users/" + quote(user_id, safe=""))
         return [SocketInfo.from_json(item) for item in data.get("sockets", [])]
+
+    async def last_seen(self, user_id: str) -> datetime | None:
+        """When the user's last socket went, while the user is offline and the registry keeps it
+        (its last-seen retention, 30 days by default); None while online or unknown."""
+        _, data = await self._request("GET", "/v1/users/" + quote(user_id, safe=""))
+        seen = data.get("lastSeenAt")
+        return _timestamp(seen) if isinstance(seen, str) else None
+
+    async def departure(self, socket_id: str) -> Departure | None:
+        """How the socket went, when it is not connected and the registry still keeps that (its
+        socket history retention); None while it is connected or when nothing is known."""
+        status, data = await self._request("GET", "/v1/sockets/" + quote(socket_id, safe=""), ok_404=True)
+        if status != 404 or not isinstance(data.get("disconnectedAt"), str):
+            return None
+        return Departure(socket_id=socket_id, disconnected_at=_timestamp(data["disconnectedAt"]), reason=str(data.get("reason", "")))
 
     async def changes(self, types: Iterable[str] | None = None, user_id: str | Iterable[str] | None = None,
                       node_id: str | None = None, since: str | None = None) -> AsyncIterator[Change]:
