@@ -90,6 +90,11 @@ func awaitChange(_ receiver: WebhookReceiver, _ what: String, timeout: Duration 
 
 @Suite("webhooks: the change stream POSTed in signed batches, at least once, by one instance", .serialized)
 struct WebhookTests {
+    /// The scenario's node TTL: node-2's last heartbeat and its leave are up to two heartbeat
+    /// rounds apart (HTTP requests, slow on a loaded machine), which must stay well inside it, or
+    /// node-2 is announced down before it leaves (seen in CI with 2 s).
+    static let scenarioTTL = Duration.seconds(6)
+
     /// Connects, a socket moving to another node, a graceful leave and a crash, reported through
     /// the API; returns what the receiver got once the crashed node's user went offline.
     func scenario(_ port: Int, _ receiver: WebhookReceiver) async throws -> [WebhookReceiver.Change] {
@@ -141,7 +146,7 @@ struct WebhookTests {
         let server = try await RedisServer.start()
         let receiver = WebhookReceiver(secret: webhookSecret)
         try await receiver.run { hook in
-            try await withWebhookAPI(server.configuration, webhooks: [testWebhook(hook)]) { port, deliveries, _ in
+            try await withWebhookAPI(server.configuration, nodeTTL: Self.scenarioTTL, webhooks: [testWebhook(hook)]) { port, deliveries, _ in
                 let changes = try await scenario(port, receiver)
                 checkScenario(changes)
                 // One server, one stream: the order is exact across subjects too.
@@ -163,7 +168,8 @@ struct WebhookTests {
         let receiver = WebhookReceiver(secret: webhookSecret)
         try await receiver.run { hook in
             try await withWebhookAPI(
-                try RedisConfiguration(url: cluster.seedURL), keyPrefix: "wh-\(UUID().uuidString.prefix(8))", webhooks: [testWebhook(hook)]
+                try RedisConfiguration(url: cluster.seedURL), keyPrefix: "wh-\(UUID().uuidString.prefix(8))", nodeTTL: Self.scenarioTTL,
+                webhooks: [testWebhook(hook)]
             ) { port, _, _ in
                 checkScenario(try await scenario(port, receiver))
                 #expect(receiver.rejected == 0)
