@@ -93,46 +93,31 @@ public struct ChangeWatcher: Service {
     /// instance does not take it (and walk the same node) meanwhile.
     struct Lease {
         var renewedAt: ContinuousClock.Instant
-        let period: Duration
+        /// How often it is renewed; `nil`: never (a pass not run by ``run()``).
+        let period: Duration?
         /// Another instance holds it now: the pass stops.
         var lost = false
     }
 
     /// Renews the lease when due. Returns `false` once it is lost.
-    func keep(_ lease: inout Lease?) async throws -> Bool {
-        guard var held = lease else { return true }
-        if held.lost { return false }
-        if ContinuousClock.now - held.renewedAt >= held.period {
-            held.lost = try await !holdLease(true)
-            held.renewedAt = ContinuousClock.now
-            if held.lost { logger.info("another instance watches for dead nodes") }
-            lease = held
+    func keep(_ lease: inout Lease) async throws -> Bool {
+        if !lease.lost, let period = lease.period, ContinuousClock.now - lease.renewedAt >= period {
+            lease.lost = try await !holdLease(true)
+            lease.renewedAt = ContinuousClock.now
+            if lease.lost { logger.info("another instance watches for dead nodes") }
         }
-        return !held.lost
+        return !lease.lost
     }
 
     /// One pass: announces the nodes expired since the last, disconnects the sockets of every node
     /// marked pending, and forgets the marks nothing needs any more. Safe to run concurrently. A
     /// node that fails (its Redis Cluster shard down, say) does not stop the others: the pass goes
     /// on and throws the first failure at the end.
-    /// - Parameter lease: renewed between walk pages when given (see ``Lease``).
+    /// - Parameter lease: renewed between walk pages when it has a period (see ``Lease``).
     /// - Returns: how many nodes it announced down, and how long until the next live entry expires
     ///   (by the Redis clock; `nil` when none is alive).
     @discardableResult
     func pass(lease: inout Lease) async throws -> (announced: Int, nextExpiry: Duration?) {
-        var optional: Lease? = lease
-        defer { lease = optional! }
-        return try await pass(keeping: &optional)
-    }
-
-    /// ``pass(lease:)`` without a lease to keep (tests, and one-off passes).
-    @discardableResult
-    func pass() async throws -> (announced: Int, nextExpiry: Duration?) {
-        var none: Lease?
-        return try await pass(keeping: &none)
-    }
-
-    private func pass(keeping lease: inout Lease?) async throws -> (announced: Int, nextExpiry: Duration?) {
         let replies = await client.pipeline([
             RedisCommand("TIME").routed(by: keys.nodeTable), RedisCommand("HGETALL", keys.nodeTable), RedisCommand("HGETALL", keys.goneNodes),
         ])
@@ -174,6 +159,13 @@ public struct ChangeWatcher: Service {
         return (announced, next.map { .milliseconds($0 - table.now + 1) })
     }
 
+    /// ``pass(lease:)`` without a lease to keep (tests, and one-off passes).
+    @discardableResult
+    func pass() async throws -> (announced: Int, nextExpiry: Duration?) {
+        var none = Lease(renewedAt: .now, period: nil)
+        return try await pass(lease: &none)
+    }
+
     /// Records `node.down` for an entry seen expired and marks the node pending, unless it changed
     /// or was announced already. Returns the script's answer (1 recorded, 2 announced already, 0 changed).
     func announceDown(node: String, entry: NodeTable.Entry) async throws -> Int {
@@ -185,7 +177,7 @@ public struct ChangeWatcher: Service {
 
     /// Deletes the records of the marked incarnation (conditionally: each records its own
     /// disconnect), page by page while the mark stays, then marks the node done.
-    private func disconnectSockets(node: String, mark: Gone, lease: inout Lease?) async throws {
+    private func disconnectSockets(node: String, mark: Gone, lease: inout Lease) async throws {
         let writer = PresenceWriter(client: client, configuration: configuration)
         var cursor = "0"
         var removed = 0
