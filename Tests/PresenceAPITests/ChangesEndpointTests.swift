@@ -175,7 +175,9 @@ struct ChangesEndpointTests {
             let first = try await subscribe(port)
             defer { first.disconnect() }
             try await report(port, "PUT", "/v1/nodes/node-1", "{}")
-            try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"connect","socketId":"a"},{"type":"connect","socketId":"b"}]}"#)
+            // One request each: an entry each (a call's changes share one).
+            try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"connect","socketId":"a"}]}"#)
+            try await report(port, "POST", "/v1/nodes/node-1/events", #"{"events":[{"type":"connect","socketId":"b"}]}"#)
             let seen = try await first.events { summary($0) == "socket.connected b" }
             let registry = PresenceRegistry(client: client)
             let key = registry.changeStreamKeys[0]

@@ -12,10 +12,25 @@ public func allKeys(_ client: RedisClient, changes: Bool = false) async throws -
         repeat {
             let page = try await primary.send("SCAN", cursor, "COUNT", "1000").array!
             cursor = page[0].string!
-            keys += page[1].array!.compactMap(\.string)
+            let listed = page[1].array!.compactMap(\.string)
+            if changes {
+                keys += listed
+                continue
+            }
+            // A record key holding a tombstone (written over the record) is the change stream's too.
+            let records = listed.filter { $0.contains(":r:{") }
+            let values = try await primary.pipeline(records.map { RedisCommand("GET", $0) }).map { try $0.get() }
+            let tombstones = Set(zip(records, values).compactMap { key, value in value.string.map { $0.contains("\u{1F}") } == false ? key : nil })
+            keys += listed.filter { !tombstones.contains($0) }
         } while cursor != "0"
     }
     return changes ? keys : keys.filter { !isChangeStreamKey($0) }
+}
+
+/// Whether `key` (``PresenceKeys/socket(_:)``) holds a socket's record: not absent, nor a
+/// tombstone written over the record when it went.
+public func hasRecord(_ client: RedisClient, _ key: String) async throws -> Bool {
+    try await client.send("GET", key).string?.contains("\u{1F}") ?? false
 }
 
 /// Whether `key` belongs to the change stream (`docs/changes.md`): a stream, the gone hash, the

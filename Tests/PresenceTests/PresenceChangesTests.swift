@@ -63,9 +63,11 @@ struct PresenceChangesTests {
         try await withRedis(.standalone) { (client: RedisClient) async throws in
             let writer = PresenceWriter(client: client, configuration: fastConfiguration)
             let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
-            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", nil), connect("s2", nil), connect("s3", nil)])
+            // One call each: an entry each (a call's changes share one).
+            for id in ["s1", "s2", "s3"] { _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect(id, nil)]) }
             let changes = try await registry.recordedChanges()
             #expect(changes.count == 3)
+            #expect(try await client.send("XLEN", fastConfiguration.keys.changeStream(0)).int == 3)
             var position = ChangePosition()
             position.advance(past: changes[0].id)
             // Retention passing, exactly: trim up to the third change.
@@ -126,13 +128,59 @@ struct PresenceChangesTests {
         }
     }
 
+    @Test("a call's changes share one entry; a position inside it resumes at the next change, nothing twice, nothing missed", arguments: [Topology.standalone, .cluster])
+    func positionInsideEntry(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            // One socket, so that on a cluster the call's changes go to one primary's stream too.
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connect("s1", "u1")])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s1", userID: "u1")])
+            let all = try await registry.recordedChanges()
+            #expect(all.map(\.kind) == [.socketConnected, .userOnline, .socketDisconnected, .userOffline])
+            #expect(all.map(\.id.index) == [0, ChangePosition.Entry.whole, 0, ChangePosition.Entry.whole])
+            #expect(Set(all.map(\.id.entryID)).count == 2, "two calls, two entries")
+            for taken in 0...all.count {
+                var position = ChangePosition()
+                for change in all.prefix(taken) { position.advance(past: change.id) }
+                let text = position.description
+                #expect(taken % 2 == 0 || text.contains("."), "\(text): inside an entry")
+                let rest = try await registry.recordedChanges(after: try #require(ChangePosition(text)))
+                #expect(rest == Array(all.dropFirst(taken)), "after \(taken): \(text)")
+            }
+        }
+    }
+
+    @Test("entries of the earlier layout (one change in fields t, s, n, …) are read as before; an unknown code ends its entry")
+    func earlierLayoutAndUnknownCodes() async throws {
+        try await withRedis(.standalone) { (client: RedisClient) async throws in
+            let registry = PresenceRegistry(client: client, configuration: fastConfiguration)
+            let keys = fastConfiguration.keys
+            let stream = keys.changeStream(0)
+            _ = try await client.send("XADD", stream, "*", "t", "sc", "s", "old", "n", "N", "u", "U", "c", "1700000000000000")
+            _ = try await client.send("XADD", stream, "*", "t", "sd", "s", "old", "n", "N", "u", "U", "r", "node_down")
+            // Today's layout: a record key or a user field for the socket, a user key for the user.
+            _ = try await client.send(RedisCommand("XADD", stream, "*", "sc", keys.socket("new"), "N", "", "1700000000000001",
+                "uon", keys.user("V"), "from-the-future", "x", "sd", "new\u{1F}i1", "N", keys.user("V"), "moved"))
+            let changes = try await registry.recordedChanges()
+            #expect(changes.map { "\($0.kind.rawValue) \($0.socketID ?? "-") \($0.userID ?? "-")" } == [
+                "socket.connected old U", "socket.disconnected old U", "socket.connected new -", "user.online - V",
+            ])
+            #expect(changes[0].connectedAt == Date(timeIntervalSince1970: 1_700_000_000))
+            #expect(changes[1].reason == .nodeDown && changes[1].nodeID == "N")
+            #expect(changes.map(\.id.index) == [ChangePosition.Entry.whole, ChangePosition.Entry.whole, 0, ChangePosition.Entry.whole])
+        }
+    }
+
     @Test("position text round-trips and rejects malformed input")
     func positionText() throws {
-        let position = try #require(ChangePosition("0=1700000000000-3,4=1700000000001-0"))
-        #expect(position.last == [0: "1700000000000-3", 4: "1700000000001-0"])
-        #expect(position.description == "0=1700000000000-3,4=1700000000001-0")
+        let position = try #require(ChangePosition("0=1700000000000-3,4=1700000000001-0.7"))
+        #expect(position.last == [0: "1700000000000-3", 4: "1700000000001-0.7"])
+        #expect(position.description == "0=1700000000000-3,4=1700000000001-0.7")
         #expect(ChangePosition("") == ChangePosition())
-        for bad in ["x", "0=abc", "16=1-0", "0=1-0,", "=1-0", "0=1"] { #expect(ChangePosition(bad) == nil, "\(bad)") }
+        for bad in ["x", "0=abc", "16=1-0", "0=1-0,", "=1-0", "0=1", "0=1-0.", "0=1-0.x", "0=1-0.1.2", "0=1.2-3", "0=1-0.9223372036854775807"] {
+            #expect(ChangePosition(bad) == nil, "\(bad)")
+        }
         #expect(ChangeStreams.keys(PresenceKeys(prefix: "p"), cluster: true).map(RedisKeySlot.slot).enumerated().dropFirst().allSatisfy { $1 / 1024 == $0 })
     }
 }

@@ -24,7 +24,7 @@ struct PresenceSemanticsTests {
             try running.node.disconnected(socketID: "s1")
             try await running.node.flush()
             #expect(try await registry.socket("s1") == nil)
-            #expect(try await client.send("EXISTS", PresenceKeys(prefix: "presence").socket("s1")).int == 0)
+            #expect(!(try await hasRecord(client, PresenceKeys(prefix: "presence").socket("s1"))))
             try await running.stop()
         }
     }
@@ -70,7 +70,7 @@ struct PresenceSemanticsTests {
             // The new incarnation removed what the old one left in its set.
             let keys = PresenceKeys(prefix: "presence")
             #expect(try await client.send("SMEMBERS", keys.nodeSockets("pod-1")).array?.compactMap(\.string) == ["new-1"])
-            #expect(try await client.send("EXISTS", keys.socket("old-1")).int == 0)
+            #expect(!(try await hasRecord(client, keys.socket("old-1"))))
             try await second.stop()
         }
     }

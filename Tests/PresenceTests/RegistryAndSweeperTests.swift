@@ -76,7 +76,7 @@ struct RegistryAndSweeperTests {
             #expect(try await sweeper.sweep(grace: .seconds(3600)).nodes.isEmpty)
             let dry = try await sweeper.sweep(dryRun: true)
             #expect(dry.nodes.map(\.nodeID) == ["dead-0", "dead-1"] && dry.sockets == 3_000)
-            #expect(try await client.send("EXISTS", keys.socket("d0-1")).int == 1)
+            #expect(try await hasRecord(client, keys.socket("d0-1")))
 
             async let first = sweeper.sweep()
             async let second = sweeper.sweep()

@@ -5,6 +5,10 @@ public enum ChangeStreams {
     /// Streams on a Redis Cluster (stream 0 shares the slot of `{registry}`).
     public static let clusterCount = 16
 
+    /// The most changes one stream entry holds: a script call records its changes in one entry,
+    /// starting another after this many (``PresenceScripts/events``; `docs/changes.md`).
+    public static let changesPerEntry = 200
+
     /// The hash tag of stream `index` (1–15): the first of `0`, `1`, `2`, … whose slot lies in
     /// `[index × 1024, (index + 1) × 1024)`. Stream 0 is tagged `registry`.
     public static func tag(_ index: Int) -> String { tags[index] }

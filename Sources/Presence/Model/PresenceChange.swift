@@ -19,7 +19,7 @@ public struct PresenceChange: Sendable, Hashable {
         /// A node left gracefully.
         case nodeLeft = "node.left"
 
-        /// The code stored in the stream entry's field `t`.
+        /// The code of the change in a stream entry.
         var code: String {
             switch self {
             case .socketConnected: return "sc"
@@ -73,9 +73,9 @@ public struct PresenceChange: Sendable, Hashable {
         self.reason = reason
     }
 
-    /// Decodes a stream entry (its id and fields); `nil` when it is not a change of this layout.
-    init?(stream: Int, id: String, fields: [String: String]) {
-        guard let code = fields["t"], let kind = Kind(code: code), let entry = ChangePosition.Entry(stream: stream, id: id) else { return nil }
+    /// Decodes an entry of the earlier layout, one change in fields `t`, `s`, `n`, `i`, `u`, `c`, `r`.
+    init?(legacy entry: ChangePosition.Entry, fields: [String: String]) {
+        guard let code = fields["t"], let kind = Kind(code: code) else { return nil }
         self.init(
             kind: kind, id: entry, at: Date(milliseconds: entry.milliseconds), socketID: fields["s"], nodeID: fields["n"],
             incarnation: fields["i"], userID: fields["u"],

@@ -86,19 +86,19 @@ public enum PresenceScripts {
             if announced then redis.call('HDEL', KEYS[2], 'down') end
             if status == 'replaced' then
                 if announced ~= previous[1] then
-                    redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'ndown', 'n', ARGV[1], 'i', previous[1])
+                    redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'ndown', ARGV[1], previous[1], '')
                     redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. previous[1] .. '\\31node_down')
                     redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl + retention))
                 end
-                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'nup', ARGV[1], incarnation, '')
                 redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif status == 'new' then
-                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'nup', ARGV[1], incarnation, '')
                 redis.call('PEXPIRE', KEYS[3], ARGV[11])
             elseif announced == incarnation then
                 -- revived after the watcher announced it down: up again (it writes its sockets again)
                 redis.call('HDEL', KEYS[4], ARGV[1])
-                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nup', 'n', ARGV[1], 'i', incarnation)
+                redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'nup', ARGV[1], incarnation, '')
                 redis.call('PEXPIRE', KEYS[3], ARGV[11])
             end
         end
@@ -122,7 +122,7 @@ public enum PresenceScripts {
             local clock = redis.call('TIME')
             local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
             local minid = string.format('%.0f', now - tonumber(ARGV[3]))
-            redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 't', 'nleft', 'n', ARGV[1], 'i', incarnation)
+            redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'nleft', ARGV[1], incarnation, '')
             redis.call('PEXPIRE', KEYS[3], ARGV[3])
             redis.call('HSET', KEYS[4], ARGV[1], 'p\\31' .. incarnation .. '\\31node_left')
             redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
@@ -144,7 +144,7 @@ public enum PresenceScripts {
         if not expiresAt or tonumber(expiresAt) > now then return 0 end
         local gone = redis.call('HGET', KEYS[2], ARGV[1])
         if gone and string.match(gone, '^[pd]\\31([^\\31]*)') == incarnation then return 2 end
-        redis.call('XADD', KEYS[3], 'MINID', '~', ms(now - tonumber(ARGV[3])), '*', 't', 'ndown', 'n', ARGV[1], 'i', incarnation)
+        redis.call('XADD', KEYS[3], 'MINID', '~', ms(now - tonumber(ARGV[3])), '*', 'ndown', ARGV[1], incarnation, '')
         redis.call('PEXPIRE', KEYS[3], ARGV[3])
         redis.call('HSET', KEYS[2], ARGV[1], 'p\\31' .. incarnation .. '\\31node_down')
         redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
@@ -247,26 +247,49 @@ public enum PresenceScripts {
     /// the caller.
     public static let events = RedisScript(name: "presence_events", source: "#!lua flags=allow-cross-slot-keys\n" + now + """
 
-        local call, pcall, match = redis.call, redis.pcall, string.match
+        local call, pcall, match, find, sub = redis.call, redis.pcall, string.match, string.find, string.sub
         local node, incarnation, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
         -- The change stream: ARGV[4] the stream this primary records into ('' records nothing),
         -- ARGV[5] retention ms, ARGV[6] the reason of the disconnects this call makes.
         local stream, reason = ARGV[4], ARGV[6]
         local recording = stream ~= ''
         local minid
-        local function emit(...)
+        -- The call's changes go into one stream entry (a few when many), one XADD rather than one
+        -- per change: a flat list of tokens, each change its code and then its parts, which are
+        -- the strings the call holds already (keys and user fields, not ids cut out of them).
+        -- docs/changes.md, "Stream entries".
+        local batch, nb, nc = {}, 0, 0  -- tokens, their count, the changes they hold
+        local function flush()
+            if nb % 2 == 1 then batch[nb + 1] = '' end  -- an entry holds field-value pairs
+            pcall('XADD', stream, '*', unpack(batch))
+            batch, nb, nc = {}, 0, 0
+        end
+        local function socketChange(code, socket, holder, user, last)  -- socket: a record key or user field
             minid = minid or ms(now - tonumber(ARGV[5]))
-            pcall('XADD', stream, '*', ...)
+            batch[nb + 1] = code
+            batch[nb + 2] = socket
+            batch[nb + 3] = holder
+            batch[nb + 4] = user
+            batch[nb + 5] = last
+            nb, nc = nb + 5, nc + 1
+            if nc == 200 then flush() end  -- ChangeStreams.changesPerEntry
+        end
+        local function userChange(code, key)
+            minid = minid or ms(now - tonumber(ARGV[5]))
+            batch[nb + 1] = code
+            batch[nb + 2] = key
+            nb, nc = nb + 2, nc + 1
+            if nc == 200 then flush() end
+        end
+        local sep = '\\31'
+        local function tagged(key, marker)  -- the id in a key P:<marker>{id}
+            return sub(key, find(key, marker, 1, true) + #marker, -2)
         end
         local function parse(value)  -- node, incarnation, connectedAt, user of a record
             return match(value, '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)')
         end
-        local find = string.find
         local function userless(record)  -- the fourth part (the user id) is empty
-            return find(record, '^[^\\31]*\\31[^\\31]*\\31[^\\31]*\\31\\31') ~= nil
-        end
-        local function tagged(key, marker)  -- the id in a key P:<marker>{id}
-            return string.sub(key, string.find(key, marker, 1, true) + #marker, -2)
+            return find(record, '\\31\\31', 1, true) ~= nil
         end
         -- Last seen, tombstones, users online (docs/data-model.md, "Last seen"): ARGV[7] the
         -- counter of this primary ('' none), ARGV[8] / ARGV[9] the retention ms of a user's
@@ -274,17 +297,16 @@ public enum PresenceScripts {
         local counter, seenFor, goneFor = ARGV[7], ARGV[8], ARGV[9]
         local online = 0  -- the counter's change, written once per call
         -- A tombstone is one integer, ms × 10 + the reason's code (the ms then one digit), which
-        -- Redis stores without a string. Every key of a call has the same prefix: the position of
-        -- its marker is found once.
-        local goneCodes = {disconnected = '1', node_down = '2', node_left = '3', moved = '4'}
-        local stamp, recordAt, userAt
-        local function went(recordKey, why)  -- P:r:{S} -> P:g:{S} (callers check goneFor)
+        -- Redis stores without a string, written over the record it replaces: a record holds
+        -- U+001F, a tombstone never does. The same value for every disconnect of a call.
+        local stamp, userAt, tombstone
+        local function gone(key)  -- callers check goneFor
             stamp = stamp or ms(now)
-            recordAt = recordAt or find(recordKey, ':r:{', 1, true)
-            call('SET', string.sub(recordKey, 1, recordAt) .. 'g' .. string.sub(recordKey, recordAt + 2), stamp .. (goneCodes[why] or '1'), 'PX', goneFor)
+            tombstone = tombstone or stamp .. (({disconnected = '1', node_down = '2', node_left = '3', moved = '4'})[reason] or '1')
+            call('SET', key, tombstone, 'PX', goneFor)
         end
-        local function offline(userKey, user)  -- the user's last entry went: P:ls:{U} = '<ms>'
-            emit('t', 'uoff', 'u', user)
+        local function offline(userKey)  -- the user's last entry went: P:ls:{U} = '<ms>'
+            userChange('uoff', userKey)
             online = online - 1
             if seenFor ~= '' then
                 stamp = stamp or ms(now)
@@ -324,7 +346,7 @@ public enum PresenceScripts {
                 if type(previous) == 'table' then
                     result = previous
                     unserved[key] = previous
-                elseif previous then
+                elseif previous and find(previous, sep, 1, true) then  -- a record, not a tombstone
                     local holder, held, t = match(previous, '^([^\\31]*)\\31([^\\31]*)\\31(%d*)')
                     if holder ~= node and (tonumber(t) or 0) > tonumber(at) then
                         result = -1
@@ -336,20 +358,18 @@ public enum PresenceScripts {
                             if recording then connectedHere[key] = false end
                         elseif recording then
                             connectedHere[key] = previous
-                            if goneFor ~= '' then went(key, holder == node and 'node_down' or 'moved') end
                             -- Sockets without a user record here; a user's socket where its entry changes.
-                            local socket = tagged(key, ':r:{')
                             if userless(previous) then
-                                emit('t', 'sd', 's', socket, 'n', holder, 'r', holder == node and 'node_down' or 'moved')
+                                socketChange('sd', key, holder, '', holder == node and 'node_down' or 'moved')
                             end
-                            if userless(record) then emit('t', 'sc', 's', socket, 'n', node, 'c', at) end
+                            if userless(record) then socketChange('sc', key, node, '', at) end
                         end
                     end
                 else
                     call('SET', key, record, 'PX', ttlText)
                     if recording then
                         connectedHere[key] = false
-                        if userless(record) then emit('t', 'sc', 's', tagged(key, ':r:{'), 'n', node, 'c', at) end
+                        if userless(record) then socketChange('sc', key, node, '', at) end
                     end
                 end
             elseif code == 'd' or code == 'D' then
@@ -357,13 +377,11 @@ public enum PresenceScripts {
                 local record = pcall('GET', key)
                 if type(record) == 'table' then
                     result = record
-                elseif record and string.find(record, mine, 1, true) == 1 then
-                    call('DEL', key)
-                    if goneFor ~= '' then went(key, reason) end
+                elseif record and find(record, mine, 1, true) == 1 then
+                    if goneFor ~= '' then gone(key) else call('DEL', key) end
                     if code == 'd' then result = record end
-                    if recording and userless(record) then
-                        local holder, held = parse(record)
-                        emit('t', 'sd', 's', tagged(key, ':r:{'), 'n', holder, 'r', reason)
+                    if recording and userless(record) then  -- held by this node
+                        socketChange('sd', key, node, '', reason)
                     end
                 else
                     result = false
@@ -385,8 +403,6 @@ public enum PresenceScripts {
                         if recording and written == 1 then
                             -- A new entry: the socket connected. An entry of the same socket by
                             -- another incarnation is displaced (the socket moved), in this call.
-                            local socket = match(field, '^([^\\31]*)')
-                            local user = tagged(key, ':u:{')
                             local n = entries(key, 1)
                             local first = n == 1  -- the user had no entry before this one
                             local displaced = connectedHere[socketKey]
@@ -394,13 +410,14 @@ public enum PresenceScripts {
                                 -- Its connect, in this call, displaced another incarnation's record:
                                 -- that incarnation's entry goes (when it was this user's).
                                 local holder, held, _, oldUser = parse(displaced)
-                                local old = socket .. '\\31' .. held
-                                if oldUser == user and old ~= field and call('HDEL', key, old) == 1 then
-                                    emit('t', 'sd', 's', socket, 'n', holder, 'u', user, 'r', holder == node and 'node_down' or 'moved')
+                                local old = sub(field, 1, find(field, sep, 1, true)) .. held
+                                if oldUser == tagged(key, ':u:{') and old ~= field and call('HDEL', key, old) == 1 then
+                                    socketChange('sd', old, holder, key, holder == node and 'node_down' or 'moved')
                                 end
                             elseif n > 1 and displaced == nil then
                                 -- Its connect ran in another call (a cluster's deferred user add):
                                 -- look for entries of this socket by other incarnations.
+                                local socket = sub(field, 1, find(field, sep, 1, true) - 1)
                                 local pattern = string.gsub(socket, '[%*%?%[%]\\\\]', function(c) return '\\\\' .. c end) .. '\\31*'
                                 local cursor = '0'
                                 repeat
@@ -410,15 +427,14 @@ public enum PresenceScripts {
                                     for j = 1, #page, 2 do
                                         if page[j] ~= field and call('HDEL', key, page[j]) == 1 then
                                             local oldNode = match(page[j + 1], '\\31(.*)$') or ''
-                                            emit('t', 'sd', 's', socket, 'n', oldNode, 'u', user,
-                                                'r', oldNode == node and 'node_down' or 'moved')
+                                            socketChange('sd', page[j], oldNode, key, oldNode == node and 'node_down' or 'moved')
                                         end
                                     end
                                 until cursor == '0'
                             end
-                            emit('t', 'sc', 's', socket, 'n', node, 'u', user, 'c', at)
+                            socketChange('sc', field, node, key, at)
                             if first then
-                                emit('t', 'uon', 'u', user)
+                                userChange('uon', key)
                                 online = online + 1
                             end
                         end
@@ -441,10 +457,8 @@ public enum PresenceScripts {
                 i = i + 3
                 result = pcall('HDEL', key, field)
                 if recording and result == 1 then
-                    local socket, held = match(field, '^([^\\31]*)\\31(.*)$')
-                    local user = tagged(key, ':u:{')
-                    emit('t', 'sd', 's', socket, 'n', node, 'u', user, 'r', reason)
-                    if entries(key, 0) == 0 then offline(key, user) end
+                    socketChange('sd', field, node, key, reason)
+                    if entries(key, 0) == 0 then offline(key) end
                 end
             else
                 return redis.error_reply('ERR presence_events: unknown operation ' .. tostring(code))
@@ -462,18 +476,16 @@ public enum PresenceScripts {
                         local e = tonumber(match(page[i + 1], '^(%d+)'))
                         if e == nil or e < now then
                             call('HDEL', key, page[i])
-                            local socket, held = match(page[i], '^([^\\31]*)\\31(.*)$')
-                            if recording and socket then
+                            if recording and find(page[i], sep, 1, true) then  -- a socket's entry
                                 pruned = true
-                                emit('t', 'sd', 's', socket, 'n', match(page[i + 1], '\\31(.*)$') or '',
-                                    'u', tagged(key, ':u:{'), 'r', 'node_down')
+                                socketChange('sd', page[i], match(page[i + 1], '\\31(.*)$') or '', key, 'node_down')
                             end
                         end
                     end
                 end
                 if scan[1] == '0' then call('HDEL', key, cursorField)
                 else call('HSET', key, cursorField, scan[1]) end
-                if pruned and entries(key, 0) == 0 then offline(key, tagged(key, ':u:{')) end
+                if pruned and entries(key, 0) == 0 then offline(key) end
             end
         end
         if counter ~= '' and (online ~= 0 or next(touched)) then
@@ -486,6 +498,7 @@ public enum PresenceScripts {
         -- The stream lives as long as its newest change: past that every entry is older than the retention.
         -- Trimmed once per call, not per entry.
         if minid then
+            if nb > 0 then flush() end
             pcall('XTRIM', stream, 'MINID', '~', minid)
             pcall('PEXPIRE', stream, ARGV[5])
         end
@@ -523,7 +536,10 @@ public enum PresenceScripts {
             local record = call('GET', ARGV[i])
             out[i + 2] = record
             gone[i] = false
-            if not record then
+            if record and not string.find(record, '\\31', 1, true) then  -- a tombstone
+                out[i + 2] = false
+                gone[i] = record
+            elseif not record then  -- a tombstone of the earlier layout, while it lasts
                 local at = string.find(ARGV[i], ':r:{', 1, true)
                 gone[i] = call('GET', string.sub(ARGV[i], 1, at) .. 'g' .. string.sub(ARGV[i], at + 2))
             else

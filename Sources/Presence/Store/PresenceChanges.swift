@@ -53,7 +53,7 @@ public struct PresenceChanges: AsyncSequence, Sendable {
                     try await registry.checkRetained(position)
                     checked = true
                 }
-                let read = try await registry.readChanges(after: position, count: 1000)
+                let read = try await registry.readChanges(after: position, count: 64)
                 let moved = read.position != position
                 position = read.position
                 buffer = read.changes.filter(filter.matches)

@@ -4,11 +4,12 @@ extension PresenceRegistry {
     /// a Redis Cluster.
     public var changeStreamKeys: [String] { ChangeStreams.keys(keys, cluster: client.isCluster) }
 
-    /// The changes recorded after `position`, up to `count` per stream, without waiting: one
+    /// The changes recorded after `position`, up to `count` entries per stream (an entry holds
+    /// the changes of one script call, at most ``ChangeStreams/changesPerEntry``), without waiting: one
     /// `XRANGE` per stream in one pipeline (each routed to its primary). Sorted by entry time
     /// (order within a stream is exact; across streams, by the primaries' clocks).
     /// - Throws: ``RedisError``.
-    public func recordedChanges(after position: ChangePosition = ChangePosition(), count: Int = 1000) async throws -> [PresenceChange] {
+    public func recordedChanges(after position: ChangePosition = ChangePosition(), count: Int = 64) async throws -> [PresenceChange] {
         try await readChanges(after: position, count: count).changes
     }
 
@@ -19,12 +20,13 @@ extension PresenceRegistry {
     public func readChanges(after position: ChangePosition, count: Int) async throws -> ChangeRead {
         let streams = changeStreamKeys
         let replies = await client.pipeline(streams.indices.map { index in
-            RedisCommand("XRANGE", streams[index], position.last[index].map { "(" + $0 } ?? "-", "+", "COUNT", String(count))
+            RedisCommand("XRANGE", streams[index], position.rangeStart(index), "+", "COUNT", String(count))
         })
         var read = ChangeRead(changes: [], position: position, isPartial: false)
         for (index, reply) in replies.enumerated() {
             let entries = try reply.get().array ?? []
-            read.changes += Self.changes(stream: index, entries: .array(entries))
+            // A position inside an entry reads that entry again: its changes read already are dropped.
+            read.changes += changes(stream: index, entries: .array(entries)).filter { !position.hasPassed($0.id) }
             if let last = entries.last?.array?.first?.string, let entry = ChangePosition.Entry(stream: index, id: last) {
                 read.position.advance(past: entry)
             }
@@ -34,11 +36,8 @@ extension PresenceRegistry {
         return read
     }
 
-    /// Decodes `XRANGE`'s (or one stream of `XREAD`'s) entries.
-    static func changes(stream: Int, entries: RedisValue) -> [PresenceChange] {
-        (entries.array ?? []).compactMap { entry in
-            guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { return nil }
-            return PresenceChange(stream: stream, id: id, fields: parts[1].fieldMap)
-        }
+    /// Decodes `XRANGE`'s entries, each into the changes it holds.
+    func changes(stream: Int, entries: RedisValue) -> [PresenceChange] {
+        (entries.array ?? []).flatMap { PresenceChange.decode(entry: $0, stream: stream, keys: keys) }
     }
 }

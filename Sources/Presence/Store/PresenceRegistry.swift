@@ -72,17 +72,23 @@ public struct PresenceRegistry: Sendable {
         let records = try replies.map { try $0.get() }
         var named = Set<String>()
         var absent: [Int] = []
+        var found = [SocketDeparture?](repeating: nil, count: socketIDs.count)
         for (index, record) in records.enumerated() {
             if let value = record.string, let record = SocketRecord(decoding: value) {
                 named.insert(record.nodeID)
-            } else if record.isNull {
+            } else if let value = record.string {
+                found[index] = SocketDeparture(decoding: value)  // a tombstone, written over the record
+            } else {
                 absent.append(index)
             }
         }
-        var found = [SocketDeparture?](repeating: nil, count: socketIDs.count)
-        if !departures { absent = [] }
-        if named.isEmpty && absent.isEmpty { return socketIDs.map { _ in SocketState(socket: nil, departure: nil) } }
-        // The table's entries and the tombstones of the sockets without a record, in one round trip.
+        if !departures {
+            absent = []
+            found = found.map { _ in nil }
+        }
+        if named.isEmpty && absent.isEmpty { return found.map { SocketState(socket: nil, departure: $0) } }
+        // The table's entries and the tombstones of the earlier layout (a key of their own, until
+        // it expires) of the sockets without a record, in one round trip.
         var commands = absent.map { RedisCommand("GET", keys.socketGone(socketIDs[$0])) }
         let nodes = Array(named)
         if !nodes.isEmpty { commands += entriesCommands(of: nodes) }

@@ -22,6 +22,9 @@ import Synchronization
 /// is possible only across a handover (a holder that POSTed and lost its lease before moving the
 /// cursor); every change carries a stable `id` for receivers to drop it.
 final class WebhookDelivery: Service, Sendable {
+    /// Stream entries per read while filling a batch.
+    static let entriesPerRead = 8
+
     /// Counters, for tests and `/metrics`.
     struct Statistics: Sendable, Equatable {
         /// Whether this instance holds the webhook's lease (delivers).
@@ -268,7 +271,14 @@ final class WebhookDelivery: Service, Sendable {
     /// The next batch after `position`: up to ``WebhookConfiguration/batchSize`` changes in
     /// stream order, those that pass the filter kept.
     private func read(after position: ChangePosition) async throws -> Batch {
-        let read = try await registry.readChanges(after: position, count: configuration.batchSize)
+        // An entry holds the changes of one script call: a few entries at a time, until a batch is full.
+        var read = try await registry.readChanges(after: position, count: Self.entriesPerRead)
+        while read.changes.count < configuration.batchSize && read.isPartial {
+            let more = try await registry.readChanges(after: read.position, count: Self.entriesPerRead)
+            read.changes += more.changes
+            read.position = more.position
+            read.isPartial = more.isPartial
+        }
         let page = read.changes
         let taken = page.prefix(configuration.batchSize)
         var next = position
