@@ -143,6 +143,13 @@ final class WebhookDelivery: Service, Sendable {
         }
     }
 
+    /// Runs `work` to its end even when the delivering task is cancelled (a graceful stop): a batch
+    /// the receiver got is acknowledged and the cursor moved past it, so that the next holder does
+    /// not deliver it again. A stop waits for it, at most the webhook's timeout.
+    private static func uncancelled<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Task { try await work() }.value
+    }
+
     /// The holder's loop: read after the cursor, POST, move the cursor; back off on failures.
     private func deliver(_ client: HTTPClient) async {
         var generation = -1
@@ -185,7 +192,8 @@ final class WebhookDelivery: Service, Sendable {
                 } else {
                     if !batch!.acknowledged && !batch!.changes.isEmpty {
                         do {
-                            try await post(batch!.changes, position: batch!.position, client: client)
+                            let (changes, position) = (batch!.changes, batch!.position)
+                            try await Self.uncancelled { try await self.post(changes, position: position, client: client) }
                         } catch {
                             failures += 1
                             checkRetention = true
@@ -207,7 +215,8 @@ final class WebhookDelivery: Service, Sendable {
                         }
                     }
                     let next = batch!.position.description
-                    switch try await lease.client.send(PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, cursor!.stored, next, leaseArgument])).int {
+                    let move = PresenceScripts.leasedSet.call(keys: [lease.key, cursorKey], arguments: [lease.holder, cursor!.stored, next, leaseArgument])
+                    switch try await Self.uncancelled({ try await self.lease.client.send(move) }).int {
                     case 1:
                         cursor = (next, batch!.position)
                         if !batch!.full { pause = configuration.pollInterval }
