@@ -53,6 +53,39 @@ struct RegistryAndSweeperTests {
         }
     }
 
+    @Test("a socket leaves its node's set only once its record went (one server: in the same call); a refused call leaves both; the set follows a socket's last event", arguments: [Topology.standalone, .cluster])
+    func nodeSetFollowsRecords(_ topology: Topology) async throws {
+        try await withRedis(topology) { (client: RedisClient) async throws in
+            let writer = PresenceWriter(client: client, configuration: fastConfiguration)
+            let keys = fastConfiguration.keys
+            func listed() async throws -> Set<String> {
+                Set(try await client.send("SMEMBERS", keys.nodeSockets("A")).array?.compactMap(\.string) ?? [])
+            }
+            let gone: [SocketEvent] = [.disconnect(socketID: "s1", userID: "u1"), .disconnect(socketID: "s2", userID: nil)]
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s1", "u1"), connectEvent("s2", nil)])
+            #expect(try await listed() == ["s1", "s2"])
+            // Redis refusing writes (out of memory): the records stay, and so do their entries in the set.
+            for primary in try await client.primaryClients() {
+                _ = try await primary.send("CONFIG", "SET", "maxmemory-policy", "noeviction")
+                _ = try await primary.send("CONFIG", "SET", "maxmemory", "1")
+            }
+            let refused = await writer.apply(nodeID: "A", incarnation: "a1", events: gone)
+            for primary in try await client.primaryClients() { _ = try await primary.send("CONFIG", "SET", "maxmemory", "0") }
+            #expect(refused.allSatisfy { if case .failure = $0 { true } else { false } }, "\(refused)")
+            #expect(try await hasRecord(client, keys.socket("s1")))
+            #expect(try await hasRecord(client, keys.socket("s2")))
+            #expect(try await listed() == ["s1", "s2"])
+            let done = await writer.apply(nodeID: "A", incarnation: "a1", events: gone)
+            #expect(try done.map { try $0.get() } == [.removed, .removed])
+            #expect(try await listed().isEmpty)
+            // Gone and back in one batch: listed, with its record.
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [connectEvent("s3", nil)])
+            _ = await writer.apply(nodeID: "A", incarnation: "a1", events: [.disconnect(socketID: "s3", userID: nil), connectEvent("s3", nil)])
+            #expect(try await listed() == ["s3"])
+            #expect(try await hasRecord(client, keys.socket("s3")))
+        }
+    }
+
     @Test("sweep removes only nodes dead longer than the grace, is idempotent, and safe when two run at once", arguments: Topology.allCases)
     func sweep(_ topology: Topology) async throws {
         try await withRedis(topology) { (client: RedisClient) async throws in

@@ -47,8 +47,15 @@ const LEAVING = new Set();
 
 /** This host's time now (milliseconds, the wall clock), as presence reads a connectedAt. */
 function nowRFC3339() {
-  return new Date().toISOString();
+  // Formatted once per millisecond: a burst of connects shares it.
+  const now = Date.now();
+  if (now !== clock.ms) {
+    clock.ms = now;
+    clock.text = new Date(now).toISOString();
+  }
+  return clock.text;
 }
+const clock = { ms: -1, text: "" };
 
 /**
  * Creates a reporter for one node (this process) and starts heartbeating at once.

@@ -219,8 +219,9 @@ public enum PresenceScripts {
     /// ARGV: node id, incarnation (`""`: any, for disconnects only), ttl ms, the change stream this
     /// node records into (`""`: none), changes retention ms, the reason of the call's disconnects,
     /// the users-online counter this node keeps (`""`: none), the last-seen retention ms and the
-    /// socket-history retention ms (`""`: keep none), then per operation its code, its key and its
-    /// arguments. Returns one value per operation. What each operation records is in
+    /// socket-history retention ms (`""`: keep none), the node's socket set where this server holds
+    /// it (one server: `x`/`X` remove from it; `""` on a cluster), then per operation its code, its
+    /// key and its arguments. Returns one value per operation. What each operation records is in
     /// `docs/changes.md`; the last-seen times, tombstones and counter in `docs/data-model.md`.
     /// - `c` connect (record key; the ``SocketRecord`` value, its connectedAt µs): writes the
     ///   record unless another node holds it with a later connectedAt (a stale report must not
@@ -229,7 +230,9 @@ public enum PresenceScripts {
     ///   replaced), -1 when ignored as stale.
     /// - `d` disconnect (record key): deletes the record only if this node (and incarnation, when
     ///   given) holds it. Returns the deleted record's value, or nil. `D`: the same, returning 1
-    ///   rather than the record (for a caller that needs nothing from it).
+    ///   rather than the record (for a caller that needs nothing from it). `x` / `X`: `d` / `D`,
+    ///   then the socket leaves the node's set unless the call failed (its record may still be
+    ///   there): on one server the set's `SREM` rides in the call rather than a round trip after it.
     /// - `a` user add (user key; field `socket␟incarnation`, record key, connectedAt µs): the entry
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
@@ -330,7 +333,8 @@ public enum PresenceScripts {
         local expiry
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
-        local i, k = 10, 0
+        local index = ARGV[10]
+        local i, k = 11, 0
         local count = #ARGV
         while i <= count do
             local code = ARGV[i]
@@ -372,19 +376,22 @@ public enum PresenceScripts {
                         if userless(record) then socketChange('sc', key, node, '', at) end
                     end
                 end
-            elseif code == 'd' or code == 'D' then
+            elseif code == 'd' or code == 'D' or code == 'x' or code == 'X' then
                 i = i + 2
                 local record = pcall('GET', key)
                 if type(record) == 'table' then
                     result = record
                 elseif record and find(record, mine, 1, true) == 1 then
                     if goneFor ~= '' then gone(key) else call('DEL', key) end
-                    if code == 'd' then result = record end
+                    if code == 'd' or code == 'x' then result = record end
                     if recording and userless(record) then  -- held by this node
                         socketChange('sd', key, node, '', reason)
                     end
                 else
                     result = false
+                end
+                if (code == 'x' or code == 'X') and index ~= '' and type(result) ~= 'table' then
+                    pcall('SREM', index, tagged(key, ':r:{'))
                 end
             elseif code == 'a' then
                 local field, socketKey, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]

@@ -18,15 +18,17 @@ extension PresenceWriter {
     /// - Parameter ordered: the prefix must have run before any operation (on a cluster they go
     ///   to different nodes, so this costs a round trip there).
     /// - Parameter reason: recorded with the `socket.disconnected` changes of the call's disconnects.
+    /// - Parameter unlisting: the node's socket set, which `x`/`X` operations remove from (one
+    ///   server only: on a cluster the set's primary is seldom the records').
     func run(
         _ operations: [SocketOperation], nodeID: String, incarnation: String?, after prefix: [RedisCommand] = [], ordered: Bool = false,
-        reason: DisconnectReason = .disconnected
+        reason: DisconnectReason = .disconnected, unlisting index: String = ""
     ) async -> (prefix: [Result<RedisValue, RedisError>], operations: [Result<RedisValue, RedisError>]) {
         if operations.isEmpty && prefix.isEmpty { return ([], []) }
         var header = Header(
             node: nodeID, incarnation: incarnation ?? "", ttl: String(configuration.socketKeyTTLMilliseconds),
             retention: configuration.changesRetentionArgument, reason: reason.rawValue,
-            lastSeen: configuration.lastSeenArgument, socketHistory: configuration.socketHistoryArgument, keys: keys, streams: [:])
+            lastSeen: configuration.lastSeenArgument, socketHistory: configuration.socketHistoryArgument, index: index, keys: keys, streams: [:])
         let streamKeys = configuration.changes ? ChangeStreams.keys(keys, cluster: client.isCluster) : []
         var groups = await client.nodeGroups(of: operations.map(\.key) + streamKeys)
         header.streams = Self.streams(streamKeys, groups: groups[operations.count...])
@@ -92,14 +94,16 @@ extension PresenceWriter {
         var reason: String
         var lastSeen: String
         var socketHistory: String
+        /// The node's socket set for `x`/`X` (`""`: none).
+        var index: String
         var keys: PresenceKeys
         /// Node group → the index of the first change stream that primary serves (none when
         /// changes are off); its users-online counter shares the stream's slot.
         var streams: [Int: Int]
 
         func arguments(group: Int) -> [String] {
-            guard let stream = streams[group] else { return [node, incarnation, ttl, "", retention, reason, "", "", ""] }
-            return [node, incarnation, ttl, keys.changeStream(stream), retention, reason, keys.onlineUsers(stream), lastSeen, socketHistory]
+            guard let stream = streams[group] else { return [node, incarnation, ttl, "", retention, reason, "", "", "", index] }
+            return [node, incarnation, ttl, keys.changeStream(stream), retention, reason, keys.onlineUsers(stream), lastSeen, socketHistory, index]
         }
     }
 

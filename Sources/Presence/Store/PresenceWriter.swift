@@ -146,6 +146,8 @@ public struct PresenceWriter: Sendable {
                 if let userID { userRemoves[userID, default: []].append(socketID) }
             }
         }
+        // The node's set leaves the round trip after the calls where one server holds it all.
+        let unlisting = !client.isCluster
         var operations: [SocketOperation] = []
         var eventOperation: [Int] = []  // event position → its operation
         operations.reserveCapacity(2 * events.count + userRemoves.count)
@@ -165,9 +167,16 @@ public struct PresenceWriter: Sendable {
                         c: String(record.connectedAtMicroseconds)))
                 }
             case .disconnect(let socketID, let userID):
-                // The record comes back only where the user must be read from it.
-                let needsRecord = userID == nil && last[socketID] == position
-                operations.append(SocketOperation(code: needsRecord ? .disconnect : .erase, key: keys.socket(socketID)))
+                // The record comes back only where the user must be read from it. On one server a
+                // socket's last disconnect also takes it out of the node's set, in the same call.
+                let isLast = last[socketID] == position
+                let code: SocketOperation.Code = switch (userID == nil && isLast, unlisting && isLast) {
+                case (true, true): .disconnectUnlisting
+                case (true, false): .disconnect
+                case (false, true): .eraseUnlisting
+                case (false, false): .erase
+                }
+                operations.append(SocketOperation(code: code, key: keys.socket(socketID)))
             }
         }
         for (userID, sockets) in userRemoves {
@@ -177,7 +186,8 @@ public struct PresenceWriter: Sendable {
             }
         }
         let (indexReplies, replies) = await run(
-            operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true)
+            operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true,
+            unlisting: unlisting ? keys.nodeSockets(nodeID) : "")
         var userFailure: RedisError?
         for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove {
             if case .failure(let error) = reply { userFailure = error; break }
@@ -202,7 +212,7 @@ public struct PresenceWriter: Sendable {
                 }
             case (.disconnect(let socketID, let knownUser), .success(let value)):
                 let isLast = last[socketID] == position
-                if isLast { settled.append(socketID) }
+                if isLast && !unlisting { settled.append(socketID) }
                 guard let deleted = value.string else {
                     outcomes.append(.success(.notHeld))
                     continue

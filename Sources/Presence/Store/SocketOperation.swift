@@ -5,6 +5,10 @@ struct SocketOperation: Sendable {
         case disconnect = "d"
         /// A disconnect whose caller needs no record back (it knows the user): answers 1, not the record.
         case erase = "D"
+        /// ``disconnect`` and ``erase``, then the socket leaves its node's set in the same call
+        /// (one server, where the call reaches the set; the socket's last event of a batch).
+        case disconnectUnlisting = "x"
+        case eraseUnlisting = "X"
         case userAdd = "a"
         case userRefresh = "f"
         case userRemove = "r"
@@ -28,7 +32,7 @@ struct SocketOperation: Sendable {
         switch code {
         case .connect: command.append(contentsOf: [a, b])
         case .userAdd: command.append(contentsOf: [a, b, c])
-        case .disconnect, .erase: break
+        case .disconnect, .erase, .disconnectUnlisting, .eraseUnlisting: break
         case .userRefresh, .userRemove: command.append(a)
         }
     }
