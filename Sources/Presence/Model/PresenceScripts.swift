@@ -231,8 +231,9 @@ public enum PresenceScripts {
     /// - `d` disconnect (record key): deletes the record only if this node (and incarnation, when
     ///   given) holds it. Returns the deleted record's value, or nil. `D`: the same, returning 1
     ///   rather than the record (for a caller that needs nothing from it). `x` / `X`: `d` / `D`,
-    ///   then the socket leaves the node's set unless the call failed (its record may still be
-    ///   there): on one server the set's `SREM` rides in the call rather than a round trip after it.
+    ///   then the socket leaves the node's set (one `SREM` of them all at the end of the call, so a
+    ///   refused call removes none): on one server the set's `SREM` rides in the call rather than
+    ///   a round trip after it.
     /// - `a` user add (user key; field `socket␟incarnation`, record key, connectedAt µs): the entry
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
@@ -333,7 +334,7 @@ public enum PresenceScripts {
         local expiry
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
-        local index = ARGV[10]
+        local index, unlisted = ARGV[10], {}  -- the node's set, and the sockets to take out of it
         local i, k = 11, 0
         local count = #ARGV
         while i <= count do
@@ -391,7 +392,7 @@ public enum PresenceScripts {
                     result = false
                 end
                 if (code == 'x' or code == 'X') and index ~= '' and type(result) ~= 'table' then
-                    pcall('SREM', index, tagged(key, ':r:{'))
+                    unlisted[#unlisted + 1] = tagged(key, ':r:{')
                 end
             elseif code == 'a' then
                 local field, socketKey, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -509,6 +510,7 @@ public enum PresenceScripts {
             pcall('XTRIM', stream, 'MINID', '~', minid)
             pcall('PEXPIRE', stream, ARGV[5])
         end
+        if #unlisted > 0 then pcall('SREM', index, unpack(unlisted)) end
         -- Extend, never shorten (another node may use a longer TTL); a new key has none yet.
         for key in pairs(touched) do
             if call('PEXPIRE', key, ttlText, 'GT') == 0 and call('PTTL', key) == -1 then call('PEXPIRE', key, ttlText) end
