@@ -126,6 +126,11 @@ public final class PresenceNode: Service, Sendable {
     /// Sockets this node holds now.
     public var socketCount: Int { state.withLock { $0.machine.sockets.count } }
 
+    /// Batches of writes that failed (whole or in part) since the node started; each failure
+    /// holds writes back for a pause of 50 ms doubling per consecutive failure, at most one
+    /// heartbeat interval, before the failed events go again.
+    public var failedBatches: Int { state.withLock { $0.machine.failedBatches } }
+
     /// Whether this node holds `socketID` now.
     public func holds(socketID: String) -> Bool { state.withLock { $0.machine.sockets[socketID] != nil } }
 

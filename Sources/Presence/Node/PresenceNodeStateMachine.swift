@@ -148,6 +148,8 @@ struct PresenceNodeStateMachine<Waiter> {
     private var writesBlockedUntil: Instant?
     private var heartbeatRetryAt: Instant?
     private var consecutiveFailures = 0
+    /// Batches that failed (whole or in part) since the start, each written again after a pause.
+    private(set) var failedBatches = 0
     private var registered = false
     /// Whether Redis answered the last call (false from a failure until the next success).
     private(set) var healthy = true
@@ -445,6 +447,7 @@ struct PresenceNodeStateMachine<Waiter> {
             }
         }
         consecutiveFailures += 1
+        failedBatches += 1
         writesBlockedUntil = now + failurePause(jitter: jitter)
         return (failAll(), false)
     }
