@@ -79,7 +79,7 @@ struct CLITests {
         #expect(away.output.split(separator: "\n").count <= 2)
     }
 
-    @Test("nodes and lookup print tables, or JSON for scripts")
+    @Test("nodes and lookup print tables, or JSON for scripts; lookup says when and why a socket went")
     func operatorCommands() async throws {
         let server = try await RedisServer.start()
         try await withClient(server) { (client: RedisClient) async throws in
@@ -96,7 +96,17 @@ struct CLITests {
             #expect(object?["nodeId"] as? String == "table-node" && object?["alive"] as? Bool == true)
             let unknown = try ChildProcess([try presenceBinary(), "lookup", "nope", "--redis", server.url])
             #expect(await unknown.wait() == 1)
-            #expect(unknown.output.contains("not alive"))
+            #expect(unknown.output.contains("not alive") && !unknown.output.contains("went at"))
+
+            _ = await writer.apply(nodeID: "table-node", incarnation: "i", events: [.disconnect(socketID: "t1", userID: "ann")])
+            let gone = try ChildProcess([try presenceBinary(), "lookup", "t1", "--redis", server.url])
+            #expect(await gone.wait() == 1)
+            #expect(gone.output.contains("not alive: it went at") && gone.output.contains("(disconnected)"), "\(gone.output)")
+            let goneJSON = try ChildProcess([try presenceBinary(), "lookup", "t1", "--json", "--redis", server.url])
+            #expect(await goneJSON.wait() == 1)
+            let departure = try JSONSerialization.jsonObject(with: Data(goneJSON.output.utf8)) as? [String: Any]
+            #expect(departure?["alive"] as? Bool == false && departure?["reason"] as? String == "disconnected")
+            #expect((departure?["disconnectedAt"] as? String).flatMap(Timestamp.parse) != nil)
         }
     }
 }
