@@ -76,15 +76,13 @@ public struct PresenceRegistry: Sendable {
         for (index, record) in records.enumerated() {
             if let value = record.string, let record = SocketRecord(decoding: value) {
                 named.insert(record.nodeID)
+            } else if !departures {
+                continue
             } else if let value = record.string {
                 found[index] = SocketDeparture(decoding: value)  // a tombstone, written over the record
             } else {
                 absent.append(index)
             }
-        }
-        if !departures {
-            absent = []
-            found = found.map { _ in nil }
         }
         if named.isEmpty && absent.isEmpty { return found.map { SocketState(socket: nil, departure: $0) } }
         // The table's entries and the tombstones of the earlier layout (a key of their own, until
