@@ -100,6 +100,16 @@ struct LastSeenTests {
             #expect(Int((at.timeIntervalSince1970 * 1000).rounded()) >= before)
             // sockets(_:) answers as before.
             #expect(try await registry.sockets(["gone", "m"]).map { $0?.nodeID } == [nil, "A"])
+            // A disconnect reported again finds the tombstone, not a record of its own: the
+            // tombstone stays the first one (when, why, its TTL), and a socket never seen gets none.
+            let first = try await client.send("GET", keys.socket("gone")).string
+            let outcomes = await writer.apply(nodeID: "A", incarnation: "a1", events: [
+                .disconnect(socketID: "gone", userID: "u"), .disconnect(socketID: "never", userID: nil),
+            ])
+            #expect(try outcomes.map { try $0.get() } == [.notHeld, .notHeld])
+            #expect(try await client.send("GET", keys.socket("gone")).string == first)
+            #expect(try await client.send("PTTL", keys.socket("gone")).int ?? 0 > 86_400_000 - 60_000)
+            #expect(try await client.send("EXISTS", keys.socket("never")).int == 0)
 
             // Moved: the record on A is displaced by B's connect; the user stays online.
             _ = await writer.apply(nodeID: "B", incarnation: "b1", events: [connectEvent("m", "mu", at: early.addingTimeInterval(1))])

@@ -97,12 +97,14 @@ struct PresenceSemanticsTests {
             let outcome = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [.disconnect(socketID: "S", userID: nil)])
             #expect(try outcome[0].get() == .notHeld)
             #expect(try await registry.socket("S")?.nodeID == "B")
+            #expect(try await client.send("PTTL", PresenceKeys(prefix: "presence").socket("S")).int ?? -2 > 0, "B's record keeps a TTL")
             // A connect report from A that is older than B's (delayed in flight) never displaces B.
             let stale = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [
                 .connect(socketID: "S", userID: "u", meta: [:], connectedAt: Date(timeIntervalSinceNow: -60)),
             ])
             #expect(try stale[0].get() == .superseded)
             #expect(try await registry.socket("S")?.nodeID == "B")
+            #expect(try await client.send("PTTL", PresenceKeys(prefix: "presence").socket("S")).int ?? -2 > 0, "B's record keeps a TTL")
             // …nor takes B's user entry, so A's coming disconnect cannot drop S from the user.
             #expect(try await registry.sockets(ofUser: "u").map(\.nodeID) == ["B"])
             let late = await a.node.writer.apply(nodeID: "A", incarnation: a.node.incarnation, events: [.disconnect(socketID: "S", userID: "u")])

@@ -304,10 +304,10 @@ public enum PresenceScripts {
         -- Redis stores without a string, written over the record it replaces: a record holds
         -- U+001F, a tombstone never does. The same value for every disconnect of a call.
         local stamp, userAt, tombstone
-        local function gone(key)  -- callers check goneFor
+        local function gone()  -- the call's tombstone; callers check goneFor
             stamp = stamp or ms(now)
             tombstone = tombstone or stamp .. (({disconnected = '1', node_down = '2', node_left = '3', moved = '4'})[reason] or '1')
-            call('SET', key, tombstone, 'PX', goneFor)
+            return tombstone
         end
         local function offline(userKey)  -- the user's last entry went: P:ls:{U} = '<ms>'
             userChange('uoff', userKey)
@@ -346,18 +346,19 @@ public enum PresenceScripts {
                 local record, at = ARGV[i + 2], ARGV[i + 3]
                 i = i + 4
                 -- The first access of each operation is a pcall: a key this node does not serve
-                -- answers an error for that operation alone.
-                local previous = pcall('GET', key)
+                -- answers an error for that operation alone. Written at once, with what was there
+                -- returned (one command, not a GET and a SET): a newer connection put back.
+                local previous = pcall('SET', key, record, 'PX', ttlText, 'GET')
                 if type(previous) == 'table' then
                     result = previous
                     unserved[key] = previous
                 elseif previous and find(previous, sep, 1, true) then  -- a record, not a tombstone
                     local holder, held, t = match(previous, '^([^\\31]*)\\31([^\\31]*)\\31(%d*)')
                     if holder ~= node and (tonumber(t) or 0) > tonumber(at) then
+                        call('SET', key, previous, 'PX', ttlText)  -- its TTL is renewed with it
                         result = -1
                         superseded[key] = true
                     else
-                        call('SET', key, record, 'PX', ttlText)
                         if holder == node and held == incarnation then
                             result = 0
                             if recording then connectedHere[key] = false end
@@ -371,7 +372,6 @@ public enum PresenceScripts {
                         end
                     end
                 else
-                    call('SET', key, record, 'PX', ttlText)
                     if recording then
                         connectedHere[key] = false
                         if userless(record) then socketChange('sc', key, node, '', at) end
@@ -379,16 +379,26 @@ public enum PresenceScripts {
                 end
             elseif code == 'd' or code == 'D' or code == 'x' or code == 'X' then
                 i = i + 2
-                local record = pcall('GET', key)
+                -- Deleted (or its tombstone written) at once, with what was there returned: one
+                -- command, not a GET and a write. What was not this node's is put back.
+                local record
+                if goneFor ~= '' then record = pcall('SET', key, gone(), 'PX', goneFor, 'GET')
+                else record = pcall('GETDEL', key) end
                 if type(record) == 'table' then
                     result = record
                 elseif record and find(record, mine, 1, true) == 1 then
-                    if goneFor ~= '' then gone(key) else call('DEL', key) end
                     if code == 'd' or code == 'x' then result = record end
                     if recording and userless(record) then  -- held by this node
                         socketChange('sd', key, node, '', reason)
                     end
                 else
+                    -- Another node's record (the socket moved), or a tombstone: back as it was,
+                    -- its TTL renewed. Nothing there: the tombstone just written goes.
+                    if record then
+                        call('SET', key, record, 'PX', (goneFor ~= '' and not find(record, sep, 1, true)) and goneFor or ttlText)
+                    elseif goneFor ~= '' then
+                        call('DEL', key)
+                    end
                     result = false
                 end
                 if (code == 'x' or code == 'X') and index ~= '' and type(result) ~= 'table' then
