@@ -528,17 +528,6 @@ public enum PresenceScripts {
         return results
         """)
 
-    /// Adds socket ids to a node's set and keeps its TTL at least `ttl`. KEYS: node sockets.
-    /// ARGV: ttl ms, socket ids…. Returns the set's size.
-    public static let indexAdd = RedisScript(name: "presence_index_add", source: """
-        for i = 2, #ARGV, 1000 do
-            redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-        end
-        local ttl = tonumber(ARGV[1])
-        if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-        return redis.call('SCARD', KEYS[1])
-        """)
-
     /// A lookup in one round trip, where one server holds every key (not on a Redis Cluster, whose
     /// records and table live on different primaries): the records of the sockets in ARGV (`GET`
     /// each), `TIME`, the table entries of the nodes they name, and for each socket without a
@@ -576,5 +565,5 @@ public enum PresenceScripts {
         """)
 
     /// Every script, for ``RedisClient/init(configuration:scripts:logger:)``.
-    public static let all: [RedisScript] = [heartbeat, leave, forget, events, indexAdd, lookup, nodeDown, goneUpdate, lease, leasedSet]
+    public static let all: [RedisScript] = [heartbeat, leave, forget, events, lookup, nodeDown, goneUpdate, lease, leasedSet]
 }

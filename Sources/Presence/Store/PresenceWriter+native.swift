@@ -66,20 +66,13 @@ extension PresenceWriter {
     ) async -> [Result<SocketEventOutcome, RedisError>]? {
         let ttl = String(configuration.socketKeyTTLMilliseconds)
         let userEntry = "\(Int(Date().timeIntervalSince1970 * 1000) + configuration.socketKeyTTLMilliseconds)\u{1F}\(nodeID)"
-        let index = keys.nodeSockets(nodeID)
 
         // The set's additions, before any record is written (a prune must find every record).
         let added = events.compactMap { event -> String? in
             if case .connect(let socketID, _, _, _) = event { return socketID }
             return nil
         }
-        var setCommands: [RedisCommand] = []
-        for chunk in added.chunked(1000) {
-            var command = RedisCommand("SADD", index)
-            command.append(contentsOf: chunk)
-            setCommands.append(command)
-        }
-        if !added.isEmpty { setCommands += Self.keepTTL(index, ttl) }
+        var setCommands = indexCommands(nodeID: nodeID, added: added, removed: [])
         if client.isCluster && !setCommands.isEmpty {
             // On a cluster the set and the records live on different nodes: the set goes first.
             if let error = Self.firstFailure(await client.pipeline(setCommands)[...]) { return events.map { _ in .failure(error) } }

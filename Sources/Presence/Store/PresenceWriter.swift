@@ -243,8 +243,11 @@ public struct PresenceWriter: Sendable {
         let index = keys.nodeSockets(nodeID)
         var commands: [RedisCommand] = []
         for chunk in added.chunked(1000) {
-            commands.append(PresenceScripts.indexAdd.call(keys: [index], arguments: [String(configuration.socketKeyTTLMilliseconds)] + chunk))
+            var command = RedisCommand("SADD", index)
+            command.append(contentsOf: chunk)
+            commands.append(command)
         }
+        if !added.isEmpty { commands += Self.keepTTL(index, String(configuration.socketKeyTTLMilliseconds)) }
         for chunk in removed.chunked(1000) {
             var command = RedisCommand("SREM", index)
             command.append(contentsOf: chunk)
