@@ -223,7 +223,7 @@ public enum PresenceScripts {
     /// it (one server: `x`/`X` remove from it; `""` on a cluster), then per operation its code, its
     /// key and its arguments. Returns one value per operation. What each operation records is in
     /// `docs/changes.md`; the last-seen times, tombstones and counter in `docs/data-model.md`.
-    /// - `c` connect (record key; the ``SocketRecord`` value, its connectedAt µs): writes the
+    /// - `c` connect (record key; the ``SocketRecord`` value): writes the
     ///   record unless another node holds it with a later connectedAt (a stale report must not
     ///   displace the newer connection, or that node's coming disconnect would delete it). Returns
     ///   1 when the socket was not already held by this incarnation, 0 when it was (record
@@ -233,7 +233,8 @@ public enum PresenceScripts {
     ///   rather than the record (for a caller that needs nothing from it). `x` / `X`: `d` / `D`,
     ///   then the socket leaves the node's set (one `SREM` of them all at the end of the call, so a
     ///   refused call removes none): on one server the set's `SREM` rides in the call rather than
-    ///   a round trip after it.
+    ///   a round trip after it. `R` (record key; user key, field): `X`, then what `r` does with
+    ///   the user key and field, one operation where one server holds both keys.
     /// - `a` user add (user key; field `socket␟incarnation`, record key, connectedAt µs): the entry
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
@@ -292,6 +293,9 @@ public enum PresenceScripts {
         local function parse(value)  -- node, incarnation, connectedAt, user of a record
             return match(value, '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)')
         end
+        local function connectedAt(record)  -- its third part, µs: cut out only where needed
+            return match(record, '^[^\\31]*\\31[^\\31]*\\31(%d*)')
+        end
         local function userless(record)  -- the fourth part (the user id) is empty
             return find(record, '\\31\\31', 1, true) ~= nil
         end
@@ -343,8 +347,8 @@ public enum PresenceScripts {
             local key = ARGV[i + 1]
             local result = 1
             if code == 'c' then
-                local record, at = ARGV[i + 2], ARGV[i + 3]
-                i = i + 4
+                local record = ARGV[i + 2]
+                i = i + 3
                 -- The first access of each operation is a pcall: a key this node does not serve
                 -- answers an error for that operation alone. Written at once, with what was there
                 -- returned (one command, not a GET and a SET): a newer connection put back.
@@ -354,7 +358,7 @@ public enum PresenceScripts {
                     unserved[key] = previous
                 elseif previous and find(previous, sep, 1, true) then  -- a record, not a tombstone
                     local holder, held, t = match(previous, '^([^\\31]*)\\31([^\\31]*)\\31(%d*)')
-                    if holder ~= node and (tonumber(t) or 0) > tonumber(at) then
+                    if holder ~= node and (tonumber(t) or 0) > tonumber(connectedAt(record)) then
                         call('SET', key, previous, 'PX', ttlText)  -- its TTL is renewed with it
                         result = -1
                         superseded[key] = true
@@ -368,17 +372,18 @@ public enum PresenceScripts {
                             if userless(previous) then
                                 socketChange('sd', key, holder, '', holder == node and 'node_down' or 'moved')
                             end
-                            if userless(record) then socketChange('sc', key, node, '', at) end
+                            if userless(record) then socketChange('sc', key, node, '', connectedAt(record)) end
                         end
                     end
                 else
                     if recording then
                         connectedHere[key] = false
-                        if userless(record) then socketChange('sc', key, node, '', at) end
+                        if userless(record) then socketChange('sc', key, node, '', connectedAt(record)) end
                     end
                 end
-            elseif code == 'd' or code == 'D' or code == 'x' or code == 'X' then
-                i = i + 2
+            elseif code == 'd' or code == 'D' or code == 'x' or code == 'X' or code == 'R' then
+                local userKey, field = ARGV[i + 2], ARGV[i + 3]  -- R only
+                i = i + (code == 'R' and 4 or 2)
                 -- Deleted (or its tombstone written) at once, with what was there returned: one
                 -- command, not a GET and a write. What was not this node's is put back.
                 local record
@@ -401,8 +406,17 @@ public enum PresenceScripts {
                     end
                     result = false
                 end
-                if (code == 'x' or code == 'X') and index ~= '' and type(result) ~= 'table' then
+                if (code == 'x' or code == 'X' or code == 'R') and index ~= '' and type(result) ~= 'table' then
                     unlisted[#unlisted + 1] = tagged(key, ':r:{')
+                end
+                if code == 'R' then  -- then its user entry goes, as r does
+                    local removed = pcall('HDEL', userKey, field)
+                    if type(removed) == 'table' then
+                        result = removed
+                    elseif recording and removed == 1 then
+                        socketChange('sd', field, node, userKey, reason)
+                        if entries(userKey, 0) == 0 then offline(userKey) end
+                    end
                 end
             elseif code == 'a' then
                 local field, socketKey, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]

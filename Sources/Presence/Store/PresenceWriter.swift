@@ -136,6 +136,9 @@ public struct PresenceWriter: Sendable {
         }
         var last: [String: Int] = [:]
         for (position, event) in events.enumerated() { last[event.socketID] = position }
+        // Where one server holds it all, the node's set and the user entries of a socket's last
+        // disconnect go in the call's operations, not in a round trip or operations after them.
+        let unlisting = !client.isCluster
         var added: [String] = []
         var userRemoves: [String: [String]] = [:]
         for (position, event) in events.enumerated() where last[event.socketID] == position {
@@ -143,11 +146,9 @@ public struct PresenceWriter: Sendable {
             case .connect(let socketID, _, _, _):
                 added.append(socketID)
             case .disconnect(let socketID, let userID):
-                if let userID { userRemoves[userID, default: []].append(socketID) }
+                if let userID, !unlisting { userRemoves[userID, default: []].append(socketID) }
             }
         }
-        // The node's set leaves the round trip after the calls where one server holds it all.
-        let unlisting = !client.isCluster
         var operations: [SocketOperation] = []
         var eventOperation: [Int] = []  // event position → its operation
         operations.reserveCapacity(2 * events.count + userRemoves.count)
@@ -158,7 +159,7 @@ public struct PresenceWriter: Sendable {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 let socketKey = keys.socket(socketID)
                 let record = SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: userID, meta: meta, connectedAt: connectedAt)
-                operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded, b: String(record.connectedAtMicroseconds)))
+                operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded))
                 // The user entry follows its socket's last connect in the same call, so that a
                 // connect found stale writes no user entry either.
                 if let userID, last[socketID] == position {
@@ -170,6 +171,12 @@ public struct PresenceWriter: Sendable {
                 // The record comes back only where the user must be read from it. On one server a
                 // socket's last disconnect also takes it out of the node's set, in the same call.
                 let isLast = last[socketID] == position
+                if let userID, isLast, unlisting {
+                    operations.append(SocketOperation(
+                        code: .eraseUnlistingRemoving, key: keys.socket(socketID), a: keys.user(userID),
+                        b: SocketRecord.userField(socketID: socketID, incarnation: incarnation)))
+                    continue
+                }
                 let code: SocketOperation.Code = switch (userID == nil && isLast, unlisting && isLast) {
                 case (true, true): .disconnectUnlisting
                 case (true, false): .disconnect
@@ -189,7 +196,7 @@ public struct PresenceWriter: Sendable {
             operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true,
             unlisting: unlisting ? keys.nodeSockets(nodeID) : "")
         var userFailure: RedisError?
-        for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove {
+        for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove || operation.code == .eraseUnlistingRemoving {
             if case .failure(let error) = reply { userFailure = error; break }
         }
         if let error = Self.firstFailure(indexReplies[...]) ?? userFailure {

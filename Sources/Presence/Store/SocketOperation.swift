@@ -9,6 +9,9 @@ struct SocketOperation: Sendable {
         /// (one server, where the call reaches the set; the socket's last event of a batch).
         case disconnectUnlisting = "x"
         case eraseUnlisting = "X"
+        /// ``eraseUnlisting``, then ``userRemove`` of the socket's user entry (one server, where
+        /// the call reaches both keys).
+        case eraseUnlistingRemoving = "R"
         case userAdd = "a"
         case userRefresh = "f"
         case userRemove = "r"
@@ -17,21 +20,22 @@ struct SocketOperation: Sendable {
     var code: Code
     /// The one key the operation touches.
     var key: String
-    /// Connect: the record's value; user operations: the field `socket␟incarnation`.
+    /// Connect: the record's value; user operations: the field `socket␟incarnation`; `R`: the user key.
     var a = ""
-    /// Connect: its connectedAt µs; user add: the record key of its connect.
+    /// User add: the record key of its connect; `R`: the field `socket␟incarnation`.
     var b = ""
     /// User add: its connect's connectedAt µs (recorded with `socket.connected`).
     var c = ""
 
-    /// Appends the code, the key and the arguments this code takes (connect 2, user add 3,
-    /// disconnect none, the other user operations 1): the script reads them by code.
+    /// Appends the code, the key and the arguments this code takes (user add 3, `R` 2, disconnect
+    /// none, connect and the other user operations 1): the script reads them by code.
     func append(to command: inout RedisCommand) {
         command.append(code.rawValue)
         command.append(key)
         switch code {
-        case .connect: command.append(contentsOf: [a, b])
+        case .connect: command.append(a)
         case .userAdd: command.append(contentsOf: [a, b, c])
+        case .eraseUnlistingRemoving: command.append(contentsOf: [a, b])
         case .disconnect, .erase, .disconnectUnlisting, .eraseUnlisting: break
         case .userRefresh, .userRemove: command.append(a)
         }
