@@ -156,8 +156,11 @@ struct WebhookTests {
                 #expect(receiver.contentTypes == ["application/json"])
                 // On one server a position is `0=<entry id>`: each batch's is its last change's id.
                 #expect(receiver.positions.allSatisfy { position in changes.contains { $0.id == position } })
+                // The delivery counts a batch once its POST answered, after the receiver has it
+                // (later changes, node-1's expiry, may be counted too).
+                try await eventually("the last batch counted") { deliveries[0].statistics.delivered >= changes.count }
                 let statistics = deliveries[0].statistics
-                #expect(statistics.holding && statistics.delivered == changes.count && statistics.failedAttempts == 0)
+                #expect(statistics.holding && statistics.failedAttempts == 0)
             }
         }
     }
