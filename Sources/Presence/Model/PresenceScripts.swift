@@ -239,7 +239,10 @@ public enum PresenceScripts {
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
     ///   `f` user refresh (user key; field): the same entry, only where it still exists, so a
-    ///   refresh never brings back an entry removed meanwhile. Return 1.
+    ///   refresh never brings back an entry removed meanwhile. Return 1. `C` (record key; the
+    ///   record, user key, field, and when the call records changes the connectedAt µs): `c`, then what `a` does with the user key and field unless the
+    ///   connect was superseded, one operation where one server holds both keys; returns what `c`
+    ///   does.
     /// - `r` user remove (user key; field): `HDEL`. The field names the incarnation, so this
     ///   removes no other node's entry. Returns 1 when removed, else 0.
     /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A
@@ -339,6 +342,52 @@ public enum PresenceScripts {
         local touched, refreshed, superseded, unserved = {}, {}, {}, {}
         local results = {}
         local index, unlisted = ARGV[10], {}  -- the node's set, and the sockets to take out of it
+        -- A user entry of a connect that was not superseded (`a`, `C`): 1, or the error.
+        local function addEntry(key, field, socketKey, at)
+            expiry = expiry or ms(now + ttl) .. '\\31' .. node
+            local written = pcall('HSET', key, field, expiry)
+            if type(written) == 'table' then return written end
+            touched[key] = true
+            if recording and written == 1 then
+                -- A new entry: the socket connected. An entry of the same socket by
+                -- another incarnation is displaced (the socket moved), in this call.
+                local n = entries(key, 1)
+                local first = n == 1  -- the user had no entry before this one
+                local displaced = connectedHere[socketKey]
+                if n > 1 and displaced then
+                    -- Its connect, in this call, displaced another incarnation's record:
+                    -- that incarnation's entry goes (when it was this user's).
+                    local holder, held, _, oldUser = parse(displaced)
+                    local old = sub(field, 1, find(field, sep, 1, true)) .. held
+                    if oldUser == tagged(key, ':u:{') and old ~= field and call('HDEL', key, old) == 1 then
+                        socketChange('sd', old, holder, key, holder == node and 'node_down' or 'moved')
+                    end
+                elseif n > 1 and displaced == nil then
+                    -- Its connect ran in another call (a cluster's deferred user add):
+                    -- look for entries of this socket by other incarnations.
+                    local socket = sub(field, 1, find(field, sep, 1, true) - 1)
+                    local pattern = string.gsub(socket, '[%*%?%[%]\\\\]', function(c) return '\\\\' .. c end) .. '\\31*'
+                    local cursor = '0'
+                    repeat
+                        local scan = call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 100)
+                        cursor = scan[1]
+                        local page = scan[2]
+                        for j = 1, #page, 2 do
+                            if page[j] ~= field and call('HDEL', key, page[j]) == 1 then
+                                local oldNode = match(page[j + 1], '\\31(.*)$') or ''
+                                socketChange('sd', page[j], oldNode, key, oldNode == node and 'node_down' or 'moved')
+                            end
+                        end
+                    until cursor == '0'
+                end
+                socketChange('sc', field, node, key, at)
+                if first then
+                    userChange('uon', key)
+                    online = online + 1
+                end
+            end
+            return 1
+        end
         local i, k = 11, 0
         local count = #ARGV
         while i <= count do
@@ -346,9 +395,10 @@ public enum PresenceScripts {
             k = k + 1
             local key = ARGV[i + 1]
             local result = 1
-            if code == 'c' then
-                local record = ARGV[i + 2]
-                i = i + 3
+            if code == 'c' or code == 'C' then
+                -- C: and its user entry (and, recording, the connectedAt µs its change carries)
+                local record, userKey, field, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+                i = i + (code == 'c' and 3 or recording and 6 or 5)
                 -- The first access of each operation is a pcall: a key this node does not serve
                 -- answers an error for that operation alone. Written at once, with what was there
                 -- returned (one command, not a GET and a SET): a newer connection put back.
@@ -380,6 +430,10 @@ public enum PresenceScripts {
                         connectedHere[key] = false
                         if userless(record) then socketChange('sc', key, node, '', connectedAt(record)) end
                     end
+                end
+                if code == 'C' and result ~= -1 and type(result) ~= 'table' then
+                    local added = addEntry(userKey, field, key, at)
+                    if added ~= 1 then result = added end
                 end
             elseif code == 'd' or code == 'D' or code == 'x' or code == 'X' or code == 'R' then
                 local userKey, field = ARGV[i + 2], ARGV[i + 3]  -- R only
@@ -426,51 +480,7 @@ public enum PresenceScripts {
                 elseif superseded[socketKey] then
                     result = 0
                 else
-                    expiry = expiry or ms(now + ttl) .. '\\31' .. node
-                    local written = pcall('HSET', key, field, expiry)
-                    if type(written) == 'table' then
-                        result = written
-                    else
-                        touched[key] = true
-                        if recording and written == 1 then
-                            -- A new entry: the socket connected. An entry of the same socket by
-                            -- another incarnation is displaced (the socket moved), in this call.
-                            local n = entries(key, 1)
-                            local first = n == 1  -- the user had no entry before this one
-                            local displaced = connectedHere[socketKey]
-                            if n > 1 and displaced then
-                                -- Its connect, in this call, displaced another incarnation's record:
-                                -- that incarnation's entry goes (when it was this user's).
-                                local holder, held, _, oldUser = parse(displaced)
-                                local old = sub(field, 1, find(field, sep, 1, true)) .. held
-                                if oldUser == tagged(key, ':u:{') and old ~= field and call('HDEL', key, old) == 1 then
-                                    socketChange('sd', old, holder, key, holder == node and 'node_down' or 'moved')
-                                end
-                            elseif n > 1 and displaced == nil then
-                                -- Its connect ran in another call (a cluster's deferred user add):
-                                -- look for entries of this socket by other incarnations.
-                                local socket = sub(field, 1, find(field, sep, 1, true) - 1)
-                                local pattern = string.gsub(socket, '[%*%?%[%]\\\\]', function(c) return '\\\\' .. c end) .. '\\31*'
-                                local cursor = '0'
-                                repeat
-                                    local scan = call('HSCAN', key, cursor, 'MATCH', pattern, 'COUNT', 100)
-                                    cursor = scan[1]
-                                    local page = scan[2]
-                                    for j = 1, #page, 2 do
-                                        if page[j] ~= field and call('HDEL', key, page[j]) == 1 then
-                                            local oldNode = match(page[j + 1], '\\31(.*)$') or ''
-                                            socketChange('sd', page[j], oldNode, key, oldNode == node and 'node_down' or 'moved')
-                                        end
-                                    end
-                                until cursor == '0'
-                            end
-                            socketChange('sc', field, node, key, at)
-                            if first then
-                                userChange('uon', key)
-                                online = online + 1
-                            end
-                        end
-                    end
+                    result = addEntry(key, field, socketKey, at)
                 end
             elseif code == 'f' then
                 local field = ARGV[i + 2]

@@ -146,7 +146,8 @@ extension PresenceWriter {
         for call in calls {
             var command = RedisCommand("EVALSHA", PresenceScripts.events.sha1, "1", operations[call[0]].key)
             command.append(contentsOf: header.arguments(group: groups[call[0]]))
-            for index in call { operations[index].append(to: &command) }
+            let recording = header.streams[groups[call[0]]] != nil  // as arguments(group:) decided
+            for index in call { operations[index].append(to: &command, recording: recording) }
             // Only the first key is declared: an ASK for it says nothing of the others, so a call of
             // several operations comes back, and they go again one by one (each ASK then is right).
             commands.append(call.count > 1 ? command.answeringAsk() : command)

@@ -159,9 +159,16 @@ public struct PresenceWriter: Sendable {
             case .connect(let socketID, let userID, let meta, let connectedAt):
                 let socketKey = keys.socket(socketID)
                 let record = SocketRecord(nodeID: nodeID, incarnation: incarnation, userID: userID, meta: meta, connectedAt: connectedAt)
-                operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded))
                 // The user entry follows its socket's last connect in the same call, so that a
-                // connect found stale writes no user entry either.
+                // connect found stale writes no user entry either: on one server in the same operation.
+                if let userID, last[socketID] == position, unlisting {
+                    operations.append(SocketOperation(
+                        code: .connectAdding, key: socketKey, a: record.encoded, b: keys.user(userID),
+                        c: SocketRecord.userField(socketID: socketID, incarnation: incarnation),
+                        d: configuration.changes ? String(record.connectedAtMicroseconds) : ""))
+                    continue
+                }
+                operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded))
                 if let userID, last[socketID] == position {
                     operations.append(SocketOperation(
                         code: .userAdd, key: keys.user(userID), a: SocketRecord.userField(socketID: socketID, incarnation: incarnation), b: socketKey,
@@ -196,7 +203,7 @@ public struct PresenceWriter: Sendable {
             operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true,
             unlisting: unlisting ? keys.nodeSockets(nodeID) : "")
         var userFailure: RedisError?
-        for (operation, reply) in zip(operations, replies) where operation.code == .userAdd || operation.code == .userRemove || operation.code == .eraseUnlistingRemoving {
+        for (operation, reply) in zip(operations, replies) where [.userAdd, .userRemove, .connectAdding, .eraseUnlistingRemoving].contains(operation.code) {
             if case .failure(let error) = reply { userFailure = error; break }
         }
         if let error = Self.firstFailure(indexReplies[...]) ?? userFailure {

@@ -2,6 +2,9 @@
 struct SocketOperation: Sendable {
     enum Code: String, Sendable {
         case connect = "c"
+        /// ``connect``, then ``userAdd`` of its user entry unless superseded (one server, where
+        /// the call reaches both keys).
+        case connectAdding = "C"
         case disconnect = "d"
         /// A disconnect whose caller needs no record back (it knows the user): answers 1, not the record.
         case erase = "D"
@@ -22,20 +25,26 @@ struct SocketOperation: Sendable {
     var key: String
     /// Connect: the record's value; user operations: the field `socket␟incarnation`; `R`: the user key.
     var a = ""
-    /// User add: the record key of its connect; `R`: the field `socket␟incarnation`.
+    /// User add: the record key of its connect; `C`: the user key; `R`: the field `socket␟incarnation`.
     var b = ""
-    /// User add: its connect's connectedAt µs (recorded with `socket.connected`).
+    /// User add: its connect's connectedAt µs (recorded with `socket.connected`); `C`: the field.
     var c = ""
+    /// `C`: its connectedAt µs, sent only in a call that records changes.
+    var d = ""
 
-    /// Appends the code, the key and the arguments this code takes (user add 3, `R` 2, disconnect
-    /// none, connect and the other user operations 1): the script reads them by code.
-    func append(to command: inout RedisCommand) {
+    /// Appends the code, the key and the arguments this code takes (user add 3, `C` 3, or 4 in
+    /// a call that records changes (`recording`), `R` 2, disconnect none, connect and the other
+    /// user operations 1): the script reads them by code.
+    func append(to command: inout RedisCommand, recording: Bool) {
         command.append(code.rawValue)
         command.append(key)
         switch code {
         case .connect: command.append(a)
         case .userAdd: command.append(contentsOf: [a, b, c])
         case .eraseUnlistingRemoving: command.append(contentsOf: [a, b])
+        case .connectAdding:
+            command.append(contentsOf: [a, b, c])
+            if recording { command.append(d) }
         case .disconnect, .erase, .disconnectUnlisting, .eraseUnlisting: break
         case .userRefresh, .userRemove: command.append(a)
         }
