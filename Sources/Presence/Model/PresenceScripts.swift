@@ -239,10 +239,10 @@ public enum PresenceScripts {
     ///   `expiresAtMs␟node`; a connect of that record key superseded earlier in the same call
     ///   writes nothing (returns 0): a stale report must not add a user entry either.
     ///   `f` user refresh (user key; field): the same entry, only where it still exists, so a
-    ///   refresh never brings back an entry removed meanwhile. Return 1. `C` (record key; the
-    ///   record, user key, field, and when the call records changes the connectedAt µs): `c`, then what `a` does with the user key and field unless the
-    ///   connect was superseded, one operation where one server holds both keys; returns what `c`
-    ///   does.
+    ///   refresh never brings back an entry removed meanwhile. Return 1.
+    /// - `C` (record key; the record, user key, field, and in a call that records changes the
+    ///   connectedAt µs): `c`, then what `a` does with the user key and field unless the connect
+    ///   was superseded: one operation where one server holds both keys. Returns what `c` does.
     /// - `r` user remove (user key; field): `HDEL`. The field names the incarnation, so this
     ///   removes no other node's entry. Returns 1 when removed, else 0.
     /// Each user key added to or refreshed keeps a TTL of at least `ttl`. A
