@@ -104,10 +104,10 @@ public struct PresenceWriter: Sendable {
         return true
     }
 
-    /// Applies socket events of one node incarnation in order. By script: one pipeline, plus a
-    /// second one when the batch holds disconnects; on a Redis Cluster the set's additions go
-    /// first, and a user add whose connect lives on another node waits for it: up to four round
-    /// trips. By native commands (``PresenceConfiguration/writeCommands``, on servers that have
+    /// Applies socket events of one node incarnation in order. By script: one pipeline on one
+    /// server, plus a second one for the user entries of disconnects reported without their user;
+    /// on a Redis Cluster the set's additions go first, a user add whose connect lives on another
+    /// node waits for it, and the set's removals follow the disconnects: up to four round trips. By native commands (``PresenceConfiguration/writeCommands``, on servers that have
     /// them): one pipeline, plus one when a record was found in place or a disconnect was
     /// reported, and more only while a swap loses a race.
     ///
