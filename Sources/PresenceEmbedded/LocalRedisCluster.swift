@@ -131,11 +131,13 @@ public final class LocalRedisCluster: Sendable {
     }
 
     /// The command line of the node on `port` (the same on every restart, so it reads its nodes.conf).
+    /// A primary stops at once on SIGTERM (`shutdown-on-sigterm now`), not after waiting up to 10 s
+    /// for a lagging or paused replica: ``stop()`` waits for each exit, and is called from async code.
     private static func arguments(port: Int, directory: URL, extraArguments: [String]) -> [String] {
         [
             "--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
             "--cluster-config-file", directory.appendingPathComponent("nodes-\(port).conf").path,
-            "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0",
+            "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0", "--shutdown-on-sigterm", "now",
             "--save", "", "--appendonly", "no", "--dir", directory.appendingPathComponent(String(port)).path,
         ] + extraArguments
     }

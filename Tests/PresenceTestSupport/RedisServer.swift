@@ -67,9 +67,12 @@ public final class RedisServer: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.directory = directory
         self.arguments = extraArguments
+        // SIGTERM stops it at once (`shutdown-on-sigterm now`): a primary would otherwise wait up to
+        // 10 s for a lagging or paused replica, and `stop()` (from `deinit`, on a test's thread)
+        // waits for the exit.
         process = try await RedisServerProcess.launch([
             "--port", String(port), "--bind", "127.0.0.1", "--unixsocket", directory.appendingPathComponent("redis.sock").path,
-            "--save", "", "--appendonly", "no", "--dir", directory.path,
+            "--save", "", "--appendonly", "no", "--dir", directory.path, "--shutdown-on-sigterm", "now",
         ] + extraArguments, server: server)
     }
 
