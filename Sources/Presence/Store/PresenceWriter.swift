@@ -165,7 +165,7 @@ public struct PresenceWriter: Sendable {
                     operations.append(SocketOperation(
                         code: .connectAdding, key: socketKey, a: record.encoded, b: keys.user(userID),
                         c: SocketRecord.userField(socketID: socketID, incarnation: incarnation),
-                        d: configuration.changes ? String(record.connectedAtMicroseconds) : ""))
+                        d: String(record.connectedAtMicroseconds)))
                     continue
                 }
                 operations.append(SocketOperation(code: .connect, key: socketKey, a: record.encoded))
@@ -203,7 +203,7 @@ public struct PresenceWriter: Sendable {
             operations, nodeID: nodeID, incarnation: incarnation, after: indexCommands(nodeID: nodeID, added: added, removed: []), ordered: true,
             unlisting: unlisting ? keys.nodeSockets(nodeID) : "")
         var userFailure: RedisError?
-        for (operation, reply) in zip(operations, replies) where [.userAdd, .userRemove, .connectAdding, .eraseUnlistingRemoving].contains(operation.code) {
+        for (operation, reply) in zip(operations, replies) where operation.code.changesUserEntry {
             if case .failure(let error) = reply { userFailure = error; break }
         }
         if let error = Self.firstFailure(indexReplies[...]) ?? userFailure {

@@ -18,6 +18,14 @@ struct SocketOperation: Sendable {
         case userAdd = "a"
         case userRefresh = "f"
         case userRemove = "r"
+
+        /// Whether the operation changes a user entry (a failure of one fails the whole batch).
+        var changesUserEntry: Bool {
+            switch self {
+            case .userAdd, .userRemove, .connectAdding, .eraseUnlistingRemoving: true
+            case .connect, .disconnect, .erase, .disconnectUnlisting, .eraseUnlisting, .userRefresh: false
+            }
+        }
     }
 
     var code: Code
@@ -29,7 +37,7 @@ struct SocketOperation: Sendable {
     var b = ""
     /// User add: its connect's connectedAt µs (recorded with `socket.connected`); `C`: the field.
     var c = ""
-    /// `C`: its connectedAt µs, sent only in a call that records changes.
+    /// `C`: its connectedAt µs, sent only in a call that records changes (`recording`).
     var d = ""
 
     /// Appends the code, the key and the arguments this code takes (user add 3, `C` 3, or 4 in
