@@ -114,7 +114,7 @@ public final class PresenceNode: Service, Sendable {
         try PresenceID.validate(socketID, field: "socketId")
         let cluster = writer.client.isCluster
         let (held, wake) = state.withLock { state in
-            let userID = cluster ? state.machine.sockets[socketID]?.userID : nil
+            let userID = cluster ? state.machine.socket(socketID)?.userID : nil
             let held = state.machine.disconnected(socketID)
             if held && cluster { state.recentDisconnects.append(socketID, userID: userID, at: .now) }
             return (held, held ? state.wakeForChange() : nil)
@@ -124,7 +124,7 @@ public final class PresenceNode: Service, Sendable {
     }
 
     /// Sockets this node holds now.
-    public var socketCount: Int { state.withLock { $0.machine.sockets.count } }
+    public var socketCount: Int { state.withLock { $0.machine.socketCount } }
 
     /// Batches of writes that failed (whole or in part) since the node started; each failure
     /// holds writes back for a pause of 50 ms doubling per consecutive failure, at most one
@@ -132,7 +132,7 @@ public final class PresenceNode: Service, Sendable {
     public var failedBatches: Int { state.withLock { $0.machine.failedBatches } }
 
     /// Whether this node holds `socketID` now.
-    public func holds(socketID: String) -> Bool { state.withLock { $0.machine.sockets[socketID] != nil } }
+    public func holds(socketID: String) -> Bool { state.withLock { $0.machine.socket(socketID) != nil } }
 
     /// Waits until every change recorded before the call is in Redis (registering first, and
     /// finishing a recovery under way, if needed).
@@ -334,7 +334,7 @@ public final class PresenceNode: Service, Sendable {
             guard generation != state.failoverGeneration else { return nil }
             state.failoverGeneration = generation
             if slots.isEmpty { return nil }
-            return (slots, state.machine.sockets.mapValues(\.userID), Array(state.recentDisconnects.current(now: .now)))
+            return (slots, Dictionary(uniqueKeysWithValues: state.machine.allSockets.map { ($0.id, $0.socket.userID) }), Array(state.recentDisconnects.current(now: .now)))
         }
         guard let (slots, local, recent) = claimed else { return }
         let keys = configuration.keys
@@ -387,7 +387,7 @@ public final class PresenceNode: Service, Sendable {
         while true {
             do {
                 _ = try await writer.leave(nodeID: nodeID, incarnation: incarnation)
-                let ids = state.withLock { Array($0.machine.sockets.keys) }
+                let ids = state.withLock { $0.machine.socketIDs }
                 for chunk in ids.chunked(configuration.batchSize) {
                     _ = try await writer.removeSockets(nodeID: nodeID, incarnation: incarnation, socketIDs: Array(chunk))
                 }

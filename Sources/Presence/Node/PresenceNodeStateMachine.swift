@@ -97,6 +97,8 @@ struct PresenceNodeStateMachine<Waiter> {
 
     private struct Batch {
         var events: [SocketEvent]
+        /// Where each event's socket lives in ``sockets``.
+        var slots: [Int]
         var rewrite: Bool
         /// The oldest change it carries (`Int.max` for a rewrite, which carries none).
         var lowestSequence: Int
@@ -115,12 +117,9 @@ struct PresenceNodeStateMachine<Waiter> {
 
     let settings: Settings
 
-    // Local truth.
-    private(set) var sockets: [String: LocalSocket] = [:]
+    // Local truth, and the changes not yet written.
+    private var sockets = LocalSockets<LocalSocket, Change>()
     private(set) var userSocketCounts: [String: Int] = [:]
-
-    // Changes.
-    private var pending = PendingChanges<Change>()
     private var sequence = 0
     private var batches: [Int: Batch] = [:]
     private var nextBatch = 0
@@ -166,18 +165,31 @@ struct PresenceNodeStateMachine<Waiter> {
 
     /// The node accepted a socket (or it changed user or meta).
     mutating func connected(_ socketID: String, _ socket: LocalSocket) {
-        if let previous = sockets.updateValue(socket, forKey: socketID) { release(previous.userID) }
+        sequence += 1
+        if let previous = sockets.update(socketID, socket: socket, change: .connect, sequence: sequence) { release(previous.userID) }
         if let userID = socket.userID { userSocketCounts[userID, default: 0] += 1 }
-        record(socketID, .connect)
     }
 
     /// A socket of the node is gone. Returns whether the node held it.
     mutating func disconnected(_ socketID: String) -> Bool {
-        guard let previous = sockets.removeValue(forKey: socketID) else { return false }
+        guard let slot = sockets.slot(socketID), let previous = sockets[slot: slot].socket else { return false }
+        sequence += 1
+        sockets.update(socketID, socket: nil, change: .disconnect(userID: previous.userID, last: previous), sequence: sequence)
         release(previous.userID)
-        record(socketID, .disconnect(userID: previous.userID, last: previous))
         return true
     }
+
+    /// The socket `socketID` names, if the node holds it.
+    func socket(_ socketID: String) -> LocalSocket? { sockets[socketID] }
+
+    /// How many sockets the node holds.
+    var socketCount: Int { sockets.count }
+
+    /// The ids of the sockets the node holds, in no order.
+    var socketIDs: [String] { sockets.ids }
+
+    /// Every socket the node holds with its id, in no order.
+    var allSockets: [(id: String, socket: LocalSocket)] { sockets.held.map { ($0.id, $0.socket!) } }
 
     private mutating func release(_ userID: String?) {
         guard let userID else { return }
@@ -185,9 +197,9 @@ struct PresenceNodeStateMachine<Waiter> {
         userSocketCounts[userID] = left > 0 ? left : nil
     }
 
-    private mutating func record(_ socketID: String, _ change: Change) {
+    private mutating func record(_ slot: Int, _ change: Change) {
         sequence += 1
-        pending.record(socketID, change, sequence: sequence)
+        sockets.record(slot, change, sequence: sequence)
     }
 
     // MARK: Lifecycle
@@ -197,7 +209,7 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func start() {
         running = true
         stopped = false
-        pending.removeAll()
+        sockets.forgetChanges()
         batches = [:]
         heartbeatInFlight = nil
         refreshing = false
@@ -222,7 +234,7 @@ struct PresenceNodeStateMachine<Waiter> {
 
     /// For a graceful shutdown: the changes not yet written, to be sent once before leaving.
     mutating func drain() -> [SocketEvent] {
-        pending.takeAll().map { event(for: $0.socketID, change: $0.change) }
+        sockets.takeAll().map(event(for:))
     }
 
     /// The heartbeat interval passed.
@@ -270,26 +282,26 @@ struct PresenceNodeStateMachine<Waiter> {
     }
 
     private var isQuiescent: Bool {
-        pending.isEmpty && batches.isEmpty && rewriteQueue.isEmpty && !reconcileWanted && !reconciling && !removing
+        !sockets.hasPending && batches.isEmpty && rewriteQueue.isEmpty && !reconcileWanted && !reconciling && !removing
     }
 
     private mutating func nextChangeBatch() -> Action? {
-        if pending.isEmpty { return nil }
+        if !sockets.hasPending { return nil }
         if batches.values.count(where: { !$0.rewrite }) >= settings.changeBatchesInFlight { return nil }
-        // One lookup per pending change: this runs for every event.
-        let taken = pending.take(upTo: settings.batchSize)
+        // No lookup: this runs for every event.
+        let taken = sockets.take(upTo: settings.batchSize)
         if taken.isEmpty { return nil }
         var events: [SocketEvent] = []
         events.reserveCapacity(taken.count)
         var lowest = Int.max
         var written: [String: LocalSocket] = [:]
-        for (id, change, sequence) in taken {
-            lowest = min(lowest, sequence)
-            let event = event(for: id, change: change)
-            if case .disconnect = event, case .disconnect(_, let last?) = change { written[id] = last }
+        for (_, entry) in taken {
+            lowest = min(lowest, entry.sequence)
+            let event = event(for: entry)
+            if case .disconnect = event, case .disconnect(_, let last?) = entry.change { written[entry.id] = last }
             events.append(event)
         }
-        return launch(events, rewrite: false, lowestSequence: lowest, written: written)
+        return launch(events, slots: taken.map(\.slot), rewrite: false, lowestSequence: lowest, written: written)
     }
 
     private mutating func nextRewriteBatch(now: Instant) -> Next {
@@ -299,45 +311,48 @@ struct PresenceNodeStateMachine<Waiter> {
         if batches.values.count(where: \.rewrite) >= inFlight { return .wait(until: nil) }
         if let notBefore = rewriteNotBefore, now < notBefore { return .wait(until: notBefore) }
         var events: [SocketEvent] = []
+        var slots: [Int] = []
         while events.count < size, let id = rewriteQueue.popLast() {
             // A pending change writes it anyway; a batch in flight is writing it; a gone socket
             // had its disconnect recorded.
-            guard pending[id] == nil, !pending.isInFlight(id), sockets[id] != nil else { continue }
-            events.append(event(for: id, change: pending[id]?.change))
+            guard let slot = sockets.slot(id) else { continue }
+            let entry = sockets[slot: slot]
+            guard entry.change == nil, !entry.inFlight, entry.socket != nil else { continue }
+            events.append(event(for: entry))
+            slots.append(slot)
         }
         // Each batch takes its share of half an interval: the whole set is spread over it.
         rewriteNotBefore = rewriteNotBefore.map { max($0, now) + settings.heartbeatInterval / 2 * (Double(events.count) / Double(max(rewriteTotal, 1))) }
         if events.isEmpty { return .wait(until: nil) }
-        return .run(launch(events, rewrite: true, lowestSequence: .max, at: now))
+        return .run(launch(events, slots: slots, rewrite: true, lowestSequence: .max, at: now))
     }
 
     private mutating func launch(
-        _ events: [SocketEvent], rewrite: Bool, lowestSequence: Int, at now: Instant? = nil, written: [String: LocalSocket] = [:]
+        _ events: [SocketEvent], slots: [Int], rewrite: Bool, lowestSequence: Int, at now: Instant? = nil, written: [String: LocalSocket] = [:]
     ) -> Action {
         let id = nextBatch
         nextBatch += 1
-        batches[id] = Batch(events: events, rewrite: rewrite, lowestSequence: lowestSequence, startedAt: now)
-        // A change batch took its sockets from `pending`, which marked them in flight.
-        if rewrite { pending.markInFlight(events.lazy.map(\.socketID)) }
+        batches[id] = Batch(events: events, slots: slots, rewrite: rewrite, lowestSequence: lowestSequence, startedAt: now)
+        // A change batch took its sockets' changes, which marked them in flight.
+        if rewrite { for slot in slots { sockets.markInFlight(slot) } }
         return .write(batch: id, events: events, written: written)
     }
 
-    /// The event that brings Redis to the local truth for `socketID`, whose pending change (if
-    /// any) is `change`.
-    private func event(for socketID: String, change: Change?) -> SocketEvent {
-        if let socket = sockets[socketID] {
-            return .connect(socketID: socketID, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
+    /// The event that brings Redis to the local truth for a socket, as its slot holds it.
+    private func event(for entry: LocalSockets<LocalSocket, Change>.Entry) -> SocketEvent {
+        if let socket = entry.socket {
+            return .connect(socketID: entry.id, userID: socket.userID, meta: socket.meta, connectedAt: socket.connectedAt)
         }
-        if case .disconnect(let userID, _)? = change {
-            return .disconnect(socketID: socketID, userID: userID)
+        if case .disconnect(let userID, _)? = entry.change {
+            return .disconnect(socketID: entry.id, userID: userID)
         }
-        return .disconnect(socketID: socketID, userID: nil)
+        return .disconnect(socketID: entry.id, userID: nil)
     }
 
     private mutating func nextRefreshSlice() -> [(socketID: String, userID: String?)]? {
         if sockets.isEmpty { return nil }
         if refreshQueue.isEmpty {
-            refreshQueue = Array(sockets.keys)
+            refreshQueue = sockets.ids
             refreshPerHeartbeat = Int((Double(refreshQueue.count) * settings.refreshShare).rounded(.up))
         }
         var slice: [(socketID: String, userID: String?)] = []
@@ -382,7 +397,7 @@ struct PresenceNodeStateMachine<Waiter> {
     /// is reconciled. Returns how many were queued.
     @discardableResult
     mutating func writesMayBeLost(_ affected: (String, LocalSocket) -> Bool, now: Instant, jitter: Double) -> Int {
-        let ids = sockets.compactMap { affected($0.key, $0.value) ? $0.key : nil }
+        let ids = sockets.held.compactMap { affected($0.id, $0.socket!) ? $0.id : nil }
         if ids.isEmpty { return 0 }
         let queued = Set(rewriteQueue)
         let fresh = ids.filter { !queued.contains($0) }
@@ -421,7 +436,7 @@ struct PresenceNodeStateMachine<Waiter> {
     /// - Returns: flush waiters to fail, and whether Redis had been failing until now.
     mutating func batchFinished(_ batch: Int, failed: Set<String>, now: Instant, jitter: Double) -> (fail: [Waiter], recovered: Bool) {
         guard let finished = batches.removeValue(forKey: batch) else { return ([], false) }
-        pending.finished(finished.events.lazy.map(\.socketID))
+        sockets.finished(finished.slots)
         if finished.rewrite, rewritePaced, let startedAt = finished.startedAt {
             let pause = congestionPause(roundTrip: now - startedAt)
             if pause > .zero {
@@ -436,13 +451,21 @@ struct PresenceNodeStateMachine<Waiter> {
         }
         for event in finished.events where failed.contains(event.socketID) {
             let id = event.socketID
+            guard let slot = sockets.slot(id) else {
+                // Gone and forgotten: a disconnect that failed is put back.
+                if case .disconnect(_, let userID) = event, !finished.rewrite {
+                    sequence += 1
+                    sockets.update(id, socket: nil, change: .disconnect(userID: userID, last: nil), sequence: sequence)
+                }
+                continue
+            }
+            let entry = sockets[slot: slot]
             if finished.rewrite {
-                if sockets[id] != nil { rewriteQueue.append(id) }
-            } else if pending[id] == nil {
-                sequence += 1
+                if entry.socket != nil { rewriteQueue.append(id) }
+            } else if entry.change == nil {
                 switch event {
-                case .connect: if sockets[id] != nil { pending.record(id, .connect, sequence: sequence) }
-                case .disconnect(_, let userID): if sockets[id] == nil { pending.record(id, .disconnect(userID: userID, last: nil), sequence: sequence) }
+                case .connect: if entry.socket != nil { record(slot, .connect) }
+                case .disconnect(_, let userID): if entry.socket == nil { record(slot, .disconnect(userID: userID, last: nil)) }
                 }
             }
         }
@@ -465,8 +488,10 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func refreshFinished(missing: [String]?) -> [Waiter] {
         refreshing = false
         guard let missing else { return failAll() }
-        for id in missing where sockets[id] != nil && pending[id] == nil && !pending.isInFlight(id) {
-            record(id, .connect)
+        for id in missing {
+            guard let slot = sockets.slot(id) else { continue }
+            let entry = sockets[slot: slot]
+            if entry.socket != nil && entry.change == nil && !entry.inFlight { record(slot, .connect) }
         }
         return []
     }
@@ -480,12 +505,12 @@ struct PresenceNodeStateMachine<Waiter> {
             reconcileWanted = true
             return ([], failAll())
         }
-        let missing = sockets.keys.filter { !listed.contains($0) && pending[$0] == nil && !pending.isInFlight($0) }
+        let missing = sockets.held.compactMap { !listed.contains($0.id) && $0.change == nil && !$0.inFlight ? $0.id : nil }
         if !missing.isEmpty {
             rewriteQueue.append(contentsOf: missing)
             rewriteNotBefore = nil
         }
-        let extra = listed.filter { sockets[$0] == nil && pending[$0] == nil && !pending.isInFlight($0) }
+        let extra = listed.filter { id in sockets.slot(id).map { sockets[slot: $0].isIdle } ?? true }
         removing = !extra.isEmpty
         return (Array(extra), [])
     }
@@ -518,14 +543,15 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func settledWaiters() -> [Waiter] {
         if flushWaiters.isEmpty || !registered || !rewriteQueue.isEmpty || reconcileWanted || reconciling || removing { return [] }
         if batches.values.contains(where: \.rewrite) { return [] }
-        // The oldest change not yet written. A waiter waits for every change older than it; once
-        // one is found that is not newer than every waiter, none can go, and the scan stops: a
-        // long queue is not scanned after each batch.
+        // The oldest change not yet written: of the batches in flight, or of the changes that can
+        // be taken (one waiting for its socket's batch is newer than that batch's). A waiter waits
+        // for every change older than it; once one is found that is not newer than every waiter,
+        // none can go, and the scan stops: a long queue is not scanned after each batch.
         let earliestWaiter = flushWaiters.reduce(Int.max) { min($0, $1.sequence) }
         var oldest = Int.max
         for batch in batches.values { oldest = min(oldest, batch.lowestSequence) }
         if oldest <= earliestWaiter { return [] }
-        for sequence in pending.sequences where sequence < oldest {
+        for sequence in sockets.sequences where sequence < oldest {
             oldest = sequence
             if oldest <= earliestWaiter { return [] }
         }
@@ -564,7 +590,7 @@ struct PresenceNodeStateMachine<Waiter> {
     /// when `now` is nil), its batches spread over half a heartbeat interval; then a reconcile.
     private mutating func beginRewrite(now: Instant?, jitter: Duration) {
         refreshQueue = []
-        rewriteQueue = Array(sockets.keys)
+        rewriteQueue = sockets.ids
         reconcileWanted = true
         rewritePaced = now != nil
         rewriteTotal = rewriteQueue.count
@@ -580,6 +606,6 @@ struct PresenceNodeStateMachine<Waiter> {
 extension PresenceNodeStateMachine {
     /// What the node is doing, for tests and logs.
     var summary: (pending: Int, inFlight: Int, rewriteQueued: Int, registered: Bool, reconciling: Bool) {
-        (pending.count, batches.count, rewriteQueue.count, registered, reconcileWanted || reconciling || removing)
+        (sockets.pendingCount, batches.count, rewriteQueue.count, registered, reconcileWanted || reconciling || removing)
     }
 }
