@@ -78,21 +78,23 @@ struct PresenceNodeStateMachineTests {
 
     @Test("the first registration writes every socket at once in full batches, then reconciles and removes what the node does not hold")
     func firstRegistration() {
-        var machine = machine(sockets: 250)
+        var machine = machine(sockets: 350)
         machine.start()
         _ = actions(&machine, at: t0)
         let answer = machine.heartbeatAnswered(result(.new, indexed: 0), now: t0, jitter: 0.9)
         #expect(!answer.resync, "a first registration is not a recovery")
         let step = actions(&machine, at: t0)
         let batches = writes(step.actions)
-        #expect(batches.map(\.events.count) == [100, 100], "unpaced: full batches, two in flight, no delay")
+        #expect(machine.settings.changeBatchesInFlight == 3)
+        #expect(batches.map(\.events.count) == [100, 100, 100], "unpaced: full batches, three in flight, no delay")
         for (batch, _) in batches { _ = machine.batchFinished(batch, failed: [], now: t0, jitter: 0) }
         let rest = writes(actions(&machine, at: t0).actions)
         #expect(rest.map(\.events.count) == [50])
-        _ = machine.batchFinished(rest[0].batch, failed: [], now: t0, jitter: 0)
+        guard let last = rest.first else { return }
+        _ = machine.batchFinished(last.batch, failed: [], now: t0, jitter: 0)
         let listing = actions(&machine, at: t0).actions
         guard case .listSet? = listing.first else { Issue.record("expected a reconcile, got \(listing)"); return }
-        let (remove, _) = machine.reconcile(listed: Set((0..<250).map { "s\($0)" } + ["old-1", "old-2"]))
+        let (remove, _) = machine.reconcile(listed: Set((0..<350).map { "s\($0)" } + ["old-1", "old-2"]))
         #expect(Set(remove) == ["old-1", "old-2"])
     }
 

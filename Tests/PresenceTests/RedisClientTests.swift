@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Presence
+@testable import Presence
 import PresenceTestSupport
 import Synchronization
 import Testing
@@ -192,6 +192,37 @@ struct RedisClientTests {
             _ = try await client.send("SCRIPT", "FLUSH")
             let results = await client.pipeline([script.call(keys: [], arguments: ["a"]), RedisCommand("PING"), script.call(keys: [], arguments: ["b"])])
             #expect(try results.map { try $0.get().string } == ["a", "PONG", "b"])
+        }
+    }
+
+    @Test("pipelines written ahead of the replies before them: each caller gets its own, after NOSCRIPT too")
+    func pipelinesAhead() async throws {
+        let server = try await RedisServer.start()
+        let script = RedisScript(name: "push", source: "redis.call('RPUSH', KEYS[1], ARGV[1]) return ARGV[1]")
+        var configuration = server.configuration
+        configuration.maximumPipelineLength = 1  // one request per pipeline
+        try await withClient(server) { (admin: RedisClient) async throws in
+            try await withClient(configuration, scripts: [script]) { (client: RedisClient) async throws in
+                _ = try await client.send("SCRIPT", "FLUSH")
+                // A pop blocks the connection until the admin pushes; meanwhile the callers queue.
+                let gate = Task { try await client.send("BLPOP", "gate", "30") }
+                while try await !admin.send("CLIENT", "LIST").string!.contains("cmd=blpop") { await Task.yield() }
+                let callers = 40
+                try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                    for caller in 0..<callers {
+                        group.addTask { (caller, try await client.send(script.call(keys: ["log"], arguments: ["\(caller)"])).string) }
+                    }
+                    while client.waitingRequests < callers { await Task.yield() }
+                    _ = try await admin.send("RPUSH", "gate", "open")
+                    let opened = try await gate.value
+                    #expect(opened.array?.last?.string == "open")
+                    // Each pipeline went out before the one ahead of it was answered, every one met
+                    // NOSCRIPT, and each caller still got its own reply, its script run once.
+                    for try await (caller, reply) in group { #expect(reply == "\(caller)") }
+                }
+                let log = try await admin.send("LRANGE", "log", "0", "-1").array?.compactMap(\.string) ?? []
+                #expect(log.sorted() == (0..<callers).map { "\($0)" }.sorted())
+            }
         }
     }
 

@@ -29,6 +29,9 @@ public final class RedisClient: Service, Sendable {
     public let failovers = RedisFailovers()
     private let scripts: [RedisScript]
     private let queue = RedisRequestQueue()
+
+    /// Requests waiting for the I/O thread (for tests).
+    var waitingRequests: Int { queue.count }
     /// What the live connection learned of its server (standalone and Sentinel; a cluster asks its
     /// node clients).
     let serverInfoCache = RedisServerInfoCache()

@@ -125,6 +125,14 @@ final class RedisConnection {
         }
     }
 
+    /// Writes what is buffered. A failure leaves the connection broken: the next read reports it.
+    func flush() {
+        var done: Int32 = 0
+        while done == 0 {
+            if redisBufferWrite(context, &done) != REDIS_OK { return }
+        }
+    }
+
     /// Writes what is buffered and reads the next reply.
     /// - Returns: the reply, or `.failure` for an error reply (the connection is still usable).
     /// - Throws: on an I/O or protocol failure; the connection must then be dropped.

@@ -31,41 +31,75 @@ final class RedisIOLoop: @unchecked Sendable {
         self.sentinel = configuration.sentinel.map { SentinelResolver($0, clientName: configuration.clientName) }
     }
 
-    /// Runs until the queue is closed and drained.
+    /// A pipeline written whose replies are not read yet.
+    private struct Sent {
+        var batch: [RedisRequestQueue.Request]
+        var connection: RedisConnection
+    }
+
+    /// Runs until the queue is closed and drained. The requests waiting are written as one
+    /// pipeline before the replies of the one written before it are read, so that the server has
+    /// the next commands while the previous replies travel back and are decoded (one pipeline
+    /// ahead, so that a failure or a retry concerns at most two).
     func run() {
-        while let batch = queue.take(limit: configuration.maximumPipelineLength) {
-            process(batch)
+        var inFlight: Sent?
+        while true {
+            let batch = queue.take(limit: configuration.maximumPipelineLength, wait: inFlight == nil)
+            if batch == nil && inFlight == nil { break }
+            var next = batch.flatMap(send)
+            if let sent = inFlight { finish(sent, ahead: &next) }
+            inFlight = next
         }
         connection = nil
         serverInfo.disconnected()
         machine.closed()
     }
 
-    private func process(_ batch: [RedisRequestQueue.Request]) {
-        let connection: RedisConnection
+    /// Writes `batch` as one pipeline, connecting first if needed. Returns `nil` when there is no
+    /// connection: the batch has failed then.
+    private func send(_ batch: [RedisRequestQueue.Request]) -> Sent? {
         switch connected() {
-        case .success(let live): connection = live
+        case .success(let connection):
+            write(batch.map(\.commands), transactions: batch.map(\.transaction), on: connection)
+            return Sent(batch: batch, connection: connection)
         case .failure(let error):
             for request in batch { request.fail(error) }
-            return
+            return nil
         }
-        let transactions = batch.map(\.transaction)
-        let (exchanged, broken) = exchange(batch.map(\.commands), transactions: transactions, on: connection)
-        var replies = exchanged
+    }
+
+    /// Reads the replies of `sent` and answers its callers. `ahead`, written after it on the same
+    /// connection, is answered first when this one's replies drop the connection (its replies
+    /// are read from it before it goes) or ask for scripts to be loaded again (which needs the
+    /// connection to itself).
+    private func finish(_ sent: Sent, ahead: inout Sent?) {
+        let transactions = sent.batch.map(\.transaction)
+        let (read, broken) = read(sent.batch.map(\.commands), transactions: transactions, on: sent.connection)
+        var replies = read
         let verdict = machine.exchangeFinished(replies, transactions: transactions, broken: broken)
-        if !verdict.missingScripts.isEmpty { retryMissingScripts(verdict.missingScripts, of: batch, &replies, on: connection) }
+        if verdict.dropConnection || !verdict.missingScripts.isEmpty, let behind = ahead {
+            ahead = nil
+            var none: Sent?
+            finish(behind, ahead: &none)
+        }
+        if !verdict.missingScripts.isEmpty { retryMissingScripts(verdict.missingScripts, of: sent.batch, &replies, on: sent.connection) }
         if verdict.demoted {
             logger.warning("Redis answered READONLY: the server was demoted to a replica; reconnecting", metadata: ["endpoint": "\(configuration.endpoint)"])
         }
-        if verdict.dropConnection { drop() }
-        for (request, results) in zip(batch, replies) {
+        if verdict.dropConnection, connection === sent.connection { drop() }
+        for (request, results) in zip(sent.batch, replies) {
             request.continuation.resume(returning: results.map(RedisConnectionStateMachine.callerResult))
         }
     }
 
-    /// Writes every command of every group, then reads every reply, in order. After a failed read
-    /// every later reply fails with that error (`broken`).
+    /// Writes every command of every group, then reads every reply, in order.
     private func exchange(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) -> (replies: [[Result<RedisValue, RedisError>]], broken: RedisError?) {
+        write(groups, transactions: transactions, on: connection)
+        return read(groups, transactions: transactions, on: connection)
+    }
+
+    /// Writes every command of every group (a transaction's in `MULTI`/`EXEC`).
+    private func write(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) {
         var written = 0
         for (commands, transaction) in zip(groups, transactions) {
             if transaction { connection.append(RedisCommand("MULTI")) }
@@ -73,7 +107,13 @@ final class RedisIOLoop: @unchecked Sendable {
             if transaction { connection.append(RedisCommand("EXEC")) }
             written += commands.count + (transaction ? 2 : 0)
         }
+        connection.flush()
         metrics.recordRoundTrip(commands: written)
+    }
+
+    /// Reads the replies of groups written by ``write(_:transactions:on:)``, in order. After a
+    /// failed read every later reply fails with that error (`broken`).
+    private func read(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) -> (replies: [[Result<RedisValue, RedisError>]], broken: RedisError?) {
         var broken: RedisError?
         func next() -> Result<RedisValue, RedisError> {
             if let broken { return .failure(broken) }
@@ -134,7 +174,8 @@ final class RedisIOLoop: @unchecked Sendable {
 
     /// After `SCRIPT FLUSH` (or a server that lost its cache) `EVALSHA` answers `NOSCRIPT`:
     /// load the scripts again and send those calls once more, in their original order relative to
-    /// each other, but after the commands that followed them in the first pipeline. (The presence
+    /// each other, but after the commands that followed them in their pipeline and in the one
+    /// written behind it. (The presence
     /// writer keeps its invariants under that reordering; see `PresenceWriter.apply`.)
     private func retryMissingScripts(
         _ positions: [RedisConnectionStateMachine.Position], of batch: [RedisRequestQueue.Request],
@@ -144,7 +185,7 @@ final class RedisIOLoop: @unchecked Sendable {
         let retried = positions.map { batch[$0.request].commands[$0.command] }
         let loads = scripts.map { RedisCommand("SCRIPT", "LOAD", $0.source) }
         let (answers, broken) = exchange([loads, retried], transactions: [false, false], on: connection)
-        if broken != nil, machine.exchangeFinished(answers, transactions: [false, false], broken: broken).dropConnection { drop() }
+        if broken != nil, machine.exchangeFinished(answers, transactions: [false, false], broken: broken).dropConnection, self.connection === connection { drop() }
         for (position, result) in zip(positions, answers[1]) {
             if case .failure(let error) = result, error.message.hasPrefix("NOSCRIPT") {
                 let sha = batch[position.request].commands[position.command].arguments.dropFirst().first ?? "?"

@@ -36,12 +36,13 @@ final class RedisRequestQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Blocks until requests wait, then takes them (at least one, then up to `limit` commands).
-    /// Returns `nil` once the queue is closed and empty.
-    func take(limit: Int) -> [Request]? {
+    /// Takes the requests waiting (at least one, then up to `limit` commands); with `wait`, blocks
+    /// until one waits. Returns `nil` when none waits (with `wait`: once the queue is closed and
+    /// empty).
+    func take(limit: Int, wait: Bool = true) -> [Request]? {
         condition.lock()
         defer { condition.unlock() }
-        while waiting.isEmpty && !closed { condition.wait() }
+        while wait && waiting.isEmpty && !closed { condition.wait() }
         if waiting.isEmpty { return nil }
         var total = 0
         var count = 0
@@ -57,6 +58,13 @@ final class RedisRequestQueue: @unchecked Sendable {
         let taken = Array(waiting[..<count])
         waiting.removeFirst(count)
         return taken
+    }
+
+    /// Requests waiting, not yet taken.
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting.count
     }
 
     /// Refuses new requests; those already waiting are still taken and answered.
