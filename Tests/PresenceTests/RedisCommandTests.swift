@@ -1,8 +1,9 @@
 @testable import Presence
 import Testing
 
-/// What a command tells a Redis Cluster client: its keys, the key it is routed by, whether it only reads.
-@Suite("Redis commands: keys, routing key, read-only")
+/// What a command tells a Redis Cluster client (its keys, the key it is routed by, whether it only
+/// reads), and how it goes on the wire.
+@Suite("Redis commands: keys, routing key, read-only, encoding")
 struct RedisCommandTests {
     @Test("EVAL/EVALSHA/FCALL: exactly the declared keys")
     func scriptKeys() {
@@ -77,5 +78,22 @@ struct RedisCommandTests {
         #expect(!RedisCommand("EVALSHA", "abc", "0").isReadOnly)
         #expect(!RedisCommand("DEL", "k").isReadOnly)
         #expect(!RedisCommand("PEXPIRE", "k", "1").isReadOnly)
+    }
+
+    @Test("encoded as the protocol's array of bulk strings: lengths of one, two and three digits, empty and binary arguments")
+    func encoding() {
+        var out: [UInt8] = []
+        RedisCommand("SET", "k", "").encode(into: &out)
+        var command = RedisCommand("HSET", String(repeating: "h", count: 12))
+        command.append(bytes: [0, 13, 10, 255])
+        command.append(String(repeating: "v", count: 100))
+        command.encode(into: &out)
+        let expected = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+            + "*4\r\n$4\r\nHSET\r\n$12\r\n\(String(repeating: "h", count: 12))\r\n$4\r\n"
+        let tail = "\r\n$100\r\n\(String(repeating: "v", count: 100))\r\n"
+        #expect(out == Array(expected.utf8) + [0, 13, 10, 255] + Array(tail.utf8))
+        var alone: [UInt8] = []
+        command.encode(into: &alone)
+        #expect(command.encodedCapacity >= alone.count, "the buffer is reserved once")
     }
 }

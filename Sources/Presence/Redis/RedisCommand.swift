@@ -1,7 +1,8 @@
-/// One Redis command as binary-safe arguments, sent with hiredis' argv API.
+/// One Redis command as binary-safe arguments.
 ///
 /// Arguments are stored back to back in one buffer with their lengths, so building a command costs
-/// two allocations whatever its size.
+/// two allocations whatever its size. The connection encodes a whole pipeline into one buffer
+/// (``encode(into:)``) and hands it to hiredis at once.
 ///
 /// A command knows the keys it touches (``keys``), so that a Redis Cluster client can route it by
 /// hash slot; a keyless command can be pinned to the node that owns a key with ``routed(by:)``.
@@ -142,20 +143,45 @@ public struct RedisCommand: Sendable, Hashable {
         "FCALL_RO", "MEMORY", "OBJECT",
     ]
 
-    /// Calls `body` with argv pointers and lengths valid for the duration of the call.
-    func withArgv<R>(_ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+    /// Appends the command as the protocol sends it (`*<count>`, then `$<length>` and the bytes of
+    /// each argument), as hiredis' argv API would have formatted it.
+    func encode(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "*"))
+        Self.appendDecimal(lengths.count, to: &out)
+        var offset = 0
         bytes.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!)
-            return withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: lengths.count) { argv in
-                var offset = 0
-                for (index, length) in lengths.enumerated() {
-                    argv[index] = (base + offset).assumingMemoryBound(to: CChar.self)
-                    offset += length
-                }
-                return lengths.withUnsafeBufferPointer { lengthBuffer in
-                    body(Int32(lengths.count), argv.baseAddress!, lengthBuffer.baseAddress!)
-                }
+            for length in lengths {
+                out.append(UInt8(ascii: "$"))
+                Self.appendDecimal(length, to: &out)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[offset..<offset + length]))
+                out.append(13)
+                out.append(10)
+                offset += length
             }
         }
+    }
+
+    /// The bytes ``encode(into:)`` appends, at most.
+    var encodedCapacity: Int { bytes.count + 24 * (lengths.count + 1) }
+
+    /// Appends `value` (≥ 0) in decimal, then CRLF.
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(value))
+        } else {
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 24 digits, filled from the end
+            var count = 0
+            var rest = value
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                while rest > 0 {
+                    count += 1
+                    buffer[24 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                out.append(contentsOf: buffer[(24 - count)...])
+            }
+        }
+        out.append(13)
+        out.append(10)
     }
 }

@@ -51,7 +51,7 @@ final class RedisConnection {
         setup.append(RedisCommand("ROLE"))
         if describeServer { setup.append(RedisCommand("INFO", "server")) }
         for script in scripts { setup.append(RedisCommand("SCRIPT", "LOAD", script.source)) }
-        for command in setup { connection.append(command) }
+        connection.append(setup)
         var replies: [Result<RedisValue, RedisError>] = []
         for _ in setup {
             do { replies.append(try connection.readReply()) } catch {
@@ -118,12 +118,19 @@ final class RedisConnection {
         return connection
     }
 
-    /// Queues `command` in the output buffer; nothing is written until a reply is read.
-    func append(_ command: RedisCommand) {
-        _ = command.withArgv { argc, argv, lengths in
-            redisAppendCommandArgv(context, argc, argv, lengths)
+    /// Queues `commands` in the output buffer, encoded in one piece; nothing is written until
+    /// ``flush()`` or a read.
+    func append(_ commands: [RedisCommand]) {
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(commands.reduce(0) { $0 + $1.encodedCapacity })
+        for command in commands { command.encode(into: &encoded) }
+        encoded.withUnsafeBytes { buffer in
+            _ = redisAppendFormattedCommand(context, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), buffer.count)
         }
     }
+
+    /// Queues `command` in the output buffer; nothing is written until ``flush()`` or a read.
+    func append(_ command: RedisCommand) { append([command]) }
 
     /// Writes what is buffered. A failure leaves the connection broken: the next read reports it.
     func flush() {

@@ -100,15 +100,16 @@ final class RedisIOLoop: @unchecked Sendable {
 
     /// Writes every command of every group (a transaction's in `MULTI`/`EXEC`).
     private func write(_ groups: [[RedisCommand]], transactions: [Bool], on connection: RedisConnection) {
-        var written = 0
+        var all: [RedisCommand] = []
+        all.reserveCapacity(groups.reduce(0) { $0 + $1.count + 2 })
         for (commands, transaction) in zip(groups, transactions) {
-            if transaction { connection.append(RedisCommand("MULTI")) }
-            for command in commands { connection.append(command) }
-            if transaction { connection.append(RedisCommand("EXEC")) }
-            written += commands.count + (transaction ? 2 : 0)
+            if transaction { all.append(RedisCommand("MULTI")) }
+            all += commands
+            if transaction { all.append(RedisCommand("EXEC")) }
         }
+        connection.append(all)
         connection.flush()
-        metrics.recordRoundTrip(commands: written)
+        metrics.recordRoundTrip(commands: all.count)
     }
 
     /// Reads the replies of groups written by ``write(_:transactions:on:)``, in order. After a
