@@ -138,18 +138,15 @@ public final class RedisClient: Service, Sendable {
     static func refusal(_ commands: [RedisCommand]) -> RedisError? {
         for command in commands {
             if command.count == 0 { return RedisError(.invalidConfiguration, "an empty command cannot be sent") }
-            // Only names starting with C, M, P or S can be refused: the others pass without
-            // building their name (this runs for every command sent).
-            switch (command.bytes.first ?? 0) & 0xDF {
-            case UInt8(ascii: "C"), UInt8(ascii: "M"), UInt8(ascii: "P"), UInt8(ascii: "S"): break
-            default: continue
-            }
-            let name = command.name
-            if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC"].contains(name)
-                || (name == "CLIENT" && command.arguments.dropFirst().first?.uppercased() == "REPLY") {
-                return RedisError(.invalidConfiguration, "\(name) does not answer once per command and cannot be pipelined")
+            // Compared in place: this runs for every command sent.
+            guard let refused = unanswered.first(where: command.isNamed) else { continue }
+            if refused != "CLIENT" || command.arguments.dropFirst().first?.uppercased() == "REPLY" {
+                return RedisError(.invalidConfiguration, "\(command.name) does not answer once per command and cannot be pipelined")
             }
         }
         return nil
     }
+
+    /// Commands that answer more or less than once (`CLIENT` only as `CLIENT REPLY`).
+    private static let unanswered = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", "CLIENT"]
 }

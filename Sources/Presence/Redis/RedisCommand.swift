@@ -78,6 +78,12 @@ public struct RedisCommand: Sendable, Hashable {
     /// The command name in upper case.
     public var name: String { count > 0 ? argument(0).uppercased() : "" }
 
+    /// Whether the command's name is `upper` (upper-case letters), in any case; compared in place.
+    func isNamed(_ upper: String) -> Bool {
+        guard let length = lengths.first, length == upper.utf8.count else { return false }
+        return zip(bytes, upper.utf8).allSatisfy { $0 & 0xDF == $1 }
+    }
+
     /// The argument at `index` as text.
     func argument(_ index: Int) -> String {
         var offset = 0
@@ -166,20 +172,13 @@ public struct RedisCommand: Sendable, Hashable {
 
     /// Appends `value` (≥ 0) in decimal, then CRLF.
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        if value < 10 {
-            out.append(UInt8(ascii: "0") + UInt8(value))
+        let zero = UInt8(ascii: "0")
+        if value < 100 {  // most lengths and counts
+            if value >= 10 { out.append(zero + UInt8(value / 10)) }
+            out.append(zero + UInt8(value % 10))
         } else {
-            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 24 digits, filled from the end
-            var count = 0
-            var rest = value
-            withUnsafeMutableBytes(of: &digits) { buffer in
-                while rest > 0 {
-                    count += 1
-                    buffer[24 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
-                out.append(contentsOf: buffer[(24 - count)...])
-            }
+            let digits = String(value).utf8
+            out.append(contentsOf: digits)
         }
         out.append(13)
         out.append(10)
