@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 
 /// The body of the client's I/O thread: takes waiting requests, writes them as one pipeline,
@@ -42,6 +43,7 @@ final class RedisIOLoop: @unchecked Sendable {
     /// the next commands while the previous replies travel back and are decoded (one pipeline
     /// ahead, so that a failure or a retry concerns at most two).
     func run() {
+        Self.blockBrokenPipeSignal()
         var inFlight: Sent?
         while true {
             let batch = queue.take(limit: configuration.maximumPipelineLength, wait: inFlight == nil)
@@ -53,6 +55,17 @@ final class RedisIOLoop: @unchecked Sendable {
         connection = nil
         serverInfo.disconnected()
         machine.closed()
+    }
+
+    /// Blocks `SIGPIPE` on this thread, whose writes are the only ones hiredis makes: a write to a
+    /// connection the server closed (a pipeline written ahead of replies that report it broken)
+    /// then fails with `EPIPE`, which the read reports, instead of killing the process. Only this
+    /// thread's mask changes; the signal's disposition stays the application's.
+    private static func blockBrokenPipeSignal() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
     }
 
     /// Writes `batch` as one pipeline, connecting first if needed. Returns `nil` when there is no
