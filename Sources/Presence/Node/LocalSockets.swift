@@ -61,7 +61,12 @@ struct LocalSockets<Socket, Change> {
     @discardableResult
     mutating func update(_ id: String, socket: Socket?, change: Change, sequence: Int) -> Socket? {
         // One lookup: a new id's slot is claimed inside the dictionary's own update.
-        let slot = Self.claim(&slots[id, default: -1], id, &entries, &freeSlots)
+        update(slot: Self.claim(&slots[id, default: -1], id, &entries, &freeSlots), socket: socket, change: change, sequence: sequence)
+    }
+
+    /// ``update(_:socket:change:sequence:)`` of the socket in `slot`, found already.
+    @discardableResult
+    mutating func update(slot: Slot, socket: Socket?, change: Change, sequence: Int) -> Socket? {
         let previous = entries[slot].socket
         entries[slot].socket = socket
         count += (socket == nil ? 0 : 1) - (previous == nil ? 0 : 1)

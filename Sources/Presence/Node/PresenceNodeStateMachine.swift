@@ -176,7 +176,7 @@ struct PresenceNodeStateMachine<Waiter> {
     mutating func disconnected(_ socketID: String) -> Bool {
         guard let slot = sockets.slot(socketID), let previous = sockets[slot: slot].socket else { return false }
         sequence += 1
-        sockets.update(socketID, socket: nil, change: .disconnect(userID: previous.userID, last: previous), sequence: sequence)
+        sockets.update(slot: slot, socket: nil, change: .disconnect(userID: previous.userID, last: previous), sequence: sequence)
         release(previous.userID)
         return true
     }
