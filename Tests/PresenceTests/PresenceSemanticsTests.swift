@@ -211,11 +211,13 @@ struct PresenceSemanticsTests {
             let ids = (0..<3_000).map { "f\($0)" }
             for id in ids { try running.node.connected(socketID: id, userID: "u\(id.count)") }
             try await running.node.flush()
-            // When the FLUSHALL ran, by the Redis clock: TIME right after it, in the same transaction.
-            let flush = await client.transaction([RedisCommand("FLUSHALL"), RedisCommand("TIME")])
-            let flushedAt = redisDate(try flush[1].get())
-            #expect(try await registry.socket("f1") == nil)
-            let ((registered, restored), slack) = try await measuringSchedulingSlack {
+            // Timers are probed from before the FLUSHALL: a stall right after it delays the node's
+            // next heartbeat as much as one later on.
+            let ((flushedAt, registered, restored), slack) = try await measuringSchedulingSlack {
+                // When the FLUSHALL ran, by the Redis clock: TIME right after it, in the same transaction.
+                let flush = await client.transaction([RedisCommand("FLUSHALL"), RedisCommand("TIME")])
+                let flushedAt = redisDate(try flush[1].get())
+                #expect(try await registry.socket("f1") == nil)
                 let registered = try await firstHeartbeat(of: ["survivor"], redis: server.configuration, configuration: fastConfiguration)
                 let restored = try await eventually("all sockets restored") {
                     for chunk in ids.chunked(1000) where try await registry.sockets(Array(chunk)).contains(where: { $0 == nil }) {
@@ -223,7 +225,7 @@ struct PresenceSemanticsTests {
                     }
                     return true
                 }
-                return (registered, restored)
+                return (flushedAt, registered, restored)
             }
             let back = Duration.seconds(registered.at.timeIntervalSince(flushedAt))
             print("registered again \(back) after FLUSHALL, all 3,000 sockets restored \(restored) later (heartbeat 200 ms, timers late by up to \(slack), round trip up to \(registered.roundTrip))")
