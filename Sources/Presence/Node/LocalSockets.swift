@@ -162,7 +162,7 @@ struct LocalSockets<Socket, Change> {
 
     /// Forgets every change and every batch in flight; the sockets stay.
     mutating func forgetChanges() {
-        for slot in entries.indices where !entries[slot].id.isEmpty {
+        for slot in entries.indices {
             entries[slot].change = nil
             entries[slot].inFlight = false
             release(slot)
@@ -179,9 +179,9 @@ struct LocalSockets<Socket, Change> {
         order[head...].lazy.compactMap { [entries] in entries[$0].change == nil ? nil : entries[$0].sequence }
     }
 
-    /// The ids of the sockets held, in no order.
-    var ids: [String] { entries.compactMap { $0.socket == nil ? nil : $0.id } }
-
     /// The slots of the sockets held, in no order.
     var held: some Sequence<Entry> { entries.lazy.filter { $0.socket != nil } }
+
+    /// The ids of the sockets held, in no order.
+    var ids: [String] { held.map(\.id) }
 }

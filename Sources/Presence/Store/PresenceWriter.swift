@@ -107,9 +107,10 @@ public struct PresenceWriter: Sendable {
     /// Applies socket events of one node incarnation in order. By script: one pipeline on one
     /// server, plus a second one for the user entries of disconnects reported without their user;
     /// on a Redis Cluster the set's additions go first, a user add whose connect lives on another
-    /// node waits for it, and the set's removals follow the disconnects: up to four round trips. By native commands (``PresenceConfiguration/writeCommands``, on servers that have
-    /// them): one pipeline, plus one when a record was found in place or a disconnect was
-    /// reported, and more only while a swap loses a race.
+    /// node waits for it, and the set's removals follow the disconnects: up to four round trips.
+    /// By native commands (``PresenceConfiguration/writeCommands``, on servers that have them):
+    /// one pipeline, plus one when a record was found in place or a disconnect was reported, and
+    /// more only while a swap loses a race.
     ///
     /// Socket records change exactly in event order. The node's socket set and the user index
     /// follow each socket's last event in the batch. The set stays a superset of the node's socket
